@@ -1,0 +1,3 @@
+//! The `vigil` command, the single entry point users type.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Vigil alerter: deduplicates, routes and escalates alerts.

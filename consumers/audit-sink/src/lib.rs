@@ -1,0 +1,1 @@
+//! Vigil audit sink: exactly-once, hash-chained audit trail in ClickHouse.

@@ -1,0 +1,1 @@
+//! Vigil consumer runtime: ack-driven offsets, error classes, DLQ routing, retries.

@@ -1,0 +1,1 @@
+//! Vigil correlator: Sigma detection and correlation rules over verified events.

@@ -1,0 +1,1 @@
+//! Vigil dead-letter tooling: stats, inspection and approved replay.

@@ -1,0 +1,1 @@
+//! Vigil verifier: checks event signatures against the key registry.

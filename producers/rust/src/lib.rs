@@ -1,0 +1,1 @@
+//! Vigil producer SDK: non-blocking signed event emission with a crash-safe spool.

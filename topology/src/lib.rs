@@ -1,0 +1,1 @@
+//! Vigil topic topology, Kafka client configuration and shared telemetry.
