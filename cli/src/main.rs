@@ -1,3 +1,41 @@
 //! The `vigil` command, the single entry point users type.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vigil_topology::LogFormat;
+
+mod commands;
+
+/// Vigil: a Kafka pipeline for signed security verification events.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, propagate_version = true)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VIGIL_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate, diff and apply the Kafka topic topology.
+    Topology(commands::topology::TopologyArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    vigil_topology::telemetry::init_tracing(cli.log_format, "warn,vigil=info");
+    let result = match cli.command {
+        Command::Topology(args) => commands::topology::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

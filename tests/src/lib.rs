@@ -1,1 +1,55 @@
-//! Shared helpers for the end-to-end tests: service addresses from `VIGIL_*` variables, fresh topic names.
+//! Shared helpers for the end-to-end tests: service addresses from `VIGIL_*` variables (so the
+//! same suite runs against `scripts/stack`, docker-compose or a real cluster) and fresh topics.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+/// Returns `VIGIL_KAFKA_BOOTSTRAP`, or panics with the command that sets it.
+pub fn kafka_bootstrap() -> String {
+    required("VIGIL_KAFKA_BOOTSTRAP")
+}
+
+/// Returns `VIGIL_SCHEMA_REGISTRY_URL` without a trailing slash.
+pub fn schema_registry_url() -> String {
+    required("VIGIL_SCHEMA_REGISTRY_URL").trim_end_matches('/').to_owned()
+}
+
+/// Returns `VIGIL_CLICKHOUSE_URL` without a trailing slash.
+pub fn clickhouse_url() -> String {
+    required("VIGIL_CLICKHOUSE_URL").trim_end_matches('/').to_owned()
+}
+
+fn required(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run `eval \"$(scripts/stack up)\"` first, or use scripts/test")
+    })
+}
+
+/// Returns a topic name no other test uses (the rust-rdkafka `rand_test_topic` pattern).
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Returns a client config pointing at the test broker.
+pub fn client_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", kafka_bootstrap());
+    c
+}
+
+/// Creates a topic with `partitions` partitions and replication 1, and waits until it exists.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config().create().expect("admin client for the test broker");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &opts)
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating test topic {t}: {e}"));
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per `vigil` subcommand.
+
+pub mod topology;
