@@ -1,1 +1,3 @@
 //! Vigil producer SDK: non-blocking signed event emission with a crash-safe spool.
+
+pub mod spool;
