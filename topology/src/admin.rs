@@ -18,6 +18,7 @@ use crate::kafka::KafkaClientConfig;
 use crate::topics::{TopicSpec, Topology};
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors while reading or changing the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,12 @@ pub enum AdminError {
         topic: String,
         /// Why it cannot be applied.
         reason: String,
+    },
+    /// Changes were accepted but the cluster did not show them in time.
+    #[error("the cluster did not reflect these changes within 30 s: {}", remaining.join("; "))]
+    NotConverged {
+        /// What still differs.
+        remaining: Vec<String>,
     },
     /// A blocking metadata call could not be joined.
     #[error("metadata task failed: {0}")]
@@ -327,7 +334,26 @@ impl TopologyAdmin {
                 }
             }
         }
-        Ok(())
+        self.await_converged(topology).await
+    }
+
+    /// Waits until the cluster's metadata shows the declaration: a created topic or new
+    /// partitions reach every broker's metadata cache a moment after the request succeeds, and a
+    /// broker that silently ignored a change must be caught here, not by the next reader.
+    async fn await_converged(&self, topology: &Topology) -> Result<(), AdminError> {
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let plan = self.plan(topology).await?;
+            if plan.changes.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AdminError::NotConverged {
+                    remaining: plan.changes.iter().map(ToString::to_string).collect(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     async fn describe(&self, topology: &Topology) -> Result<BTreeMap<String, LiveTopic>, AdminError> {

@@ -58,14 +58,6 @@ pub async fn run(args: TopologyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     admin.apply(&topology, &plan).await.context("applying the topology")?;
-    // Read back so a broker that silently ignored a change is caught here, not later.
-    let remaining = admin.plan(&topology).await.context("re-reading the cluster")?;
-    if !remaining.is_empty() {
-        for line in remaining.lines() {
-            eprintln!("still differs: {line}");
-        }
-        anyhow::bail!("{} change(s) did not take effect", remaining.changes.len());
-    }
     println!("applied {} change(s)", plan.changes.len());
     Ok(ExitCode::SUCCESS)
 }
