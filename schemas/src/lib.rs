@@ -19,7 +19,9 @@
 
 pub mod codec;
 pub mod error;
+pub mod headers;
 pub mod model;
+pub mod registry;
 pub mod schema;
 pub mod signing;
 pub mod topics;
@@ -27,7 +29,9 @@ pub mod wire;
 
 pub use codec::{AvroRecord, Codec, WriterSchema};
 pub use error::ErrorClass;
+pub use headers::{HeaderError, RecordSigner, SignatureHeaders, SignedRecord};
 pub use signing::{EventSigner, KeyId, PublicKey, Signature, SigningError};
+pub use registry::{RegistryError, SchemaRegistry};
 pub use model::{
     Alert, DigitalSignature, EventClass, KeyState, KeyStatus, Platform, Producer, Severity,
     SignatureState, Status, Subject, Trace, VerificationEvent, VerifiedEvent,
