@@ -25,6 +25,7 @@ pub mod registry;
 pub mod schema;
 pub mod signing;
 pub mod topics;
+pub mod vectors;
 pub mod wire;
 
 pub use codec::{AvroRecord, Codec, WriterSchema};
