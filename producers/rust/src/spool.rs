@@ -560,7 +560,7 @@ impl Spool {
         // remaining record bounds the cursor from below even if the ack file is stale or lost.
         let oldest = segments.front().and_then(|s| s.first_seq).unwrap_or(1);
         let acked = ack_floor.max(oldest - 1);
-        let next_seq = prev.unwrap_or(0).max(acked) + 1;
+        let next_seq = prev.unwrap_or(0).max(acked).saturating_add(1);
         let mut disk_bytes = segments.iter().map(|s| s.len).sum();
         while segments
             .front()
@@ -696,7 +696,7 @@ impl Spool {
         max_bytes: usize,
     ) -> Result<Vec<SpoolRecord>, SpoolError> {
         let mut inner = self.lock();
-        let start = after.0.max(inner.acked) + 1;
+        let start = after.0.max(inner.acked).saturating_add(1);
         let mut batch = Batch {
             start,
             max_records,
@@ -731,7 +731,7 @@ impl Spool {
             }
             if batch.is_full() {
                 hint = batch.out.last().map(|r| ReadHint {
-                    next_seq: r.seq.0 + 1,
+                    next_seq: r.seq.0.saturating_add(1),
                     base: inner.segments[idx].base,
                     offset: read.offset,
                 });
@@ -752,7 +752,7 @@ impl Spool {
                 .last()
                 .zip(inner.segments.back())
                 .map(|(r, seg)| ReadHint {
-                    next_seq: r.seq.0 + 1,
+                    next_seq: r.seq.0.saturating_add(1),
                     base: seg.base,
                     offset: seg.valid_end,
                 });
@@ -904,7 +904,7 @@ impl Spool {
         seg.first_seq.get_or_insert(seq);
         seg.last_seq = Some(seq);
         inner.disk_bytes += frame_len;
-        inner.next_seq += 1;
+        inner.next_seq = inner.next_seq.saturating_add(1);
         inner.unsynced += 1;
         bump(&self.counters.appended, 1);
         Ok(seq)
@@ -1123,7 +1123,7 @@ impl Spool {
         let acked = self.counters.acked_seq.load(Ordering::Relaxed);
         if let Some(rel) = frame::resync(region, 1, floor) {
             let resume = offset + rel as u64;
-            let next_seq = frame::decode_at(region, rel).map_or(floor + 1, |f| f.seq);
+            let next_seq = frame::decode_at(region, rel).map_or(floor.saturating_add(1), |f| f.seq);
             let lost = frame::missing_between(Some(floor), next_seq, acked);
             tracing::error!(segment = %seg.path.display(), offset, lost_records = lost, "spool record corrupted on disk, skipping it");
             bump(&self.counters.corrupt_records, lost);
