@@ -1,5 +1,7 @@
 //! Per-event CPU cost of the producer path (encode, frame, sign) and of verification, single
 //! versus batched. The producer throughput ceiling is 1e9 / (encode+frame+sign ns) events/s/core.
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -190,11 +190,11 @@ impl SignatureHeaders {
                 _ => {}
             }
         }
-        if let Some(alg) = alg {
-            if alg != ALGORITHM.as_bytes() {
-                let shown = String::from_utf8_lossy(&alg[..alg.len().min(64)]).into_owned();
-                return Err(HeaderError::UnknownAlgorithm(shown));
-            }
+        if let Some(alg) = alg
+            && alg != ALGORITHM.as_bytes()
+        {
+            let shown = String::from_utf8_lossy(&alg[..alg.len().min(64)]).into_owned();
+            return Err(HeaderError::UnknownAlgorithm(shown));
         }
         let sig = sig.ok_or(HeaderError::MissingSignature)?;
         let signature = Signature::from_slice(sig).map_err(|e| match e {

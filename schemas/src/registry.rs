@@ -134,10 +134,10 @@ impl SchemaCache {
     }
 
     fn insert(&mut self, schema: Arc<WriterSchema>) {
-        if self.by_id.len() >= self.capacity {
-            if let Some(victim) = self.by_id.keys().next().copied() {
-                self.by_id.remove(&victim);
-            }
+        if self.by_id.len() >= self.capacity
+            && let Some(victim) = self.by_id.keys().next().copied()
+        {
+            self.by_id.remove(&victim);
         }
         self.unknown.remove(&schema.id());
         self.by_id.insert(schema.id(), schema);
