@@ -162,7 +162,8 @@ impl SchemaCache {
 #[derive(Debug)]
 pub struct SchemaRegistry {
     settings: SrSettings,
-    subjects: Mutex<HashMap<String, SchemaId>>,
+    /// Registered ids by subject and schema text: a subject holds several versions over time.
+    subjects: Mutex<HashMap<(String, String), SchemaId>>,
     schemas: Mutex<SchemaCache>,
 }
 
@@ -187,9 +188,8 @@ impl SchemaRegistry {
 
     /// Registers `schema_json` under `subject` (idempotent) and returns its id; cached per subject.
     ///
-    /// The cache assumes one schema per subject per process, which holds for this crate's schemas.
     pub async fn register(&self, subject: &str, schema_json: &str) -> Result<SchemaId, RegistryError> {
-        if let Some(id) = lock(&self.subjects).get(subject) {
+        if let Some(id) = lock(&self.subjects).get(&(subject.to_owned(), schema_json.to_owned())) {
             return Ok(*id);
         }
         let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema_json.to_owned());
@@ -198,7 +198,7 @@ impl SchemaRegistry {
             .map_err(|e| classify(e, Some(subject), None))?;
         let id = SchemaId(registered.id);
         let writer = WriterSchema::parse(id, schema_json).map_err(RegistryError::InvalidSchema)?;
-        lock(&self.subjects).insert(subject.to_owned(), id);
+        lock(&self.subjects).insert((subject.to_owned(), schema_json.to_owned()), id);
         lock(&self.schemas).insert(Arc::new(writer));
         Ok(id)
     }
@@ -252,9 +252,9 @@ impl SchemaRegistry {
         }
     }
 
-    /// Returns the cached id of a subject, if registered by this client.
-    pub fn cached_id(&self, subject: &str) -> Option<SchemaId> {
-        lock(&self.subjects).get(subject).copied()
+    /// Returns the cached id of `schema_json` under `subject`, if registered by this client.
+    pub fn cached_id(&self, subject: &str, schema_json: &str) -> Option<SchemaId> {
+        lock(&self.subjects).get(&(subject.to_owned(), schema_json.to_owned())).copied()
     }
 
     /// Returns how many writer schemas are cached (for a gauge).
@@ -317,6 +317,6 @@ mod tests {
     fn client_builds_without_connecting() {
         let registry = SchemaRegistry::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(registry.cached_schemas(), 0);
-        assert_eq!(registry.cached_id("vigil.events.raw-value"), None);
+        assert_eq!(registry.cached_id("vigil.events.raw-value", "{}"), None);
     }
 }

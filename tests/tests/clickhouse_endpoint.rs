@@ -15,6 +15,7 @@ struct Probe {
     occurred_at: OffsetDateTime,
     platform: String,
     count: u32,
+    #[serde(with = "serde_bytes")]
     raw: Vec<u8>,
 }
 

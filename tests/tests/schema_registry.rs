@@ -80,3 +80,30 @@ async fn register_lookup_and_backward_compatibility() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error_code"].as_i64(), Some(40403));
 }
+
+#[tokio::test]
+async fn event_schema_evolves_backward_and_unknown_ids_are_typed() {
+    use vigil_schemas::{AvroRecord, RegistryError, SchemaId, SchemaRegistry, VerificationEvent};
+    let registry = SchemaRegistry::new(&schema_registry_url()).expect("registry client");
+    let subject = format!("{}-value", unique_name("e2e-evolve"));
+    let v1 = registry
+        .register(&subject, VerificationEvent::SCHEMA_JSON)
+        .await
+        .expect("register v1");
+    let v2_json = include_str!("../../schemas/testdata/verification_event_v2.avsc");
+    assert!(
+        registry.is_compatible(&subject, v2_json).await.expect("compatibility check"),
+        "a v2 adding an optional field passes BACKWARD"
+    );
+    let v2 = registry.register(&subject, v2_json).await.expect("register v2");
+    assert_ne!(v1, v2);
+    // A reader on v1 gets v2's schema by id from the registry and decodes through resolution
+    // (the pure decode test lives in vigil-schemas).
+    let writer = registry.schema_by_id(v2).await.expect("v2 by id");
+    assert_eq!(writer.id(), v2);
+
+    match registry.schema_by_id(SchemaId(2_000_000_000)).await {
+        Err(RegistryError::UnknownSchemaId(id)) => assert_eq!(id, SchemaId(2_000_000_000)),
+        other => panic!("unknown id must be a typed error, got {other:?}"),
+    }
+}
