@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Validate, diff and apply the Kafka topic topology.
     Topology(commands::topology::TopologyArgs),
+    /// Send signed events from a JSON-lines file.
+    Produce(commands::produce::ProduceArgs),
 }
 
 #[tokio::main]
@@ -30,6 +32,7 @@ async fn main() -> ExitCode {
     vigil_topology::telemetry::init_tracing(cli.log_format, "warn,vigil=info");
     let result = match cli.command {
         Command::Topology(args) => commands::topology::run(args).await,
+        Command::Produce(args) => commands::produce::run(args).await,
     };
     match result {
         Ok(code) => code,

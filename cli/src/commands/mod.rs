@@ -1,3 +1,4 @@
 //! One module per `vigil` subcommand.
 
+pub mod produce;
 pub mod topology;
