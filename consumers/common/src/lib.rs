@@ -1,1 +1,59 @@
-//! Vigil consumer runtime: ack-driven offsets, error classes, DLQ routing, retries.
+//! Vigil consumer runtime: the loop every Vigil service consumes through.
+//!
+//! **Delivery guarantee: at-least-once.** `enable.auto.offset.store=false`; a record's offset is
+//! stored only after the record is finished — handled, rejected, or written with the broker's
+//! acknowledgement to the DLQ or a delayed retry topic — and offsets are stored in order per
+//! partition, then committed in the background, on partition revoke and on shutdown. A record
+//! handled but not yet committed when the process dies is handled again, so handlers must be
+//! idempotent (key side effects by `event_id`).
+//!
+//! - Ordering: one worker per assigned partition handles its records one at a time in offset
+//!   order (so per key in order); partitions run concurrently. A record parked in a retry topic
+//!   is retried after later records of its key, by design of delayed retries.
+//! - Errors ([`ErrorClass`]): `bad_data` goes to the DLQ at once; `transient` is retried with
+//!   exponential backoff and full jitter, then through the `vigil.retry.*` topics, then to the
+//!   DLQ; `internal` stops the run with an error without storing the offset. `rejected` is a
+//!   successful [`Outcome`].
+//! - Bounded: librdkafka's prefetch (`queued.max.messages.kbytes` from
+//!   [`vigil_topology::KafkaClientConfig`]), and each partition's queue
+//!   (`max_in_flight_per_partition`), beyond which the partition is paused.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vigil_consumer::{ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RuntimeConfig};
+//!
+//! struct Verifier;
+//! impl Handler for Verifier {
+//!     async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
+//!         let _bytes = record.value.as_deref().ok_or_else(|| HandleError::bad_data("tombstone"))?;
+//!         Ok(Outcome::Handled)
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let telemetry = vigil_topology::Telemetry::new();
+//! let kafka = vigil_topology::KafkaClientConfig::from_env();
+//! let config = RuntimeConfig::new("verifier", "vigil-verifier", vec!["vigil.events.raw".into()]);
+//! let runtime = ConsumerRuntime::new(config, &kafka, &telemetry)?;
+//! let summary = runtime.run(Arc::new(Verifier), vigil_consumer::shutdown_signal()).await?;
+//! println!("{summary:?}");
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod context;
+pub mod dead_letter;
+mod handler;
+mod internal_events;
+mod metrics;
+mod runtime;
+mod shutdown;
+mod worker;
+
+pub use config::{ConfigError, Jitter, RetryPolicy, RetryTopic, RuntimeConfig};
+pub use dead_letter::{DeadLetterHeaderError, DeadLetterHeaders};
+pub use handler::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader};
+pub use metrics::ConsumerMetrics;
+pub use runtime::{ConsumerRuntime, ParkError, RunSummary, RuntimeError};
+pub use shutdown::shutdown_signal;

@@ -1,0 +1,187 @@
+//! What a service implements: a [`Handler`] that takes one [`InboundRecord`] and says how it went.
+
+use std::fmt;
+use std::future::Future;
+
+/// One header of a Kafka record; `None` is a null value, distinct from an empty one.
+pub type RecordHeader = (String, Option<Vec<u8>>);
+
+/// A consumed record, owned so a handler may keep it across awaits.
+///
+/// A record coming back from a retry topic carries the coordinates of the original record (its
+/// topic, partition, offset and timestamp) and its original headers, so a handler never sees the
+/// retry machinery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRecord {
+    /// Topic the record was first written to.
+    pub topic: String,
+    /// Partition of that topic.
+    pub partition: i32,
+    /// Offset in that partition.
+    pub offset: i64,
+    /// Record timestamp in milliseconds since the Unix epoch, if the record has one.
+    pub timestamp_ms: Option<i64>,
+    /// Record key; `None` for a null key.
+    pub key: Option<Vec<u8>>,
+    /// Record value; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Record headers in wire order.
+    pub headers: Vec<RecordHeader>,
+    /// Which handler call this is for the record, counting every earlier call (1 the first time).
+    pub attempt: u32,
+}
+
+impl InboundRecord {
+    /// Returns the value of the last header named `name`, if present and not null.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// How a record was handled successfully.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed and written downstream.
+    Handled,
+    /// Valid bytes but refused (bad signature, revoked key, replay); the service has already
+    /// published the rejection as a security event itself. Counted separately.
+    Rejected,
+}
+
+/// Why a record could not be handled, and therefore what the runtime does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The record itself is broken (undecodable, unknown schema, bad framing): dead-lettered at
+    /// once, the partition moves on.
+    BadData,
+    /// A dependency is unavailable: retried with backoff, then through the retry topics, then
+    /// dead-lettered once the attempt budget is spent.
+    Transient,
+    /// A bug: the run stops with an error and the record's offset is not stored, so nothing is
+    /// lost when the service restarts.
+    Internal,
+}
+
+impl ErrorClass {
+    /// Returns the class as written in `vigil-error-class` and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::BadData => "bad_data",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Internal => "internal",
+        }
+    }
+
+    /// Parses the form written by [`ErrorClass::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bad_data" => Some(ErrorClass::BadData),
+            "transient" => Some(ErrorClass::Transient),
+            "internal" => Some(ErrorClass::Internal),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classified handler failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class}: {message}")]
+pub struct HandleError {
+    /// What the runtime does with the record.
+    pub class: ErrorClass,
+    /// Human-readable reason, written to `vigil-error` (truncated) when dead-lettered.
+    pub message: String,
+}
+
+impl HandleError {
+    /// Returns a `bad_data` error: the record goes to the DLQ.
+    pub fn bad_data(message: impl fmt::Display) -> Self {
+        Self {
+            class: ErrorClass::BadData,
+            message: message.to_string(),
+        }
+    }
+
+    /// Returns a `transient` error: the record is retried.
+    pub fn transient(message: impl fmt::Display) -> Self {
+        Self {
+            class: ErrorClass::Transient,
+            message: message.to_string(),
+        }
+    }
+
+    /// Returns an `internal` error: the run stops and the record will be consumed again.
+    pub fn internal(message: impl fmt::Display) -> Self {
+        Self {
+            class: ErrorClass::Internal,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The per-record logic of a service.
+///
+/// Records of one partition are handed over one at a time in offset order (so per key, in
+/// order); different partitions are handled concurrently, so `handle` must be safe to call from
+/// several tasks at once. A handler may be called more than once for a record (at-least-once):
+/// side effects should be idempotent, e.g. keyed by `event_id`.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one record.
+    fn handle(
+        &self,
+        record: &InboundRecord,
+    ) -> impl Future<Output = Result<Outcome, HandleError>> + Send;
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_class_round_trips_through_its_wire_form() {
+        for c in [
+            ErrorClass::BadData,
+            ErrorClass::Transient,
+            ErrorClass::Internal,
+        ] {
+            assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorClass::parse("rejected"), None);
+        assert_eq!(
+            HandleError::transient("registry down").to_string(),
+            "transient: registry down"
+        );
+    }
+
+    #[test]
+    fn header_lookup_takes_the_last_non_null_occurrence() {
+        let r = InboundRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: vec![
+                ("a".into(), Some(b"1".to_vec())),
+                ("a".into(), Some(b"2".to_vec())),
+                ("n".into(), None),
+            ],
+            attempt: 1,
+        };
+        assert_eq!(r.header("a"), Some(&b"2"[..]));
+        assert_eq!(r.header("n"), None);
+        assert_eq!(r.header("missing"), None);
+    }
+}
