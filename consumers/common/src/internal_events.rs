@@ -322,3 +322,41 @@ impl InternalEvent for ConsumeFailed<'_> {
         tracing::warn!(error = self.error, "kafka consumer error");
     }
 }
+
+/// A partition's worker queue filled up (paused) or drained again (resumed).
+pub(crate) struct PartitionFlowChanged<'a> {
+    pub ins: &'a Instruments,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub paused: bool,
+}
+
+impl InternalEvent for PartitionFlowChanged<'_> {
+    fn emit(self) {
+        let gauge = self
+            .ins
+            .metrics
+            .paused
+            .with_label_values(&[&self.ins.service]);
+        if self.paused {
+            tracing::debug!(
+                topic = self.topic,
+                partition = self.partition,
+                "partition paused: worker queue full"
+            );
+            self.ins
+                .metrics
+                .pauses
+                .with_label_values(&[&self.ins.service])
+                .inc();
+            gauge.inc();
+        } else {
+            tracing::debug!(
+                topic = self.topic,
+                partition = self.partition,
+                "partition resumed"
+            );
+            gauge.dec();
+        }
+    }
+}

@@ -16,6 +16,8 @@ pub struct ConsumerMetrics {
     pub(crate) lag: IntGaugeVec,
     pub(crate) rebalances: IntCounterVec,
     pub(crate) commit_errors: IntCounterVec,
+    pub(crate) pauses: IntCounterVec,
+    pub(crate) paused: IntGaugeVec,
 }
 
 impl ConsumerMetrics {
@@ -91,6 +93,16 @@ impl ConsumerMetrics {
             commit_errors: counter(
                 "vigil_consumer_commit_errors_total",
                 "Offset commits that failed (they are retried by the next commit).",
+                &["service"],
+            )?,
+            pauses: counter(
+                "vigil_consumer_partition_pauses_total",
+                "Times a partition was paused because its worker queue was full.",
+                &["service"],
+            )?,
+            paused: gauge(
+                "vigil_consumer_paused_partitions",
+                "Partitions currently paused because their worker queue is full.",
                 &["service"],
             )?,
         })

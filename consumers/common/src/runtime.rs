@@ -20,7 +20,9 @@ use vigil_topology::{Health, InternalEvent, KafkaClientConfig, KafkaConfigError,
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::context::{PartitionId, RuntimeContext};
 use crate::handler::Handler;
-use crate::internal_events::{ConsumeFailed, Instruments, OffsetCommitFailed};
+use crate::internal_events::{
+    ConsumeFailed, Instruments, OffsetCommitFailed, PartitionFlowChanged,
+};
 use crate::metrics::ConsumerMetrics;
 use crate::worker::{Consumed, Counts, InFlight, Shared, run_worker};
 
@@ -265,15 +267,15 @@ impl ConsumerRuntime {
                     break;
                 }
                 _ = pending_tick.tick(), if any_pending => {
-                    retire_revoked(&mut slots, &mut retired);
+                    retire_revoked(&ins, &mut slots, &mut retired);
                     for (id, slot) in &mut slots {
-                        flush_pending(&consumer, id, slot);
+                        flush_pending(&consumer, &ins, id, slot);
                     }
                 }
                 received = consumer.recv() => {
                     // A rebalance runs inside recv: retire revoked workers before dispatching,
                     // so a record of a new assignment never goes to a revoked worker.
-                    retire_revoked(&mut slots, &mut retired);
+                    retire_revoked(&ins, &mut slots, &mut retired);
                     match received {
                         Ok(m) => {
                             let record = Consumed::from_message(
@@ -303,7 +305,7 @@ impl ConsumerRuntime {
                                 }
                             };
                             slot.pending.push_back(record);
-                            flush_pending(&consumer, &id, slot);
+                            flush_pending(&consumer, &ins, &id, slot);
                         }
                         Err(e) => ConsumeFailed { error: &e.to_string() }.emit(),
                     }
@@ -314,8 +316,9 @@ impl ConsumerRuntime {
         // Stop fetching and let each worker finish what its channel holds; waits are abandoned.
         let _ = stop_tx.send(true);
         let mut tasks: Vec<JoinHandle<()>> = retired.into_values().collect();
-        for (_, slot) in slots.drain() {
+        for (id, slot) in slots.drain() {
             // Dropping the sender closes the channel; pending records are released unhandled.
+            release(&ins, &id, &slot);
             tasks.push(slot.task);
         }
         let timeout = Duration::from_millis(config.shutdown_timeout_ms);
@@ -375,6 +378,7 @@ impl ConsumerRuntime {
 
 /// Moves the workers of revoked partitions out of the dispatch table.
 fn retire_revoked(
+    ins: &Instruments,
     slots: &mut HashMap<PartitionId, Slot>,
     retired: &mut HashMap<PartitionId, JoinHandle<()>>,
 ) {
@@ -386,14 +390,34 @@ fn retire_revoked(
         .collect();
     for id in revoked {
         if let Some(slot) = slots.remove(&id) {
+            release(ins, &id, &slot);
             retired.insert(id, slot.task);
         }
     }
 }
 
 /// Hands queued records to the worker in order; pauses the partition while the worker is full
+/// Accounts for a slot leaving the dispatch table while its partition is paused.
+fn release(ins: &Instruments, id: &PartitionId, slot: &Slot) {
+    if slot.paused {
+        PartitionFlowChanged {
+            ins,
+            topic: &id.0,
+            partition: id.1,
+            paused: false,
+        }
+        .emit();
+    }
+}
+
+/// Hands queued records to the worker in order; pauses the partition while the worker is full
 /// (so the loop keeps polling and the consumer stays in its group) and resumes it once drained.
-fn flush_pending(consumer: &StreamConsumer<RuntimeContext>, id: &PartitionId, slot: &mut Slot) {
+fn flush_pending(
+    consumer: &StreamConsumer<RuntimeContext>,
+    ins: &Instruments,
+    id: &PartitionId,
+    slot: &mut Slot,
+) {
     while let Some(record) = slot.pending.pop_front() {
         match slot.records.try_send(record) {
             Ok(()) => {}
@@ -418,7 +442,16 @@ fn flush_pending(consumer: &StreamConsumer<RuntimeContext>, id: &PartitionId, sl
             consumer.resume(&tpl)
         };
         match result {
-            Ok(()) => slot.paused = want_paused,
+            Ok(()) => {
+                slot.paused = want_paused;
+                PartitionFlowChanged {
+                    ins,
+                    topic: &id.0,
+                    partition: id.1,
+                    paused: want_paused,
+                }
+                .emit();
+            }
             Err(e) => tracing::debug!(topic = id.0, partition = id.1, error = %e, "pause/resume"),
         }
     }

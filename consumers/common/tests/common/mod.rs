@@ -1,0 +1,373 @@
+//! Shared pieces of the runtime's integration tests: fresh topics per test, a scripted handler
+//! that records every call, producing, reading back, committed offsets and metric values.
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vigil_consumer::{
+    ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RecordHeader, RetryPolicy,
+    RetryTopic, RunSummary, RuntimeConfig, RuntimeError,
+};
+use vigil_topology::{KafkaClientConfig, LogFormat, Telemetry};
+
+/// Upper bound for any wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A set of fresh topics and a consumer group used by one test.
+pub struct Topics {
+    pub source: String,
+    pub retry: Vec<String>,
+    pub dlq: String,
+    pub group: String,
+}
+
+impl Topics {
+    /// Creates a source topic with `partitions` partitions, two retry topics and a DLQ.
+    pub async fn create(partitions: i32) -> Self {
+        vigil_topology::telemetry::init_tracing(LogFormat::Text, "warn");
+        let t = Topics {
+            source: vigil_e2e::unique_name("consumer-src"),
+            retry: vec![
+                vigil_e2e::unique_name("consumer-retry1"),
+                vigil_e2e::unique_name("consumer-retry2"),
+            ],
+            dlq: vigil_e2e::unique_name("consumer-dlq"),
+            group: vigil_e2e::unique_name("consumer-group"),
+        };
+        vigil_e2e::create_topic(&t.source, partitions).await;
+        for r in &t.retry {
+            vigil_e2e::create_topic(r, 2).await;
+        }
+        vigil_e2e::create_topic(&t.dlq, 1).await;
+        t
+    }
+
+    /// Returns a runtime configuration with test-sized timings: 1 s and 2 s retry topics.
+    pub fn config(&self) -> RuntimeConfig {
+        let mut c = RuntimeConfig::new("test", self.group.clone(), vec![self.source.clone()]);
+        c.retry = RetryPolicy {
+            in_process_attempts: 3,
+            initial_backoff_ms: 10,
+            max_backoff_ms: 50,
+            ..RetryPolicy::default()
+        };
+        c.retry_topics = vec![
+            RetryTopic {
+                topic: self.retry[0].clone(),
+                delay_ms: 1_000,
+            },
+            RetryTopic {
+                topic: self.retry[1].clone(),
+                delay_ms: 2_000,
+            },
+        ];
+        c.dlq_topic = self.dlq.clone();
+        c.commit_interval_ms = 500;
+        c.statistics_interval_ms = 500;
+        c.shutdown_timeout_ms = 20_000;
+        c
+    }
+}
+
+pub fn kafka() -> KafkaClientConfig {
+    KafkaClientConfig::new(vigil_e2e::kafka_bootstrap())
+}
+
+/// What the scripted handler answers for one call.
+pub type Script = dyn Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sync;
+
+/// A handler that answers by script and records every call with the time it was made.
+pub struct Scripted {
+    script: Box<Script>,
+    delay: Duration,
+    pub calls: Mutex<Vec<(Instant, InboundRecord)>>,
+}
+
+impl Scripted {
+    pub fn new(
+        script: impl Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Self::slow(Duration::ZERO, script)
+    }
+
+    /// Like `new`, but every call takes `delay`.
+    pub fn slow(
+        delay: Duration,
+        script: impl Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            script: Box::new(script),
+            delay,
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn calls(&self) -> Vec<InboundRecord> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    pub fn timed_calls(&self) -> Vec<(Instant, InboundRecord)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+impl Handler for Scripted {
+    async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push((Instant::now(), record.clone()));
+        (self.script)(record)
+    }
+}
+
+/// A runtime running in the background until `stop` is called.
+pub struct Running {
+    pub telemetry: Telemetry,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<RunSummary, RuntimeError>>,
+}
+
+impl Running {
+    pub fn start<H: Handler>(config: RuntimeConfig, handler: Arc<H>) -> Self {
+        let telemetry = Telemetry::new();
+        let runtime = ConsumerRuntime::new(config, &kafka(), &telemetry).expect("valid runtime");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            runtime
+                .run(handler, async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Running {
+            telemetry,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Asks the runtime to stop and returns its result.
+    pub async fn stop(mut self) -> Result<RunSummary, RuntimeError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.finished().await
+    }
+
+    /// Waits for the run to end by itself.
+    pub async fn finished(self) -> Result<RunSummary, RuntimeError> {
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("runtime stops in time")
+            .expect("runtime task does not panic")
+    }
+
+    /// Returns the value of a metric whose labels include `labels`, summed over the rest.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.telemetry, name, labels)
+    }
+}
+
+pub fn metric(telemetry: &Telemetry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut total = 0.0;
+    for family in telemetry.registry.gather() {
+        if family.name() != name {
+            continue;
+        }
+        for m in family.get_metric() {
+            let matches = labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            });
+            if !matches {
+                continue;
+            }
+            total += match family.get_field_type() {
+                prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+                prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+                prometheus::proto::MetricType::HISTOGRAM => {
+                    m.get_histogram().get_sample_count() as f64
+                }
+                _ => 0.0,
+            };
+        }
+    }
+    total
+}
+
+/// Polls `check` until it holds; panics with `what` after `WAIT`.
+pub async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Like `eventually`, for an async check.
+pub async fn eventually_async<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn producer() -> FutureProducer {
+    kafka().producer().create().expect("test producer")
+}
+
+/// Produces one record and returns its (partition, offset).
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[RecordHeader],
+) -> (i32, i64) {
+    let mut owned = OwnedHeaders::new();
+    for (k, v) in headers {
+        owned = owned.insert(Header {
+            key: k,
+            value: v.as_deref(),
+        });
+    }
+    let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+    if let Some(p) = partition {
+        r = r.partition(p);
+    }
+    if let Some(k) = key {
+        r = r.key(k);
+    }
+    if let Some(v) = value {
+        r = r.payload(v);
+    }
+    let d = producer
+        .send(r, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("test record delivered");
+    (d.partition, d.offset)
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<RecordHeader>,
+}
+
+/// Reads `n` records of `topic` from the beginning with a throwaway group.
+pub async fn read(topic: &str, n: usize) -> Vec<ReadRecord> {
+    let consumer: StreamConsumer = vigil_e2e::client_config()
+        .set("group.id", vigil_e2e::unique_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe reader");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("read {} of {n} records from {topic}", out.len()))
+            .expect("read record");
+        out.push(ReadRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    out
+}
+
+fn admin_consumer(group: &str) -> BaseConsumer {
+    let mut c: ClientConfig = vigil_e2e::client_config();
+    c.set("group.id", group).set("enable.auto.commit", "false");
+    c.create().expect("offset reader")
+}
+
+/// Returns the high watermark of each partition of `topic`.
+pub fn end_offsets(topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let c = admin_consumer(&vigil_e2e::unique_name("watermarks"));
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            (p, high)
+        })
+        .collect()
+}
+
+/// Returns the committed offset of each partition of `topic` for `group` (-1 when none).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let c = admin_consumer(group);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            let offset = match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            };
+            (p, offset)
+        })
+        .collect()
+}
+
+/// Returns a value's text, for assertions.
+pub fn text(v: &Option<Vec<u8>>) -> String {
+    String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned()
+}
