@@ -16,9 +16,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
+
+use crossbeam_queue::ArrayQueue;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -34,6 +35,7 @@ use crate::config::{ConfigError, EmitterConfig};
 use crate::metrics::{DropReason, ProducerMetrics};
 use crate::record::PendingRecord;
 use crate::spool::{SeqNo, Spool, SpoolError};
+use crate::trace::new_trace;
 
 /// Errors starting an emitter.
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +80,14 @@ enum Origin {
     Spool(SeqNo),
 }
 
-enum Command {
-    Event(Box<VerificationEvent>, Instant),
-    Flush(SyncSender<()>),
-}
+/// How often the encoder looks at the queue when it is idle. `emit` never wakes it: a wake-up
+/// is a futex syscall on the caller's thread, which cost more than the rest of `emit` together
+/// (measured with `scripts/bench-producer`). One millisecond is well under the producer's linger.
+const ENCODER_POLL: Duration = Duration::from_millis(1);
+
+/// Events are stored inline: a boxed event would be freed on the encoder's thread, and
+/// cross-thread frees are slow in glibc's allocator.
+type Queued = (VerificationEvent, Instant);
 
 /// State shared by the caller, the encoder thread, the drain thread and librdkafka's callbacks.
 struct Core {
@@ -95,6 +101,9 @@ struct Core {
     drain_done: Condvar,
     wake_drainer: Condvar,
     stop: AtomicBool,
+    queue: ArrayQueue<Queued>,
+    /// True while the encoder holds an event it took off the queue.
+    encoding: AtomicBool,
 }
 
 /// Delivery outcomes of the spool batch in flight.
@@ -249,7 +258,7 @@ fn base_record<'a>(record: &'a PendingRecord, origin: Origin) -> BaseRecord<'a, 
 pub struct Emitter {
     core: Arc<Core>,
     producer: Arc<ThreadedProducer<DeliveryContext>>,
-    queue: SyncSender<Command>,
+    encoder: Thread,
     closed: AtomicBool,
     close_timeout: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -280,6 +289,8 @@ impl Emitter {
             drain_done: Condvar::new(),
             wake_drainer: Condvar::new(),
             stop: AtomicBool::new(false),
+            queue: ArrayQueue::new(config.queue_capacity),
+            encoding: AtomicBool::new(false),
         });
         core.refresh_spool_gauges();
         let mut client = kafka.producer();
@@ -288,12 +299,11 @@ impl Emitter {
             client.create_with_context(DeliveryContext { core: Arc::clone(&core) })?;
         let producer = Arc::new(producer);
 
-        let (queue, rx) = sync_channel(config.queue_capacity);
         let encoder = {
             let (core, producer) = (Arc::clone(&core), Arc::clone(&producer));
             std::thread::Builder::new()
                 .name("vigil-emit-encode".into())
-                .spawn(move || encode_loop(&core, &producer, &rx))?
+                .spawn(move || encode_loop(&core, &producer))?
         };
         let drainer = {
             let (core, producer) = (Arc::clone(&core), Arc::clone(&producer));
@@ -306,7 +316,7 @@ impl Emitter {
         Ok(Self {
             core,
             producer,
-            queue,
+            encoder: encoder.thread().clone(),
             closed: AtomicBool::new(false),
             close_timeout: Duration::from_millis(config.close_timeout_ms),
             threads: Mutex::new(vec![encoder, drainer]),
@@ -321,23 +331,20 @@ impl Emitter {
             return Err(EmitError::Closed);
         }
         if event.trace.is_none() {
-            event.trace = Some(crate::trace::current_trace());
+            // Only the span lookup happens here; a fresh trace is made on the encoder thread.
+            event.trace = crate::trace::span_trace();
         }
         self.core.metrics.emitted.inc();
-        match self.queue.try_send(Command::Event(Box::new(event), Instant::now())) {
-            Ok(()) => {
-                self.core.metrics.queue_depth.inc();
-                Ok(())
-            }
-            Err(TrySendError::Full(Command::Event(event, _))) => {
+        match self.core.queue.push((event, Instant::now())) {
+            Ok(()) => Ok(()),
+            Err((mut event, _)) => {
+                event.trace.get_or_insert_with(new_trace);
                 match self.core.sign(&event) {
                     Some(record) if self.core.spool_record(&record) => Ok(()),
                     Some(_) => Err(EmitError::Dropped("queue full and the spool refused the event".into())),
                     None => Err(EmitError::Dropped("the event could not be encoded".into())),
                 }
             }
-            Err(TrySendError::Full(Command::Flush(_))) => Ok(()),
-            Err(TrySendError::Disconnected(_)) => Err(EmitError::Closed),
         }
     }
 
@@ -355,21 +362,11 @@ impl Emitter {
     /// spool, up to `timeout`. Blocking: call it from a blocking context.
     pub fn flush(&self, timeout: Duration) -> FlushReport {
         let deadline = Instant::now() + timeout;
-        let (tx, rx) = sync_channel(1);
-        let mut marker = Command::Flush(tx);
-        // The queue may be full: keep offering the marker until the deadline.
-        loop {
-            match self.queue.try_send(marker) {
-                Ok(()) => {
-                    let _ = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-                    break;
-                }
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    marker = m;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => break,
-            }
+        self.encoder.unpark();
+        while (!self.core.queue.is_empty() || self.core.encoding.load(Ordering::Acquire))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
         }
         let _ = self.producer.flush(deadline.saturating_duration_since(Instant::now()));
         let _ = self.core.spool.sync();
@@ -397,7 +394,7 @@ impl Emitter {
         self.core.stop.store(true, Ordering::Release);
         self.core.wake_drainer.notify_all();
         self.core.drain_done.notify_all();
-        let _ = self.queue.try_send(Command::Flush(sync_channel(1).0));
+        self.encoder.unpark();
         for t in lock(&self.threads).drain(..) {
             let _ = t.join();
         }
@@ -413,43 +410,42 @@ impl Drop for Emitter {
     }
 }
 
-fn encode_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>, rx: &Receiver<Command>) {
+fn encode_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>) {
     loop {
-        let command = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(c) => c,
-            Err(RecvTimeoutError::Timeout) if !core.stop.load(Ordering::Acquire) => continue,
-            Err(_) => break,
-        };
-        match command {
-            Command::Flush(done) => {
-                let _ = done.try_send(());
-                if core.stop.load(Ordering::Acquire) {
-                    // Closing: spool whatever is still queued so nothing accepted is lost.
-                    while let Ok(Command::Event(event, _)) = rx.try_recv() {
-                        core.metrics.queue_depth.dec();
-                        if let Some(record) = core.sign(&event) {
-                            let _ = core.spool_record(&record);
-                        }
-                    }
-                    break;
-                }
-            }
-            Command::Event(event, emitted_at) => {
-                core.metrics.queue_depth.dec();
-                let Some(record) = core.sign(&event) else { continue };
-                if *lock(&core.spooling) {
+        let stopping = core.stop.load(Ordering::Acquire);
+        core.encoding.store(true, Ordering::Release);
+        while let Some((mut event, emitted_at)) = core.queue.pop() {
+            event.trace.get_or_insert_with(new_trace);
+            if let Some(record) = core.sign(&event) {
+                if stopping {
+                    // Closing and the flush timed out: the spool keeps what was accepted.
                     let _ = core.spool_record(&record);
-                    continue;
-                }
-                match producer.send(base_record(&record, Origin::Direct { emitted_at })) {
-                    Ok(()) => {}
-                    Err((e, _)) if is_permanent(&e) => core.metrics.drop_event(DropReason::Refused, &e),
-                    // Queue full or any other refusal to enqueue: the spool keeps it.
-                    Err((_, _)) => {
-                        let _ = core.spool_record(&record);
-                    }
+                } else {
+                    send_or_spool(core, producer, &record, emitted_at);
                 }
             }
+        }
+        core.encoding.store(false, Ordering::Release);
+        // Set here rather than on every emit, so the caller never touches a shared counter.
+        core.metrics.queue_depth.set(core.queue.len() as i64);
+        if stopping {
+            return;
+        }
+        std::thread::park_timeout(ENCODER_POLL);
+    }
+}
+
+fn send_or_spool(core: &Core, producer: &ThreadedProducer<DeliveryContext>, record: &PendingRecord, emitted_at: Instant) {
+    if *lock(&core.spooling) {
+        let _ = core.spool_record(record);
+        return;
+    }
+    match producer.send(base_record(record, Origin::Direct { emitted_at })) {
+        Ok(()) => {}
+        Err((e, _)) if is_permanent(&e) => core.metrics.drop_event(DropReason::Refused, &e),
+        // Queue full or any other refusal to enqueue: the spool keeps it.
+        Err((_, _)) => {
+            let _ = core.spool_record(record);
         }
     }
 }

@@ -61,18 +61,33 @@ where
 /// Returns the trace context of the current span (or its nearest ancestor carrying one), with
 /// a fresh span id when the span named none, or a new trace when there is no context at all.
 pub fn current_trace() -> Trace {
+    span_trace().unwrap_or_else(new_trace)
+}
+
+/// Returns a new random W3C trace context.
+pub fn new_trace() -> Trace {
+    Trace::new(random_hex(16), random_hex(8))
+}
+
+/// Returns the trace context of the current span or an ancestor, if one carries it.
+pub fn span_trace() -> Option<Trace> {
+    // Taken outside `get_default`: inside it the dispatcher is borrowed and a nested lookup
+    // (which `Span::current` is) sees no subscriber at all.
+    let current = tracing::Span::current();
+    if !tracing::dispatcher::has_been_set() && current.is_none() {
+        return None;
+    }
     let found = tracing::dispatcher::get_default(|dispatch| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        let id = tracing::Span::current().id()?;
-        let span = registry.span(&id)?;
+        let span = registry.span(&current.id()?)?;
         span.scope().find_map(|s| s.extensions().get::<TraceFields>().cloned())
     });
     match found {
         Some(TraceFields { trace_id: Some(trace_id), span_id }) if is_hex(&trace_id, 32) => {
             let span_id = span_id.filter(|s| is_hex(s, 16)).unwrap_or_else(|| random_hex(8));
-            Trace::new(trace_id.to_ascii_lowercase(), span_id.to_ascii_lowercase())
+            Some(Trace::new(trace_id.to_ascii_lowercase(), span_id.to_ascii_lowercase()))
         }
-        _ => Trace::new(random_hex(16), random_hex(8)),
+        _ => None,
     }
 }
 
