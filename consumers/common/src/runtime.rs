@@ -29,6 +29,14 @@ use crate::worker::{Consumed, Counts, InFlight, Shared, run_worker};
 /// How often the loop retries handing queued records to a worker that was full.
 const PENDING_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 
+/// How long the loop waits for room in a full worker queue before pausing the partition.
+/// Pausing is the exception: librdkafka drops the partition's prefetched records and, on resume,
+/// fetches them again behind any long-poll fetch in flight (up to `fetch.wait.max.ms`), which
+/// would starve a fast worker. A short wait keeps a busy partition flowing (the other workers
+/// have their own queues meanwhile); only a worker stalled longer than this (a slow dependency,
+/// a retry delay) gets its partition paused.
+const BACKPRESSURE_WAIT: Duration = Duration::from_millis(100);
+
 /// Why a run could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -61,6 +69,15 @@ pub enum RuntimeError {
         offset: i64,
         /// The handler's message.
         message: String,
+    },
+    /// A partition worker ended without being told to (a bug in the runtime); its partition's
+    /// unfinished records were not stored.
+    #[error("worker of {topic}/{partition} stopped unexpectedly")]
+    WorkerStopped {
+        /// Topic of the partition.
+        topic: String,
+        /// The partition.
+        partition: i32,
     },
     /// A record could not be written to the DLQ or a retry topic and retrying cannot help; its
     /// offset was not stored.
@@ -269,7 +286,7 @@ impl ConsumerRuntime {
                 _ = pending_tick.tick(), if any_pending => {
                     retire_revoked(&ins, &mut slots, &mut retired);
                     for (id, slot) in &mut slots {
-                        flush_pending(&consumer, &ins, id, slot);
+                        flush_pending(&consumer, &ins, id, slot, Duration::ZERO).await;
                     }
                 }
                 received = consumer.recv() => {
@@ -305,7 +322,17 @@ impl ConsumerRuntime {
                                 }
                             };
                             slot.pending.push_back(record);
-                            flush_pending(&consumer, &ins, &id, slot);
+                            let worker_gone =
+                                flush_pending(&consumer, &ins, &id, slot, BACKPRESSURE_WAIT).await;
+                            if worker_gone && !*slot.revoked.borrow() {
+                                // A worker only ends early with a fatal error it has reported;
+                                // anything else would silently stall the partition.
+                                failure = Some(fatal_rx.try_recv().unwrap_or(RuntimeError::WorkerStopped {
+                                    topic: id.0.clone(),
+                                    partition: id.1,
+                                }));
+                                break;
+                            }
                         }
                         Err(e) => ConsumeFailed { error: &e.to_string() }.emit(),
                     }
@@ -412,22 +439,41 @@ fn release(ins: &Instruments, id: &PartitionId, slot: &Slot) {
 
 /// Hands queued records to the worker in order; pauses the partition while the worker is full
 /// (so the loop keeps polling and the consumer stays in its group) and resumes it once drained.
-fn flush_pending(
+/// Waits up to `wait` for room when the queue is full and the partition is not paused yet.
+/// Returns true if the worker is gone.
+async fn flush_pending(
     consumer: &StreamConsumer<RuntimeContext>,
     ins: &Instruments,
     id: &PartitionId,
     slot: &mut Slot,
-) {
+    wait: Duration,
+) -> bool {
+    let mut gone = false;
     while let Some(record) = slot.pending.pop_front() {
         match slot.records.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(record)) => {
-                slot.pending.push_front(record);
-                break;
+                if slot.paused || wait.is_zero() {
+                    slot.pending.push_front(record);
+                    break;
+                }
+                match tokio::time::timeout(wait, slot.records.reserve()).await {
+                    Ok(Ok(permit)) => permit.send(record),
+                    Ok(Err(_)) => {
+                        slot.pending.clear();
+                        gone = true;
+                        break;
+                    }
+                    Err(_) => {
+                        slot.pending.push_front(record);
+                        break;
+                    }
+                }
             }
             // The worker stopped (revoked, or the run is ending): the records stay unstored.
             Err(TrySendError::Closed(_)) => {
                 slot.pending.clear();
+                gone = true;
                 break;
             }
         }
@@ -455,4 +501,5 @@ fn flush_pending(
             Err(e) => tracing::debug!(topic = id.0, partition = id.1, error = %e, "pause/resume"),
         }
     }
+    gone
 }

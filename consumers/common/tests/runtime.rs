@@ -49,9 +49,19 @@ async fn happy_path_handles_each_record_once_in_key_order_and_commits_the_end() 
     let total = keys * per_key;
 
     let mut config = topics.config();
-    // A small per-partition queue forces the loop to pause and resume partitions.
+    // A small per-partition queue, and one call that stalls longer than the loop waits for
+    // room, force the loop to pause and resume a partition.
     config.max_in_flight_per_partition = 2;
-    let handler = Scripted::slow(Duration::from_micros(300), |_| Ok(Outcome::Handled));
+    let handler = Scripted::delayed(
+        |r| {
+            if r.value.as_deref() == Some(b"key-0:0") {
+                Duration::from_millis(400)
+            } else {
+                Duration::ZERO
+            }
+        },
+        |_| Ok(Outcome::Handled),
+    );
     let running = Running::start(config, handler.clone());
     eventually("every record handled", || handler.count() >= total as usize).await;
     assert!(running.telemetry.health.is_ready(), "ready once assigned");
@@ -609,9 +619,13 @@ async fn shutdown_drains_in_flight_records_and_a_restart_skips_nothing() {
     }
     let mut config = topics.config();
     config.max_in_flight_per_partition = 8;
-    let slow = Scripted::slow(Duration::from_millis(15), |_| Ok(Outcome::Handled));
+    let slow = Scripted::slow(Duration::from_millis(25), |_| Ok(Outcome::Handled));
     let running = Running::start(config.clone(), slow.clone());
     eventually("some records handled", || slow.count() >= 20).await;
+    eventually("the lag metric shows the backlog", || {
+        running.metric("vigil_consumer_lag_records", &[("topic", &topics.source)]) > 0.0
+    })
+    .await;
     let at_stop = slow.count();
     let summary = running.stop().await.expect("clean drain");
     let first: Vec<(i32, i64)> = slow

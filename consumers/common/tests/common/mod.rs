@@ -90,7 +90,7 @@ pub type Script = dyn Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send 
 /// A handler that answers by script and records every call with the time it was made.
 pub struct Scripted {
     script: Box<Script>,
-    delay: Duration,
+    delay: Box<dyn Fn(&InboundRecord) -> Duration + Send + Sync>,
     pub calls: Mutex<Vec<(Instant, InboundRecord)>>,
 }
 
@@ -106,9 +106,17 @@ impl Scripted {
         delay: Duration,
         script: impl Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sync + 'static,
     ) -> Arc<Self> {
+        Self::delayed(move |_| delay, script)
+    }
+
+    /// Like `new`, but a call for record `r` first sleeps `delay(r)` (without blocking a thread).
+    pub fn delayed(
+        delay: impl Fn(&InboundRecord) -> Duration + Send + Sync + 'static,
+        script: impl Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(Self {
             script: Box::new(script),
-            delay,
+            delay: Box::new(delay),
             calls: Mutex::new(Vec::new()),
         })
     }
@@ -133,8 +141,9 @@ impl Scripted {
 
 impl Handler for Scripted {
     async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
+        let delay = (self.delay)(record);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         self.calls
             .lock()
