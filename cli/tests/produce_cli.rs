@@ -3,12 +3,18 @@
 use std::process::Command;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use vigil_schemas::{Codec, PublicKey, Signature, VerificationEvent};
 
-const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/testdata/vector_signing_key.pem");
-const PUB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/testdata/vector_public_key.pem");
+const KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../schemas/testdata/vector_signing_key.pem"
+);
+const PUB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../schemas/testdata/vector_public_key.pem"
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_lines_are_reported_with_line_numbers_and_the_rest_is_sent() {
@@ -30,16 +36,34 @@ async fn bad_lines_are_reported_with_line_numbers_and_the_rest_is_sent() {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["produce", "--jsonl"])
         .arg(&file)
-        .args(["--signing-key", KEY, "--key-id", "cli-test-key", "--topic", &topic, "--spool-dir"])
+        .args([
+            "--signing-key",
+            KEY,
+            "--key-id",
+            "cli-test-key",
+            "--topic",
+            &topic,
+            "--spool-dir",
+        ])
         .arg(dir.path().join("spool"))
         .output()
         .expect("run vigil produce");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "a failed line makes the exit code non-zero\n{stdout}{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed line makes the exit code non-zero\n{stdout}{stderr}"
+    );
     assert!(stderr.contains("events.jsonl:2: invalid JSON"), "{stderr}");
-    assert!(stderr.contains("events.jsonl:5: not a VerificationEvent"), "{stderr}");
-    assert!(stdout.contains("3 sent (3 delivered, 0 spooled), 2 failed"), "{stdout}");
+    assert!(
+        stderr.contains("events.jsonl:5: not a VerificationEvent"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("3 sent (3 delivered, 0 spooled), 2 failed"),
+        "{stdout}"
+    );
 
     let consumer: StreamConsumer = vigil_e2e::client_config()
         .set("group.id", vigil_e2e::unique_name("cli"))
@@ -60,9 +84,13 @@ async fn bad_lines_are_reported_with_line_numbers_and_the_rest_is_sent() {
             .find(|h| h.key == "vigil-sig")
             .and_then(|h| h.value)
             .expect("signature header");
-        public.verify(value, &Signature::from_slice(sig).expect("sig")).expect("valid signature");
+        public
+            .verify(value, &Signature::from_slice(sig).expect("sig"))
+            .expect("valid signature");
         let id = u32::from_be_bytes(value[1..5].try_into().expect("id"));
-        let event = codec.decode_framed(vigil_schemas::SchemaId(id), value).expect("decode");
+        let event = codec
+            .decode_framed(vigil_schemas::SchemaId(id), value)
+            .expect("decode");
         let principal = event.subject.principal.clone().expect("principal");
         // Without a key id in the subject, the record key is the principal.
         assert_eq!(m.key(), Some(principal.as_bytes()));

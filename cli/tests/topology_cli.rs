@@ -16,18 +16,27 @@ fn vigil(args: &[&str]) -> (i32, String, String) {
 
 fn topics_file(dir: &tempfile::TempDir, body: &str) -> String {
     let path = dir.path().join("topics.yaml");
-    std::fs::write(&path, format!("defaults:\n  replication_factor: 1\n  min_insync_replicas: 1\ntopics:\n{body}"))
-        .expect("write topics file");
+    std::fs::write(
+        &path,
+        format!("defaults:\n  replication_factor: 1\n  min_insync_replicas: 1\ntopics:\n{body}"),
+    )
+    .expect("write topics file");
     path.display().to_string()
 }
 
 #[test]
 fn invalid_file_is_refused_with_file_line_and_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = topics_file(&dir, "  - name: x.y\n    partitions: 0\n    retention_ms: 1\n    cleanup_policy: delete\n");
+    let file = topics_file(
+        &dir,
+        "  - name: x.y\n    partitions: 0\n    retention_ms: 1\n    cleanup_policy: delete\n",
+    );
     let (code, _, err) = vigil(&["topology", "validate", "--file", &file]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&format!("{file}:6: partitions must be >= 1, got 0")), "{err}");
+    assert!(
+        err.contains(&format!("{file}:6: partitions must be >= 1, got 0")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -39,16 +48,24 @@ fn builtin_topology_validates() {
 
 #[test]
 fn diff_exits_1_on_drift_and_apply_converges() {
-    assert!(std::env::var("VIGIL_KAFKA_BOOTSTRAP").is_ok(), "VIGIL_KAFKA_BOOTSTRAP must be set (scripts/test sets it)");
+    assert!(
+        std::env::var("VIGIL_KAFKA_BOOTSTRAP").is_ok(),
+        "VIGIL_KAFKA_BOOTSTRAP must be set (scripts/test sets it)"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("e2e-cli-{}", std::process::id());
     let file = topics_file(
         &dir,
-        &format!("  - name: {name}\n    partitions: 2\n    retention_ms: 60000\n    cleanup_policy: delete\n"),
+        &format!(
+            "  - name: {name}\n    partitions: 2\n    retention_ms: 60000\n    cleanup_policy: delete\n"
+        ),
     );
     let (code, out, err) = vigil(&["topology", "diff", "--file", &file]);
     assert_eq!(code, 1, "diff on a missing topic exits 1: {out}{err}");
-    assert!(out.contains(&format!("+ {name}: create (2 partitions")), "{out}");
+    assert!(
+        out.contains(&format!("+ {name}: create (2 partitions")),
+        "{out}"
+    );
 
     let (code, out, err) = vigil(&["topology", "apply", "--file", &file]);
     assert_eq!(code, 0, "{out}{err}");
@@ -56,7 +73,10 @@ fn diff_exits_1_on_drift_and_apply_converges() {
 
     let (code, out, err) = vigil(&["topology", "apply", "--file", &file]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("no drift"), "second apply changes nothing: {out}");
+    assert!(
+        out.contains("no drift"),
+        "second apply changes nothing: {out}"
+    );
     let (code, out, _) = vigil(&["topology", "diff", "--file", &file]);
     assert_eq!(code, 0, "{out}");
 }

@@ -1,11 +1,13 @@
+#![allow(clippy::expect_used)] // test support: a failed setup should stop the test loudly
+
 //! Shared helpers for the end-to-end tests: service addresses from `VIGIL_*` variables (so the
 //! same suite runs against `scripts/stack`, docker-compose or a real cluster) and fresh topics.
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
 
 /// Returns `VIGIL_KAFKA_BOOTSTRAP`, or panics with the command that sets it.
 pub fn kafka_bootstrap() -> String {
@@ -14,12 +16,16 @@ pub fn kafka_bootstrap() -> String {
 
 /// Returns `VIGIL_SCHEMA_REGISTRY_URL` without a trailing slash.
 pub fn schema_registry_url() -> String {
-    required("VIGIL_SCHEMA_REGISTRY_URL").trim_end_matches('/').to_owned()
+    required("VIGIL_SCHEMA_REGISTRY_URL")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// Returns `VIGIL_CLICKHOUSE_URL` without a trailing slash.
 pub fn clickhouse_url() -> String {
-    required("VIGIL_CLICKHOUSE_URL").trim_end_matches('/').to_owned()
+    required("VIGIL_CLICKHOUSE_URL")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 fn required(var: &str) -> String {
@@ -42,11 +48,15 @@ pub fn client_config() -> ClientConfig {
 
 /// Creates a topic with `partitions` partitions and replication 1, and waits until it exists.
 pub async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config().create().expect("admin client for the test broker");
+    let admin: AdminClient<DefaultClientContext> = client_config()
+        .create()
+        .expect("admin client for the test broker");
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
-        .create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &opts)
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &opts,
+        )
         .await
         .expect("create_topics request");
     for r in results {

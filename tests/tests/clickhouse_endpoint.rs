@@ -44,7 +44,9 @@ async fn mergetree_with_ttl_round_trips_through_the_clickhouse_crate() {
         .expect("create table");
 
     let now = OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).expect("micros");
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .expect("micros");
     let rows: Vec<Probe> = (0..1000u32)
         .map(|i| Probe {
             event_id: uuid::Uuid::new_v4(),
@@ -69,7 +71,9 @@ async fn mergetree_with_ttl_round_trips_through_the_clickhouse_crate() {
     assert_eq!(back, rows, "rows read back equal what was written");
 
     let n: u64 = client
-        .query(&format!("SELECT count() FROM {table} WHERE platform = {{p:String}}"))
+        .query(&format!(
+            "SELECT count() FROM {table} WHERE platform = {{p:String}}"
+        ))
         .param("p", "python")
         .fetch_one()
         .await
@@ -77,7 +81,9 @@ async fn mergetree_with_ttl_round_trips_through_the_clickhouse_crate() {
     assert_eq!(n, 333);
 
     let ddl: String = client
-        .query(&format!("SELECT create_table_query FROM system.tables WHERE name = '{table}'"))
+        .query(&format!(
+            "SELECT create_table_query FROM system.tables WHERE name = '{table}'"
+        ))
         .fetch_one()
         .await
         .expect("show create");
@@ -85,6 +91,13 @@ async fn mergetree_with_ttl_round_trips_through_the_clickhouse_crate() {
     assert!(ddl.contains("DateTime64(6"), "{ddl}");
     assert!(ddl.contains("LowCardinality(String)"), "{ddl}");
 
-    let err = client.query("SELEC 1").execute().await.expect_err("malformed query");
-    assert!(err.to_string().contains("Code: 62"), "syntax error carries code 62: {err}");
+    let err = client
+        .query("SELEC 1")
+        .execute()
+        .await
+        .expect_err("malformed query");
+    assert!(
+        err.to_string().contains("Code: 62"),
+        "syntax error carries code 62: {err}"
+    );
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 use vigil_e2e::{client_config, create_topic, unique_name};
 
 fn consumer(group: &str, isolation: &str) -> StreamConsumer {
@@ -32,11 +32,20 @@ async fn idempotent_producer_consumer_group_and_headers_round_trip() {
         let key = format!("key-{}", i % 5);
         let value = i.to_be_bytes();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "vigil-sig", value: Some(&sig[..]) })
-            .insert(Header { key: "vigil-seq", value: Some(&value[..]) });
+            .insert(Header {
+                key: "vigil-sig",
+                value: Some(&sig[..]),
+            })
+            .insert(Header {
+                key: "vigil-seq",
+                value: Some(&value[..]),
+            });
         producer
             .send(
-                FutureRecord::to(&topic).key(&key).payload(&value[..]).headers(headers),
+                FutureRecord::to(&topic)
+                    .key(&key)
+                    .payload(&value[..])
+                    .headers(headers),
                 Duration::from_secs(10),
             )
             .await
@@ -63,7 +72,11 @@ async fn idempotent_producer_consumer_group_and_headers_round_trip() {
         seen.push(i);
     }
     seen.sort_unstable();
-    assert_eq!(seen, (0..30).collect::<Vec<_>>(), "every record exactly once");
+    assert_eq!(
+        seen,
+        (0..30).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
 }
 
 #[tokio::test]
@@ -75,11 +88,16 @@ async fn transactional_write_is_invisible_to_read_committed_until_commit() {
         .set("enable.idempotence", "true")
         .create()
         .expect("transactional producer");
-    producer.init_transactions(Duration::from_secs(30)).expect("init transactions");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init transactions");
     producer.begin_transaction().expect("begin");
     for i in 0..5u8 {
         producer
-            .send(FutureRecord::<(), _>::to(&topic).payload(&[i][..]), Duration::from_secs(10))
+            .send(
+                FutureRecord::<(), _>::to(&topic).payload(&[i][..]),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap_or_else(|(e, _)| panic!("send {i}: {e}"));
     }
@@ -97,9 +115,14 @@ async fn transactional_write_is_invisible_to_read_committed_until_commit() {
     assert_eq!(m.payload(), Some(&[0u8][..]));
     // ... but a read_committed reader sees nothing while the transaction is open.
     let early = tokio::time::timeout(Duration::from_secs(5), committed.recv()).await;
-    assert!(early.is_err(), "read_committed saw an uncommitted record: {early:?}");
+    assert!(
+        early.is_err(),
+        "read_committed saw an uncommitted record: {early:?}"
+    );
 
-    producer.commit_transaction(Duration::from_secs(30)).expect("commit");
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit");
     let mut got = Vec::new();
     while got.len() < 5 {
         let m = tokio::time::timeout(Duration::from_secs(30), committed.recv())

@@ -1,7 +1,7 @@
 //! The schema registry speaks the Confluent REST API: register, look up by id and by
 //! subject/version, and refuse an incompatible schema under BACKWARD.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use vigil_e2e::{schema_registry_url, unique_name};
 
 const CT: &str = "application/vnd.schemaregistry.v1+json";
@@ -14,7 +14,10 @@ fn v1() -> String {
 
 async fn register(client: &reqwest::Client, subject: &str, schema: &str) -> reqwest::Response {
     client
-        .post(format!("{}/subjects/{subject}/versions", schema_registry_url()))
+        .post(format!(
+            "{}/subjects/{subject}/versions",
+            schema_registry_url()
+        ))
         .header("content-type", CT)
         .json(&json!({ "schema": schema }))
         .send()
@@ -30,32 +33,50 @@ async fn register_lookup_and_backward_compatibility() {
 
     let resp = register(&client, &subject, &v1()).await;
     assert_eq!(resp.status(), 200);
-    let id = resp.json::<Value>().await.expect("json")["id"].as_i64().expect("id");
+    let id = resp.json::<Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id");
 
     // By id.
     let by_id: Value = client
         .get(format!("{base}/schemas/ids/{id}"))
-        .send().await.expect("get by id").json().await.expect("json");
-    let stored: Value = serde_json::from_str(by_id["schema"].as_str().expect("schema")).expect("avro json");
+        .send()
+        .await
+        .expect("get by id")
+        .json()
+        .await
+        .expect("json");
+    let stored: Value =
+        serde_json::from_str(by_id["schema"].as_str().expect("schema")).expect("avro json");
     assert_eq!(stored["name"], "Probe");
 
     // By subject and version, and `latest`.
     for version in ["1", "latest"] {
         let v: Value = client
             .get(format!("{base}/subjects/{subject}/versions/{version}"))
-            .send().await.expect("get version").json().await.expect("json");
+            .send()
+            .await
+            .expect("get version")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(v["id"].as_i64(), Some(id));
         assert_eq!(v["version"].as_i64(), Some(1));
         assert_eq!(v["subject"], subject.as_str());
     }
 
     // Registering the same schema again returns the same id and no new version.
-    let again = register(&client, &subject, &v1()).await.json::<Value>().await.expect("json");
+    let again = register(&client, &subject, &v1())
+        .await
+        .json::<Value>()
+        .await
+        .expect("json");
     assert_eq!(again["id"].as_i64(), Some(id));
 
     // A new required field without a default cannot read old data: refused under BACKWARD.
     let breaking = json!({"type": "record", "name": "Probe", "namespace": "io.vigil.test",
-        "fields": [{"name": "id", "type": "string"}, {"name": "must", "type": "long"}]}).to_string();
+        "fields": [{"name": "id", "type": "string"}, {"name": "must", "type": "long"}]})
+    .to_string();
     let resp = register(&client, &subject, &breaking).await;
     assert_eq!(resp.status(), 409, "incompatible schema must be refused");
     let body: Value = resp.json().await.expect("error json");
@@ -64,18 +85,30 @@ async fn register_lookup_and_backward_compatibility() {
     // An optional field with a default is a compatible evolution.
     let evolved = json!({"type": "record", "name": "Probe", "namespace": "io.vigil.test",
         "fields": [{"name": "id", "type": "string"},
-                   {"name": "note", "type": ["null", "string"], "default": null}]}).to_string();
+                   {"name": "note", "type": ["null", "string"], "default": null}]})
+    .to_string();
     let resp = register(&client, &subject, &evolved).await;
     assert_eq!(resp.status(), 200);
-    let id2 = resp.json::<Value>().await.expect("json")["id"].as_i64().expect("id");
+    let id2 = resp.json::<Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id");
     assert_ne!(id2, id);
     let versions: Vec<i64> = client
         .get(format!("{base}/subjects/{subject}/versions"))
-        .send().await.expect("versions").json().await.expect("json");
+        .send()
+        .await
+        .expect("versions")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(versions, vec![1, 2]);
 
     // Unknown ids are a typed 404.
-    let resp = client.get(format!("{base}/schemas/ids/2147483000")).send().await.expect("get");
+    let resp = client
+        .get(format!("{base}/schemas/ids/2147483000"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(resp.status(), 404);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error_code"].as_i64(), Some(40403));
@@ -92,10 +125,16 @@ async fn event_schema_evolves_backward_and_unknown_ids_are_typed() {
         .expect("register v1");
     let v2_json = include_str!("../../schemas/testdata/verification_event_v2.avsc");
     assert!(
-        registry.is_compatible(&subject, v2_json).await.expect("compatibility check"),
+        registry
+            .is_compatible(&subject, v2_json)
+            .await
+            .expect("compatibility check"),
         "a v2 adding an optional field passes BACKWARD"
     );
-    let v2 = registry.register(&subject, v2_json).await.expect("register v2");
+    let v2 = registry
+        .register(&subject, v2_json)
+        .await
+        .expect("register v2");
     assert_ne!(v1, v2);
     // A reader on v1 gets v2's schema by id from the registry and decodes through resolution
     // (the pure decode test lives in vigil-schemas).

@@ -133,7 +133,11 @@ pub struct Conflict {
 
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "! {}: {} ({}:{})", self.topic, self.reason, self.file, self.line)
+        write!(
+            f,
+            "! {}: {} ({}:{})",
+            self.topic, self.reason, self.file, self.line
+        )
     }
 }
 
@@ -306,12 +310,11 @@ impl TopologyAdmin {
         // touched topic, not only the ones that drifted.
         let mut touched: Vec<&TopicSpec> = Vec::new();
         for c in changes {
-            if let Change::SetConfig { topic, .. } = c {
-                if let Some(spec) = topology.topic(topic) {
-                    if !touched.iter().any(|t| t.name == spec.name) {
-                        touched.push(spec);
-                    }
-                }
+            if let Change::SetConfig { topic, .. } = c
+                && let Some(spec) = topology.topic(topic)
+                && !touched.iter().any(|t| t.name == spec.name)
+            {
+                touched.push(spec);
             }
         }
         if !touched.is_empty() {
@@ -356,17 +359,24 @@ impl TopologyAdmin {
         }
     }
 
-    async fn describe(&self, topology: &Topology) -> Result<BTreeMap<String, LiveTopic>, AdminError> {
+    async fn describe(
+        &self,
+        topology: &Topology,
+    ) -> Result<BTreeMap<String, LiveTopic>, AdminError> {
         let admin = Arc::clone(&self.admin);
         let metadata =
             tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, ADMIN_TIMEOUT))
-            .await??;
+                .await??;
         let mut live = BTreeMap::new();
         for t in metadata.topics() {
             if topology.topic(t.name()).is_none() || t.error().is_some() {
                 continue;
             }
-            let replication = t.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(0);
+            let replication = t
+                .partitions()
+                .first()
+                .map(|p| p.replicas().len() as i32)
+                .unwrap_or(0);
             live.insert(
                 t.name().to_owned(),
                 LiveTopic {
@@ -382,10 +392,11 @@ impl TopologyAdmin {
         let names: Vec<String> = live.keys().cloned().collect();
         let specifiers: Vec<ResourceSpecifier<'_>> =
             names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
-        for (name, result) in names
-            .iter()
-            .zip(self.admin.describe_configs(&specifiers, &self.options).await?)
-        {
+        for (name, result) in names.iter().zip(
+            self.admin
+                .describe_configs(&specifiers, &self.options)
+                .await?,
+        ) {
             let resource = result.map_err(|code| AdminError::Refused {
                 topic: name.clone(),
                 operation: "describe configs",

@@ -135,7 +135,10 @@ impl KafkaClientConfig {
         if self.producer_queue_bytes < 1024 || self.producer_queue_bytes / 1024 > i32::MAX as u64 {
             return Err(KafkaConfigError::Invalid {
                 key: "producer_queue_bytes",
-                reason: format!("must be between 1 KiB and 2 TiB, got {}", self.producer_queue_bytes),
+                reason: format!(
+                    "must be between 1 KiB and 2 TiB, got {}",
+                    self.producer_queue_bytes
+                ),
             });
         }
         if self.producer_queue_messages == 0 {
@@ -144,12 +147,13 @@ impl KafkaClientConfig {
                 reason: "must be >= 1".to_owned(),
             });
         }
-        if self.consumer_prefetch_bytes < 1024
-            || self.consumer_prefetch_bytes / 1024 > 2_097_151
-        {
+        if self.consumer_prefetch_bytes < 1024 || self.consumer_prefetch_bytes / 1024 > 2_097_151 {
             return Err(KafkaConfigError::Invalid {
                 key: "consumer_prefetch_bytes",
-                reason: format!("must be between 1 KiB and 2 GiB, got {}", self.consumer_prefetch_bytes),
+                reason: format!(
+                    "must be between 1 KiB and 2 GiB, got {}",
+                    self.consumer_prefetch_bytes
+                ),
             });
         }
         if self.max_message_bytes < 1000 {
@@ -184,8 +188,14 @@ impl KafkaClientConfig {
             .set("acks", "all")
             .set("compression.type", &self.compression)
             .set("linger.ms", self.linger_ms.to_string())
-            .set("queue.buffering.max.kbytes", (self.producer_queue_bytes / 1024).to_string())
-            .set("queue.buffering.max.messages", self.producer_queue_messages.to_string());
+            .set(
+                "queue.buffering.max.kbytes",
+                (self.producer_queue_bytes / 1024).to_string(),
+            )
+            .set(
+                "queue.buffering.max.messages",
+                self.producer_queue_messages.to_string(),
+            );
         c
     }
 
@@ -211,8 +221,14 @@ impl KafkaClientConfig {
             .set("isolation.level", "read_committed")
             .set("queued.max.messages.kbytes", prefetch_kb.to_string())
             .set("queued.min.messages", "1000")
-            .set("fetch.max.bytes", self.max_message_bytes.max(per_partition as u32).to_string())
-            .set("max.partition.fetch.bytes", per_partition.min(self.max_message_bytes as u64).to_string());
+            .set(
+                "fetch.max.bytes",
+                self.max_message_bytes.max(per_partition as u32).to_string(),
+            )
+            .set(
+                "max.partition.fetch.bytes",
+                per_partition.min(self.max_message_bytes as u64).to_string(),
+            );
         c
     }
 
@@ -245,11 +261,13 @@ mod tests {
     #[test]
     fn pass_through_may_not_override_reserved_options() {
         let mut k = KafkaClientConfig::new("127.0.0.1:1");
-        k.librdkafka.insert("enable.auto.offset.store".into(), "true".into());
+        k.librdkafka
+            .insert("enable.auto.offset.store".into(), "true".into());
         let err = k.validate().expect_err("reserved").to_string();
         assert!(err.contains("librdkafka.enable.auto.offset.store"), "{err}");
         k.librdkafka.clear();
-        k.librdkafka.insert("socket.keepalive.enable".into(), "true".into());
+        k.librdkafka
+            .insert("socket.keepalive.enable".into(), "true".into());
         k.validate().expect("non-reserved passes");
         assert_eq!(k.producer().get("socket.keepalive.enable"), Some("true"));
     }
@@ -258,9 +276,19 @@ mod tests {
     fn out_of_range_values_name_their_key() {
         let mut k = KafkaClientConfig::new("127.0.0.1:1");
         k.producer_queue_bytes = 0;
-        assert!(k.validate().expect_err("bad").to_string().contains("producer_queue_bytes"));
+        assert!(
+            k.validate()
+                .expect_err("bad")
+                .to_string()
+                .contains("producer_queue_bytes")
+        );
         let mut k = KafkaClientConfig::new(" ");
         k.max_message_bytes = 5;
-        assert!(k.validate().expect_err("bad").to_string().contains("bootstrap_servers"));
+        assert!(
+            k.validate()
+                .expect_err("bad")
+                .to_string()
+                .contains("bootstrap_servers")
+        );
     }
 }

@@ -50,7 +50,8 @@ pub enum TelemetryError {
 /// Installs the global tracing subscriber. `RUST_LOG` overrides `default_filter`. Calling it twice
 /// is harmless (the second call keeps the first subscriber).
 pub fn init_tracing(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -144,11 +144,15 @@ impl ReplicationOverride {
     pub fn from_env() -> Result<Self, TopologyError> {
         fn read(var: &str) -> Result<Option<i32>, TopologyError> {
             match std::env::var(var) {
-                Ok(v) => v.trim().parse::<i32>().map(Some).map_err(|e| TopologyError::Invalid {
-                    path: PathBuf::from(format!("${var}")),
-                    line: 0,
-                    reason: format!("{var}={v:?} is not an integer: {e}"),
-                }),
+                Ok(v) => v
+                    .trim()
+                    .parse::<i32>()
+                    .map(Some)
+                    .map_err(|e| TopologyError::Invalid {
+                        path: PathBuf::from(format!("${var}")),
+                        line: 0,
+                        reason: format!("{var}={v:?} is not an integer: {e}"),
+                    }),
                 Err(_) => Ok(None),
             }
         }
@@ -222,22 +226,33 @@ impl Topology {
                 (None, None) => default_isr,
             };
             if rf < 1 {
-                return Err(invalid(line, format!("replication_factor must be >= 1, got {rf}")));
+                return Err(invalid(
+                    line,
+                    format!("replication_factor must be >= 1, got {rf}"),
+                ));
             }
             if isr < 1 || isr > rf {
                 return Err(invalid(
                     field_line("min_insync_replicas"),
-                    format!("min_insync_replicas must be between 1 and replication_factor ({rf}), got {isr}"),
+                    format!(
+                        "min_insync_replicas must be between 1 and replication_factor ({rf}), got {isr}"
+                    ),
                 ));
             }
             if t.retention_ms == 0 || t.retention_ms < -1 {
                 return Err(invalid(
                     field_line("retention_ms"),
-                    format!("retention_ms must be -1 (forever) or positive, got {}", t.retention_ms),
+                    format!(
+                        "retention_ms must be -1 (forever) or positive, got {}",
+                        t.retention_ms
+                    ),
                 ));
             }
             let mut configs = BTreeMap::new();
-            configs.insert("cleanup.policy".to_owned(), t.cleanup_policy.as_kafka().to_owned());
+            configs.insert(
+                "cleanup.policy".to_owned(),
+                t.cleanup_policy.as_kafka().to_owned(),
+            );
             configs.insert("retention.ms".to_owned(), t.retention_ms.to_string());
             configs.insert("min.insync.replicas".to_owned(), isr.to_string());
             if let Some(v) = t.max_message_bytes {
@@ -269,13 +284,16 @@ impl Topology {
                 }
                 configs.insert(k, v);
             }
-            if let Some(subject) = &t.schema_subject {
-                if subject != &format!("{}-value", t.name) {
-                    return Err(invalid(
-                        field_line("schema_subject"),
-                        format!("schema_subject must be {}-value (TopicNameStrategy), got {subject}", t.name),
-                    ));
-                }
+            if let Some(subject) = &t.schema_subject
+                && subject != &format!("{}-value", t.name)
+            {
+                return Err(invalid(
+                    field_line("schema_subject"),
+                    format!(
+                        "schema_subject must be {}-value (TopicNameStrategy), got {subject}",
+                        t.name
+                    ),
+                ));
             }
             topics.push(TopicSpec {
                 name: t.name,
@@ -298,7 +316,11 @@ impl Topology {
 
     /// Returns the built-in topology shipped with Vigil.
     pub fn builtin(overrides: ReplicationOverride) -> Result<Self, TopologyError> {
-        Self::parse(Path::new("topology/topics.yaml"), BUILTIN_TOPICS_YAML, overrides)
+        Self::parse(
+            Path::new("topology/topics.yaml"),
+            BUILTIN_TOPICS_YAML,
+            overrides,
+        )
     }
 
     /// Returns the topic with this name.
@@ -317,7 +339,10 @@ fn positive_i32(v: i64, field: &str) -> Result<i32, String> {
 /// Checks a name against Kafka's rules (legal characters, length) so the broker never has to.
 fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 {
-        return Err(format!("topic name must be 1 to 249 characters, got {}", name.len()));
+        return Err(format!(
+            "topic name must be 1 to 249 characters, got {}",
+            name.len()
+        ));
     }
     if name == "." || name == ".." {
         return Err(format!("topic name {name:?} is not allowed"));
@@ -338,7 +363,14 @@ fn locate(text: &str, topic: &str, field: Option<&str>) -> usize {
     let is_name_line = |l: &str| {
         let t = l.trim_start().trim_start_matches("- ").trim_start();
         t.strip_prefix("name:")
-            .map(|rest| rest.split('#').next().unwrap_or("").trim().trim_matches(['"', '\'']) == topic)
+            .map(|rest| {
+                rest.split('#')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches(['"', '\''])
+                    == topic
+            })
             .unwrap_or(false)
     };
     let Some(start) = lines.iter().position(|l| is_name_line(l)) else {
@@ -424,10 +456,14 @@ mod tests {
     #[test]
     fn duplicate_topic_and_bad_names_are_refused() {
         let one = "  - name: a.b\n    partitions: 3\n    retention_ms: 1000\n    cleanup_policy: delete\n";
-        let err = parse(&format!("{HEAD}{one}{one}")).expect_err("dup").to_string();
+        let err = parse(&format!("{HEAD}{one}{one}"))
+            .expect_err("dup")
+            .to_string();
         assert!(err.contains("declared twice"), "{err}");
         let bad = one.replace("a.b", "a/b");
-        let err = parse(&format!("{HEAD}{bad}")).expect_err("bad name").to_string();
+        let err = parse(&format!("{HEAD}{bad}"))
+            .expect_err("bad name")
+            .to_string();
         assert!(err.contains("illegal character '/'"), "{err}");
     }
 

@@ -18,18 +18,31 @@ async fn metrics_health_and_readiness_over_http() {
         &["class"],
     )
     .expect("counter");
-    telemetry.registry.register(Box::new(counter.clone())).expect("register");
+    telemetry
+        .registry
+        .register(Box::new(counter.clone()))
+        .expect("register");
     counter.with_label_values(&["bad_data"]).inc_by(3);
 
-    let (addr, task) = telemetry.serve("127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+    let (addr, task) = telemetry
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve");
     let base = format!("http://{addr}");
 
     let (status, body) = get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);
-    assert!(body.contains("vigil_test_records_total{class=\"bad_data\"} 3"), "{body}");
+    assert!(
+        body.contains("vigil_test_records_total{class=\"bad_data\"} 3"),
+        "{body}"
+    );
 
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
-    assert_eq!(get(&format!("{base}/readyz")).await.0, 503, "not ready before assignment");
+    assert_eq!(
+        get(&format!("{base}/readyz")).await.0,
+        503,
+        "not ready before assignment"
+    );
     telemetry.health.set_ready(true);
     assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
     telemetry.health.set_ready(false);

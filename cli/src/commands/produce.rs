@@ -34,13 +34,21 @@ pub struct ProduceArgs {
     #[arg(long, default_value = "vigil.events.raw")]
     topic: String,
     /// Spool directory used while the broker is unreachable; a later run delivers what it holds.
-    #[arg(long, env = "VIGIL_PRODUCE_SPOOL_DIR", default_value = ".vigil/produce-spool")]
+    #[arg(
+        long,
+        env = "VIGIL_PRODUCE_SPOOL_DIR",
+        default_value = ".vigil/produce-spool"
+    )]
     spool_dir: PathBuf,
     /// Kafka bootstrap servers.
     #[arg(long, env = "VIGIL_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
     /// Schema registry URL.
-    #[arg(long, env = "VIGIL_SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "VIGIL_SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     schema_registry: String,
 }
 
@@ -50,18 +58,24 @@ fn complete(line: &str) -> Result<VerificationEvent, String> {
     let Value::Object(mut obj) = value else {
         return Err("expected a JSON object".into());
     };
-    obj.entry("event_id").or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
-    obj.entry("nonce").or_insert_with(|| Value::String(random_nonce()));
+    obj.entry("event_id")
+        .or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
+    obj.entry("nonce")
+        .or_insert_with(|| Value::String(random_nonce()));
     obj.entry("activity_id").or_insert(Value::from(0));
-    obj.entry("severity_id").or_insert_with(|| Value::String("informational".into()));
-    obj.entry("subject").or_insert_with(|| Value::Object(Map::new()));
-    obj.entry("attributes").or_insert_with(|| Value::Object(Map::new()));
+    obj.entry("severity_id")
+        .or_insert_with(|| Value::String("informational".into()));
+    obj.entry("subject")
+        .or_insert_with(|| Value::Object(Map::new()));
+    obj.entry("attributes")
+        .or_insert_with(|| Value::Object(Map::new()));
     match obj.get("occurred_at") {
         None | Some(Value::Null) => {
             obj.insert("occurred_at".into(), Value::from(now_micros()));
         }
         Some(Value::String(text)) => {
-            let micros = parse_rfc3339(text).ok_or_else(|| format!("occurred_at {text:?} is not RFC 3339"))?;
+            let micros = parse_rfc3339(text)
+                .ok_or_else(|| format!("occurred_at {text:?} is not RFC 3339"))?;
             obj.insert("occurred_at".into(), Value::from(micros));
         }
         Some(_) => {}
@@ -87,7 +101,8 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(std::io::BufReader::new(
-            std::fs::File::open(&args.jsonl).with_context(|| format!("opening {}", args.jsonl.display()))?,
+            std::fs::File::open(&args.jsonl)
+                .with_context(|| format!("opening {}", args.jsonl.display()))?,
         ))
     };
     let (mut sent, mut failed) = (0u64, 0u64);
@@ -96,7 +111,10 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         let number = index + 1;
         let line = line.with_context(|| format!("reading {name}"))?;
         let outcome = if line.len() > MAX_LINE_BYTES {
-            Err(format!("line is {} bytes, more than {MAX_LINE_BYTES}", line.len()))
+            Err(format!(
+                "line is {} bytes, more than {MAX_LINE_BYTES}",
+                line.len()
+            ))
         } else {
             match std::str::from_utf8(&line) {
                 Ok(text) if text.trim().is_empty() => continue,
@@ -151,13 +169,20 @@ mod tests {
                 "producer":{"platform":"cli","sdk_version":"1","service":"ssh"}}"#,
         )
         .expect("valid line");
-        assert_eq!(e.occurred_at, parse_rfc3339("2026-11-23T10:00:00Z").expect("time"));
+        assert_eq!(
+            e.occurred_at,
+            parse_rfc3339("2026-11-23T10:00:00Z").expect("time")
+        );
         assert_eq!(e.nonce.len(), 32);
     }
 
     #[test]
     fn bad_lines_say_why() {
-        assert!(complete("{").expect_err("bad json").starts_with("invalid JSON"));
+        assert!(
+            complete("{")
+                .expect_err("bad json")
+                .starts_with("invalid JSON")
+        );
         assert!(complete("[]").expect_err("array").contains("JSON object"));
         let err = complete(r#"{"class_uid":"nope"}"#).expect_err("bad enum");
         assert!(err.starts_with("not a VerificationEvent"), "{err}");

@@ -14,7 +14,12 @@ pub struct TopologyArgs {
     #[arg(long, global = true, env = "VIGIL_TOPOLOGY_FILE")]
     file: Option<PathBuf>,
     /// Kafka bootstrap servers.
-    #[arg(long, global = true, env = "VIGIL_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIL_KAFKA_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap: String,
     #[command(subcommand)]
     action: Action,
@@ -38,7 +43,11 @@ pub async fn run(args: TopologyArgs) -> anyhow::Result<ExitCode> {
         None => Topology::builtin(overrides)?,
     };
     if let Action::Validate = args.action {
-        println!("{}: {} topics, valid", topology.path.display(), topology.topics.len());
+        println!(
+            "{}: {} topics, valid",
+            topology.path.display(),
+            topology.topics.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let kafka = KafkaClientConfig::new(args.bootstrap);
@@ -47,17 +56,27 @@ pub async fn run(args: TopologyArgs) -> anyhow::Result<ExitCode> {
     let plan = admin.plan(&topology).await.context("reading the cluster")?;
     let apply = matches!(args.action, Action::Apply);
     if plan.is_empty() {
-        println!("no drift: {} topics match {}", topology.topics.len(), topology.path.display());
+        println!(
+            "no drift: {} topics match {}",
+            topology.topics.len(),
+            topology.path.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for line in plan.lines() {
         println!("{line}");
     }
     if !apply {
-        println!("{} difference(s)", plan.changes.len() + plan.conflicts.len());
+        println!(
+            "{} difference(s)",
+            plan.changes.len() + plan.conflicts.len()
+        );
         return Ok(ExitCode::from(1));
     }
-    admin.apply(&topology, &plan).await.context("applying the topology")?;
+    admin
+        .apply(&topology, &plan)
+        .await
+        .context("applying the topology")?;
     println!("applied {} change(s)", plan.changes.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,9 @@ fn event(i: usize) -> VerificationEvent {
         Status::Success,
         Producer::new(Platform::Rust, "0.1.0", "bench").with_host("bench-host"),
     )
-    .with_subject(Subject::principal(format!("svc-{}", i % 100)).with_key_id(format!("key-{}", i % 16)))
+    .with_subject(
+        Subject::principal(format!("svc-{}", i % 100)).with_key_id(format!("key-{}", i % 16)),
+    )
     .with_attribute("request", format!("req-{i}"))
 }
 
@@ -59,7 +61,11 @@ fn config(dir: &std::path::Path, topic: &str, tag: &str) -> EmitterConfig {
 /// Per-iteration latency of `iterations` verifies, each followed by an emit when given one;
 /// with `pace`, iterations start that far apart (a service under a steady load) instead of
 /// back to back (a saturated core).
-fn verify_loop(iterations: usize, emitter: Option<&Emitter>, pace: Option<Duration>) -> Vec<Duration> {
+fn verify_loop(
+    iterations: usize,
+    emitter: Option<&Emitter>,
+    pace: Option<Duration>,
+) -> Vec<Duration> {
     let signer = EventSigner::generate();
     let public = signer.public_key().clone();
     let message = vec![7u8; 400];
@@ -95,7 +101,10 @@ fn main() {
     let bootstrap = env("VIGIL_KAFKA_BOOTSTRAP");
     let topic = env("VIGIL_BENCH_TOPIC");
     let schema_id = SchemaId(env("VIGIL_BENCH_SCHEMA_ID").parse().expect("schema id"));
-    let n: usize = std::env::var("VIGIL_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n: usize = std::env::var("VIGIL_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let kafka = KafkaClientConfig::new(&bootstrap);
     let events: Vec<VerificationEvent> = (0..n).map(event).collect();
@@ -110,8 +119,13 @@ fn main() {
     println!("ceiling          sign+encode+frame: {ceiling:>10.0} events/s on one core");
 
     // 2. Throughput through the emitter to the broker.
-    let emitter = Emitter::start(&config(dir.path(), &topic, "tput"), &kafka, RecordSigner::new(EventSigner::generate(), schema_id).expect("s"), None)
-        .expect("emitter");
+    let emitter = Emitter::start(
+        &config(dir.path(), &topic, "tput"),
+        &kafka,
+        RecordSigner::new(EventSigner::generate(), schema_id).expect("s"),
+        None,
+    )
+    .expect("emitter");
     let rss_before = rss_mib();
     let t = Instant::now();
     for e in events.iter().cloned() {
@@ -132,18 +146,34 @@ fn main() {
     drop(emitter);
 
     // 3. Overhead on the verification path, saturated and at a steady 5k verifies/s.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr");
     let down_kafka = KafkaClientConfig::new(dead.to_string());
     let mut outage_rss = 0.0;
     let mut spooled_down = 0;
-    for (mode, iters, pace) in [("saturated", 20_000, None), ("5k/s", 10_000, Some(Duration::from_micros(200)))] {
+    for (mode, iters, pace) in [
+        ("saturated", 20_000, None),
+        ("5k/s", 10_000, Some(Duration::from_micros(200))),
+    ] {
         let base = verify_loop(iters, None, pace);
-        let up = Emitter::start(&config(dir.path(), &topic, &format!("up-{iters}")), &kafka, RecordSigner::new(EventSigner::generate(), schema_id).expect("s"), None)
-            .expect("emitter");
+        let up = Emitter::start(
+            &config(dir.path(), &topic, &format!("up-{iters}")),
+            &kafka,
+            RecordSigner::new(EventSigner::generate(), schema_id).expect("s"),
+            None,
+        )
+        .expect("emitter");
         let with = verify_loop(iters, Some(&up), pace);
         up.close();
-        let down = Emitter::start(&config(dir.path(), &topic, &format!("down-{iters}")), &down_kafka, RecordSigner::new(EventSigner::generate(), schema_id).expect("s"), None)
-            .expect("emitter");
+        let down = Emitter::start(
+            &config(dir.path(), &topic, &format!("down-{iters}")),
+            &down_kafka,
+            RecordSigner::new(EventSigner::generate(), schema_id).expect("s"),
+            None,
+        )
+        .expect("emitter");
         let with_down = verify_loop(iters, Some(&down), pace);
         outage_rss = rss_mib();
         spooled_down = down.spooled_pending();
@@ -164,7 +194,9 @@ fn main() {
     }
 
     // 4. Memory against the bound: in-memory queue + librdkafka queue (the spool is on disk).
-    let bound_mib = (EmitterConfig::new("x").queue_capacity as f64 * 1024.0 + kafka.producer_queue_bytes as f64) / (1024.0 * 1024.0);
+    let bound_mib = (EmitterConfig::new("x").queue_capacity as f64 * 1024.0
+        + kafka.producer_queue_bytes as f64)
+        / (1024.0 * 1024.0);
     println!(
         "memory           rss before {rss_before:.0} MiB, after {n}-event burst {burst_rss:.0} MiB, during outage ({spooled_down} spooled) {outage_rss:.0} MiB; queue bound {bound_mib:.0} MiB above baseline"
     );

@@ -93,7 +93,12 @@ impl EmitterConfig {
 
     /// Checks every value, naming the first offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |key, reason: &str| Err(ConfigError { key, reason: reason.to_owned() });
+        let err = |key, reason: &str| {
+            Err(ConfigError {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         if self.topic.is_empty() {
             return err("topic", "must not be empty");
         }
@@ -153,9 +158,17 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_toml_rejects_unknown_keys() {
-        EmitterConfig::new("/tmp/x").validate().expect("defaults valid");
-        let parsed: Result<EmitterConfig, _> = toml::from_str("spool_dir = \"/tmp/x\"\nqueue_capcity = 5\n");
-        assert!(parsed.expect_err("unknown key").to_string().contains("queue_capcity"));
+        EmitterConfig::new("/tmp/x")
+            .validate()
+            .expect("defaults valid");
+        let parsed: Result<EmitterConfig, _> =
+            toml::from_str("spool_dir = \"/tmp/x\"\nqueue_capcity = 5\n");
+        assert!(
+            parsed
+                .expect_err("unknown key")
+                .to_string()
+                .contains("queue_capcity")
+        );
     }
 
     #[test]
@@ -178,7 +191,10 @@ mod tests {
             ("always", FsyncPolicy::Always),
             ("never", FsyncPolicy::Never),
             ("every:10", FsyncPolicy::EveryN(10)),
-            ("interval_ms:50", FsyncPolicy::Interval(Duration::from_millis(50))),
+            (
+                "interval_ms:50",
+                FsyncPolicy::Interval(Duration::from_millis(50)),
+            ),
         ] {
             c.spool_fsync = text.into();
             assert_eq!(c.fsync_policy(), Ok(want));

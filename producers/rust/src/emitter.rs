@@ -189,7 +189,9 @@ impl ProducerContext for DeliveryContext {
         match (result, *origin) {
             (Ok(_), Origin::Direct { emitted_at }) => {
                 core.metrics.delivered.inc();
-                core.metrics.delivery_latency.observe(emitted_at.elapsed().as_secs_f64());
+                core.metrics
+                    .delivery_latency
+                    .observe(emitted_at.elapsed().as_secs_f64());
             }
             (Ok(_), Origin::Spool(seq)) => {
                 core.metrics.delivered.inc();
@@ -244,10 +246,19 @@ fn is_permanent(error: &KafkaError) -> bool {
     )
 }
 
-fn base_record<'a>(record: &'a PendingRecord, origin: Origin) -> BaseRecord<'a, [u8], [u8], Box<Origin>> {
-    let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
-        h.insert(Header { key: k, value: Some(v.as_slice()) })
-    });
+fn base_record<'a>(
+    record: &'a PendingRecord,
+    origin: Origin,
+) -> BaseRecord<'a, [u8], [u8], Box<Origin>> {
+    let headers = record.headers.iter().fold(
+        OwnedHeaders::new_with_capacity(record.headers.len()),
+        |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            })
+        },
+    );
     BaseRecord::with_opaque_to(&record.topic, Box::new(origin))
         .key(record.key.as_slice())
         .payload(record.value.as_slice())
@@ -274,7 +285,10 @@ impl Emitter {
         registry: Option<&prometheus::Registry>,
     ) -> Result<Self, EmitterError> {
         config.validate()?;
-        kafka.validate().map_err(|e| ConfigError { key: "kafka", reason: e.to_string() })?;
+        kafka.validate().map_err(|e| ConfigError {
+            key: "kafka",
+            reason: e.to_string(),
+        })?;
         let spool = Spool::open(config.spool_config())?;
         let metrics = ProducerMetrics::new(registry);
         metrics.spool_max_bytes.set(config.spool_max_bytes as i64);
@@ -296,7 +310,9 @@ impl Emitter {
         let mut client = kafka.producer();
         client.set("message.timeout.ms", config.delivery_timeout_ms.to_string());
         let producer: ThreadedProducer<DeliveryContext> =
-            client.create_with_context(DeliveryContext { core: Arc::clone(&core) })?;
+            client.create_with_context(DeliveryContext {
+                core: Arc::clone(&core),
+            })?;
         let producer = Arc::new(producer);
 
         let encoder = {
@@ -341,7 +357,9 @@ impl Emitter {
                 event.trace.get_or_insert_with(new_trace);
                 match self.core.sign(&event) {
                     Some(record) if self.core.spool_record(&record) => Ok(()),
-                    Some(_) => Err(EmitError::Dropped("queue full and the spool refused the event".into())),
+                    Some(_) => Err(EmitError::Dropped(
+                        "queue full and the spool refused the event".into(),
+                    )),
                     None => Err(EmitError::Dropped("the event could not be encoded".into())),
                 }
             }
@@ -368,7 +386,9 @@ impl Emitter {
         {
             std::thread::sleep(Duration::from_micros(200));
         }
-        let _ = self.producer.flush(deadline.saturating_duration_since(Instant::now()));
+        let _ = self
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
         let _ = self.core.spool.sync();
         self.report()
     }
@@ -389,7 +409,8 @@ impl Emitter {
         self.flush(self.close_timeout);
         // Whatever librdkafka still holds comes back through delivery reports as purged and is
         // spooled there; spooled replays stay unacknowledged and are retried next time.
-        self.producer.purge(PurgeConfig::default().queue().inflight());
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
         let _ = self.producer.flush(Duration::from_secs(2));
         self.core.stop.store(true, Ordering::Release);
         self.core.wake_drainer.notify_all();
@@ -435,7 +456,12 @@ fn encode_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>) {
     }
 }
 
-fn send_or_spool(core: &Core, producer: &ThreadedProducer<DeliveryContext>, record: &PendingRecord, emitted_at: Instant) {
+fn send_or_spool(
+    core: &Core,
+    producer: &ThreadedProducer<DeliveryContext>,
+    record: &PendingRecord,
+    emitted_at: Instant,
+) {
     if *lock(&core.spooling) {
         let _ = core.spool_record(record);
         return;
@@ -450,7 +476,12 @@ fn send_or_spool(core: &Core, producer: &ThreadedProducer<DeliveryContext>, reco
     }
 }
 
-fn drain_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>, batch_records: usize, delivery_timeout: Duration) {
+fn drain_loop(
+    core: &Core,
+    producer: &ThreadedProducer<DeliveryContext>,
+    batch_records: usize,
+    delivery_timeout: Duration,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut delivered_earlier: BTreeSet<SeqNo> = BTreeSet::new();
     while !core.stop.load(Ordering::Acquire) {
@@ -461,11 +492,17 @@ fn drain_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>, batch_r
                 *spooling = false;
                 delivered_earlier.clear();
             }
-            let _ = core.wake_drainer.wait_timeout(spooling, Duration::from_millis(200));
+            let _ = core
+                .wake_drainer
+                .wait_timeout(spooling, Duration::from_millis(200));
             continue;
         }
         // Probe the broker before sending a batch that would only time out.
-        if producer.client().fetch_metadata(Some(&core.topic), Duration::from_secs(2)).is_err() {
+        if producer
+            .client()
+            .fetch_metadata(Some(&core.topic), Duration::from_secs(2))
+            .is_err()
+        {
             sleep_unless_stopped(core, backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
@@ -478,10 +515,15 @@ fn drain_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>, batch_r
                 continue;
             }
         };
-        let Some(last) = records.last().map(|r| r.seq) else { continue };
+        let Some(last) = records.last().map(|r| r.seq) else {
+            continue;
+        };
         *lock(&core.drain) = DrainBatch::default();
         let mut sent = 0usize;
-        let to_send: Vec<_> = records.iter().filter(|r| !delivered_earlier.contains(&r.seq)).collect();
+        let to_send: Vec<_> = records
+            .iter()
+            .filter(|r| !delivered_earlier.contains(&r.seq))
+            .collect();
         for r in to_send {
             let record = match PendingRecord::decode(&r.payload) {
                 Ok(rec) => rec,
@@ -499,7 +541,9 @@ fn drain_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>, batch_r
                         sent += 1;
                         break;
                     }
-                    Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    Err((e, back))
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
+                    {
                         origin = *back.delivery_opaque;
                         std::thread::sleep(Duration::from_millis(5));
                     }

@@ -54,25 +54,59 @@ impl ProducerMetrics {
         // Metric options are static and valid; construction cannot fail.
         #[allow(clippy::expect_used)]
         let m = Self {
-            emitted: counter("vigil_producer_events_emitted_total", "events passed to emit").expect("valid"),
-            delivered: counter("vigil_producer_events_delivered_total", "events acknowledged by the broker").expect("valid"),
-            spooled: counter("vigil_producer_events_spooled_total", "events written to the disk spool").expect("valid"),
-            replayed: counter("vigil_producer_events_replayed_total", "spooled events delivered after the broker came back").expect("valid"),
+            emitted: counter(
+                "vigil_producer_events_emitted_total",
+                "events passed to emit",
+            )
+            .expect("valid"),
+            delivered: counter(
+                "vigil_producer_events_delivered_total",
+                "events acknowledged by the broker",
+            )
+            .expect("valid"),
+            spooled: counter(
+                "vigil_producer_events_spooled_total",
+                "events written to the disk spool",
+            )
+            .expect("valid"),
+            replayed: counter(
+                "vigil_producer_events_replayed_total",
+                "spooled events delivered after the broker came back",
+            )
+            .expect("valid"),
             dropped: IntCounterVec::new(
-                Opts::new("vigil_producer_events_dropped_total", "events lost, by reason"),
+                Opts::new(
+                    "vigil_producer_events_dropped_total",
+                    "events lost, by reason",
+                ),
                 &["reason"],
             )
             .expect("valid"),
-            queue_depth: gauge("vigil_producer_queue_depth_events", "events waiting in the in-memory queue").expect("valid"),
-            spool_bytes: gauge("vigil_producer_spool_bytes", "size of the disk spool").expect("valid"),
-            spool_records: gauge("vigil_producer_spool_records", "records waiting in the disk spool").expect("valid"),
-            spool_max_bytes: gauge("vigil_producer_spool_max_bytes", "configured bound of the disk spool").expect("valid"),
+            queue_depth: gauge(
+                "vigil_producer_queue_depth_events",
+                "events waiting in the in-memory queue",
+            )
+            .expect("valid"),
+            spool_bytes: gauge("vigil_producer_spool_bytes", "size of the disk spool")
+                .expect("valid"),
+            spool_records: gauge(
+                "vigil_producer_spool_records",
+                "records waiting in the disk spool",
+            )
+            .expect("valid"),
+            spool_max_bytes: gauge(
+                "vigil_producer_spool_max_bytes",
+                "configured bound of the disk spool",
+            )
+            .expect("valid"),
             delivery_latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "vigil_producer_delivery_latency_seconds",
                     "from emit to broker acknowledgement",
                 )
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0]),
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+                ]),
             )
             .expect("valid"),
         };

@@ -38,7 +38,10 @@ impl PendingRecord {
 
     /// Returns the value of the first header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Serializes: version, then length-prefixed (u32 LE) topic, key, value, header count (u16)
@@ -50,7 +53,11 @@ impl PendingRecord {
             + self.key.len()
             + self.value.len()
             + 2
-            + self.headers.iter().map(|(n, v)| 8 + n.len() + v.len()).sum::<usize>();
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| 8 + n.len() + v.len())
+                .sum::<usize>();
         let mut out = Vec::with_capacity(size);
         out.push(VERSION);
         put(&mut out, self.topic.as_bytes());
@@ -132,7 +139,10 @@ mod tests {
             topic: "vigil.events.raw".into(),
             key: b"key-1".to_vec(),
             value: vec![0, 0, 0, 0, 1, 2, 3],
-            headers: vec![("vigil-sig".into(), vec![7; 64]), ("ce_id".into(), b"x".to_vec())],
+            headers: vec![
+                ("vigil-sig".into(), vec![7; 64]),
+                ("ce_id".into(), b"x".to_vec()),
+            ],
         }
     }
 
@@ -146,7 +156,10 @@ mod tests {
     fn every_truncation_is_an_error() {
         let bytes = sample().encode();
         for cut in 0..bytes.len() {
-            assert!(PendingRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                PendingRecord::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

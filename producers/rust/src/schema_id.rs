@@ -36,7 +36,10 @@ pub async fn resolve(registry_url: &str, spool_dir: &Path) -> Result<SchemaId, S
             Ok(id)
         }
         Err(RegistryError::Transient(reason)) => {
-            match std::fs::read_to_string(&cache).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            match std::fs::read_to_string(&cache)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
                 Some(id) => {
                     tracing::warn!(%reason, id, "schema registry unreachable, using the cached schema id");
                     Ok(SchemaId(id))

@@ -6,12 +6,12 @@
 //! emitted inside them.
 
 use rand::RngCore;
+use tracing::Subscriber;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
-use tracing::Subscriber;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::Layer;
 use vigil_schemas::Trace;
 
 /// Records `trace_id` / `span_id` span fields so [`current_trace`] can find them.
@@ -50,10 +50,10 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut fields = TraceFields::default();
         attrs.record(&mut fields);
-        if fields.trace_id.is_some() {
-            if let Some(span) = ctx.span(id) {
-                span.extensions_mut().insert(fields);
-            }
+        if fields.trace_id.is_some()
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(fields);
         }
     }
 }
@@ -80,12 +80,21 @@ pub fn span_trace() -> Option<Trace> {
     let found = tracing::dispatcher::get_default(|dispatch| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
         let span = registry.span(&current.id()?)?;
-        span.scope().find_map(|s| s.extensions().get::<TraceFields>().cloned())
+        span.scope()
+            .find_map(|s| s.extensions().get::<TraceFields>().cloned())
     });
     match found {
-        Some(TraceFields { trace_id: Some(trace_id), span_id }) if is_hex(&trace_id, 32) => {
-            let span_id = span_id.filter(|s| is_hex(s, 16)).unwrap_or_else(|| random_hex(8));
-            Some(Trace::new(trace_id.to_ascii_lowercase(), span_id.to_ascii_lowercase()))
+        Some(TraceFields {
+            trace_id: Some(trace_id),
+            span_id,
+        }) if is_hex(&trace_id, 32) => {
+            let span_id = span_id
+                .filter(|s| is_hex(s, 16))
+                .unwrap_or_else(|| random_hex(8));
+            Some(Trace::new(
+                trace_id.to_ascii_lowercase(),
+                span_id.to_ascii_lowercase(),
+            ))
         }
         _ => None,
     }
@@ -115,7 +124,8 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(TraceContextLayer);
         tracing::subscriber::with_default(subscriber, || {
             let tid = "4bf92f3577b34da6a3ce929d0e0e4736";
-            let outer = tracing::info_span!("request", trace_id = tid, span_id = "00f067aa0ba902b7");
+            let outer =
+                tracing::info_span!("request", trace_id = tid, span_id = "00f067aa0ba902b7");
             let _o = outer.enter();
             let inner = tracing::info_span!("verify");
             let _i = inner.enter();

@@ -24,16 +24,24 @@ fn event(i: usize) -> VerificationEvent {
     VerificationEvent::new(
         EventClass::SignatureVerification,
         "verify",
-        if i % 7 == 0 { Status::Failure } else { Status::Success },
+        if i % 7 == 0 {
+            Status::Failure
+        } else {
+            Status::Success
+        },
         Producer::new(Platform::Rust, "0.1.0", "emitter-test"),
     )
-    .with_subject(Subject::principal(format!("user-{}", i % 5)).with_key_id(format!("key-{}", i % 3)))
+    .with_subject(
+        Subject::principal(format!("user-{}", i % 5)).with_key_id(format!("key-{}", i % 3)),
+    )
     .with_attribute("seq", i.to_string())
 }
 
 async fn schema_id(spool: &std::path::Path) -> SchemaId {
     let url = vigil_e2e::schema_registry_url();
-    vigil_producer::schema_id::resolve(&url, spool).await.expect("register the event schema")
+    vigil_producer::schema_id::resolve(&url, spool)
+        .await
+        .expect("register the event schema")
 }
 
 fn config(dir: &std::path::Path, topic: &str) -> EmitterConfig {
@@ -60,7 +68,10 @@ async fn read_all(topic: &str, n: usize, within: Duration) -> Vec<rdkafka::messa
         match tokio::time::timeout(left, consumer.recv()).await {
             Ok(Ok(m)) => out.push(m.detach()),
             Ok(Err(e)) => panic!("consume: {e}"),
-            Err(_) => panic!("only {} of {n} records arrived within {within:?}", out.len()),
+            Err(_) => panic!(
+                "only {} of {n} records arrived within {within:?}",
+                out.len()
+            ),
         }
     }
     // Anything beyond n would be a duplicate: give it a moment to show up.
@@ -71,7 +82,11 @@ async fn read_all(topic: &str, n: usize, within: Duration) -> Vec<rdkafka::messa
 }
 
 fn seq_of(event: &VerificationEvent) -> usize {
-    event.attributes.get("seq").and_then(|s| s.parse().ok()).expect("seq attribute")
+    event
+        .attributes
+        .get("seq")
+        .and_then(|s| s.parse().ok())
+        .expect("seq attribute")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,10 +95,16 @@ async fn independent_decode_path_matches_what_was_emitted() {
     let topic = vigil_e2e::unique_name("emitter-decode");
     vigil_e2e::create_topic(&topic, 3).await;
     let id = schema_id(dir.path()).await;
-    let signer = EventSigner::from_pkcs8_pem_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/testdata/vector_signing_key.pem"))
-        .expect("test key");
-    let public = PublicKey::from_spki_pem_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/testdata/vector_public_key.pem"))
-        .expect("test public key");
+    let signer = EventSigner::from_pkcs8_pem_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/testdata/vector_signing_key.pem"
+    ))
+    .expect("test key");
+    let public = PublicKey::from_spki_pem_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/testdata/vector_public_key.pem"
+    ))
+    .expect("test public key");
     let key_id = signer.key_id().as_str().to_owned();
     let emitter = Emitter::start(
         &config(dir.path(), &topic),
@@ -110,25 +131,50 @@ async fn independent_decode_path_matches_what_was_emitted() {
         let wire_id = u32::from_be_bytes(value[1..5].try_into().expect("4 bytes"));
         assert_eq!(wire_id, id.0);
         let schema: serde_json::Value = http
-            .get(format!("{}/schemas/ids/{wire_id}", vigil_e2e::schema_registry_url()))
-            .send().await.expect("registry").json().await.expect("json");
-        let writer = WriterSchema::parse(SchemaId(wire_id), schema["schema"].as_str().expect("schema"))
-            .expect("registry schema parses");
-        let decoded = codec.decode_with(&writer, &value[5..]).expect("decode with the registry's schema");
+            .get(format!(
+                "{}/schemas/ids/{wire_id}",
+                vigil_e2e::schema_registry_url()
+            ))
+            .send()
+            .await
+            .expect("registry")
+            .json()
+            .await
+            .expect("json");
+        let writer = WriterSchema::parse(
+            SchemaId(wire_id),
+            schema["schema"].as_str().expect("schema"),
+        )
+        .expect("registry schema parses");
+        let decoded = codec
+            .decode_with(&writer, &value[5..])
+            .expect("decode with the registry's schema");
 
         let headers = m.headers().expect("headers");
         let header = |name: &str| {
-            headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(<[u8]>::to_vec)
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(<[u8]>::to_vec)
                 .unwrap_or_else(|| panic!("header {name} missing"))
         };
         let sig = Signature::from_slice(&header("vigil-sig")).expect("64-byte signature");
-        public.verify(value, &sig).expect("signature over the exact value bytes");
+        public
+            .verify(value, &sig)
+            .expect("signature over the exact value bytes");
         assert_eq!(header("vigil-key-id"), key_id.as_bytes());
         assert_eq!(header("vigil-alg"), b"ed25519");
-        assert_eq!(header("ce_id"), decoded.event_id.hyphenated().to_string().as_bytes());
+        assert_eq!(
+            header("ce_id"),
+            decoded.event_id.hyphenated().to_string().as_bytes()
+        );
         let trace = decoded.trace.clone().expect("trace filled in by emit");
         let traceparent = String::from_utf8(header("traceparent")).expect("utf8");
-        assert_eq!(traceparent, format!("00-{}-{}-01", trace.trace_id, trace.span_id));
+        assert_eq!(
+            traceparent,
+            format!("00-{}-{}-01", trace.trace_id, trace.span_id)
+        );
         assert_eq!(m.key(), Some(decoded.record_key()));
         by_seq.insert(seq_of(&decoded), decoded);
     }
@@ -146,7 +192,9 @@ async fn independent_decode_path_matches_what_was_emitted() {
 /// Forwards TCP connections from `listen` to `target` (a broker that "comes back").
 async fn proxy(listener: TcpListener, target: String) {
     loop {
-        let Ok((mut inbound, _)) = listener.accept().await else { return };
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
         let target = target.clone();
         tokio::spawn(async move {
             if let Ok(mut outbound) = TcpStream::connect(&target).await {
@@ -178,22 +226,34 @@ async fn broker_outage_is_bridged_by_the_spool_without_loss_or_duplicates() {
     .expect("emitter starts while the broker is unreachable");
     let n = 500;
     for i in 0..n {
-        emitter.emit(event(i)).expect("emit never fails while the broker is down");
+        emitter
+            .emit(event(i))
+            .expect("emit never fails while the broker is down");
     }
     // Everything ends up in the spool once librdkafka gives up on the unreachable broker.
     let deadline = Instant::now() + Duration::from_secs(30);
     while emitter.spooled_pending() < n as u64 {
-        assert!(Instant::now() < deadline, "only {} of {n} spooled", emitter.spooled_pending());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} spooled",
+            emitter.spooled_pending()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(emitter.metrics().delivered(), 0);
 
     // The broker comes back at that address.
-    let listener = TcpListener::bind(down).await.expect("rebind the bootstrap port");
+    let listener = TcpListener::bind(down)
+        .await
+        .expect("rebind the bootstrap port");
     let proxy = tokio::spawn(proxy(listener, vigil_e2e::kafka_bootstrap()));
     let deadline = Instant::now() + Duration::from_secs(60);
     while emitter.spooled_pending() > 0 {
-        assert!(Instant::now() < deadline, "{} still spooled", emitter.spooled_pending());
+        assert!(
+            Instant::now() < deadline,
+            "{} still spooled",
+            emitter.spooled_pending()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let codec = Codec::<VerificationEvent>::new().expect("codec");
@@ -201,8 +261,14 @@ async fn broker_outage_is_bridged_by_the_spool_without_loss_or_duplicates() {
     let mut ids = BTreeSet::new();
     let mut seqs = BTreeSet::new();
     for m in &records {
-        let e = codec.decode_framed(id, m.payload().expect("value")).expect("decode");
-        assert!(ids.insert(e.event_id), "event {} delivered twice", e.event_id);
+        let e = codec
+            .decode_framed(id, m.payload().expect("value"))
+            .expect("decode");
+        assert!(
+            ids.insert(e.event_id),
+            "event {} delivered twice",
+            e.event_id
+        );
         seqs.insert(seq_of(&e));
     }
     assert_eq!(records.len(), n, "no duplicates");
@@ -250,8 +316,15 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
     let id = schema_id(dir.path()).await;
     let spool_dir = dir.path().join("spool");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "kill_9_with_spooled_events_loses_nothing_after_restart", "--nocapture"])
-        .env(CHILD_ENV, format!("{}|{topic}|{}", spool_dir.display(), id.0))
+        .args([
+            "--exact",
+            "kill_9_with_spooled_events_loses_nothing_after_restart",
+            "--nocapture",
+        ])
+        .env(
+            CHILD_ENV,
+            format!("{}|{topic}|{}", spool_dir.display(), id.0),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -261,14 +334,20 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
         BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("SPOOLED ").and_then(|n| n.parse::<u64>().ok()))
+            .find_map(|l| {
+                l.strip_prefix("SPOOLED ")
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
     })
     .await
     .expect("reader")
     .expect("child reported its spool");
     child.kill().expect("kill -9 the child"); // SIGKILL: no destructor, no flush
     let _ = child.wait();
-    assert_eq!(spooled, 300, "the child spooled every event before it was killed");
+    assert_eq!(
+        spooled, 300,
+        "the child spooled every event before it was killed"
+    );
 
     // Restart on the same spool with a reachable broker: the spool drains by itself.
     let emitter = Emitter::start(
@@ -280,16 +359,30 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
     .expect("restarted emitter");
     let deadline = Instant::now() + Duration::from_secs(60);
     while emitter.spooled_pending() > 0 {
-        assert!(Instant::now() < deadline, "{} still spooled", emitter.spooled_pending());
+        assert!(
+            Instant::now() < deadline,
+            "{} still spooled",
+            emitter.spooled_pending()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let codec = Codec::<VerificationEvent>::new().expect("codec");
     let records = read_all(&topic, 300, Duration::from_secs(60)).await;
     let seqs: BTreeSet<usize> = records
         .iter()
-        .map(|m| seq_of(&codec.decode_framed(id, m.payload().expect("value")).expect("decode")))
+        .map(|m| {
+            seq_of(
+                &codec
+                    .decode_framed(id, m.payload().expect("value"))
+                    .expect("decode"),
+            )
+        })
         .collect();
-    assert_eq!(seqs, (0..300).collect(), "every spooled event delivered after the restart");
+    assert_eq!(
+        seqs,
+        (0..300).collect(),
+        "every spooled event delivered after the restart"
+    );
     assert_eq!(records.len(), 300, "none twice");
     tokio::task::block_in_place(|| emitter.close());
 }
