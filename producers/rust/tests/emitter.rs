@@ -81,6 +81,15 @@ async fn read_all(topic: &str, n: usize, within: Duration) -> Vec<rdkafka::messa
     out
 }
 
+/// Waits until the emitter's spool is empty (the broker took every spooled record).
+async fn wait_until_spool_drained(emitter: &Emitter, within: Duration) {
+    let deadline = Instant::now() + within;
+    while emitter.spooled_pending() > 0 {
+        assert!(Instant::now() < deadline, "{} still spooled", emitter.spooled_pending());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn seq_of(event: &VerificationEvent) -> usize {
     event
         .attributes
@@ -247,15 +256,7 @@ async fn broker_outage_is_bridged_by_the_spool_without_loss_or_duplicates() {
         .await
         .expect("rebind the bootstrap port");
     let proxy = tokio::spawn(proxy(listener, vigil_e2e::kafka_bootstrap()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while emitter.spooled_pending() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{} still spooled",
-            emitter.spooled_pending()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_spool_drained(&emitter, Duration::from_secs(60)).await;
     let codec = Codec::<VerificationEvent>::new().expect("codec");
     let records = read_all(&topic, n, Duration::from_secs(60)).await;
     let mut ids = BTreeSet::new();
@@ -357,15 +358,7 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
         None,
     )
     .expect("restarted emitter");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while emitter.spooled_pending() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{} still spooled",
-            emitter.spooled_pending()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_spool_drained(&emitter, Duration::from_secs(60)).await;
     let codec = Codec::<VerificationEvent>::new().expect("codec");
     let records = read_all(&topic, 300, Duration::from_secs(60)).await;
     let seqs: BTreeSet<usize> = records
