@@ -1,0 +1,354 @@
+//! `VerifierConfig`: one TOML file per deployment, `VIGIL_*` overrides for addresses.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use vigil_consumer::{RetryTopic, RuntimeConfig};
+use vigil_schemas::topics;
+use vigil_topology::KafkaClientConfig;
+
+/// A configuration value that is out of range or unreadable, named by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value is out of range.
+    #[error("verifier.{key}: {reason}")]
+    Invalid {
+        /// The offending key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration (unknown keys included).
+    #[error("cannot parse {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// How the verifier consumes, verifies and publishes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifierConfig {
+    /// Kafka connection; `VIGIL_KAFKA_BOOTSTRAP` overrides `bootstrap_servers`.
+    #[serde(default = "default_kafka")]
+    pub kafka: KafkaClientConfig,
+    /// Schema registry URL; `VIGIL_SCHEMA_REGISTRY_URL` overrides it.
+    #[serde(default = "default_schema_registry_url")]
+    pub schema_registry_url: String,
+    /// Consumer group of the verifier.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Topic of signed raw events.
+    #[serde(default = "default_raw_topic")]
+    pub raw_topic: String,
+    /// Topic the verdicts are written to.
+    #[serde(default = "default_verified_topic")]
+    pub verified_topic: String,
+    /// Compacted key registry topic.
+    #[serde(default = "default_keys_topic")]
+    pub keys_topic: String,
+    /// Dead-letter topic for undecodable records.
+    #[serde(default = "default_dlq_topic")]
+    pub dlq_topic: String,
+    /// Delayed retry topics for transient failures (empty: DLQ after in-process retries).
+    #[serde(default = "default_retry_topics")]
+    pub retry_topics: Vec<RetryTopic>,
+    /// Records queued per partition before the partition is paused.
+    #[serde(default = "default_max_in_flight_per_partition")]
+    pub max_in_flight_per_partition: usize,
+    /// How often stored offsets are committed.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// How long a shutdown waits for records being handled.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+    /// Largest accepted distance between an event's `occurred_at` and the verifier's clock.
+    #[serde(default = "default_max_clock_skew_ms")]
+    pub max_clock_skew_ms: u64,
+    /// Bound of the replay memory (key id + nonce, kept for the skew window); when full the
+    /// oldest entries are evicted and counted.
+    #[serde(default = "default_nonce_cache_max_entries")]
+    pub nonce_cache_max_entries: usize,
+    /// Largest signature batch handed to `verify_batch`; 1 verifies each record on its own.
+    #[serde(default = "default_verify_batch_max")]
+    pub verify_batch_max: usize,
+    /// Largest raw value accepted, in bytes; larger ones are dead-lettered unverified.
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: usize,
+    /// How long start-up waits for the key registry to load before giving up.
+    #[serde(default = "default_key_registry_load_timeout_ms")]
+    pub key_registry_load_timeout_ms: u64,
+    /// Name written to `VerifiedEvent.verifier` (default: host name and process id).
+    #[serde(default)]
+    pub verifier_id: Option<String>,
+}
+
+fn default_kafka() -> KafkaClientConfig {
+    KafkaClientConfig::new("127.0.0.1:9092")
+}
+fn default_schema_registry_url() -> String {
+    "http://127.0.0.1:8081".to_owned()
+}
+fn default_group_id() -> String {
+    "vigil-verifier".to_owned()
+}
+fn default_raw_topic() -> String {
+    topics::EVENTS_RAW.to_owned()
+}
+fn default_verified_topic() -> String {
+    topics::EVENTS_VERIFIED.to_owned()
+}
+fn default_keys_topic() -> String {
+    topics::KEYS.to_owned()
+}
+fn default_dlq_topic() -> String {
+    topics::DLQ.to_owned()
+}
+fn default_retry_topics() -> Vec<RetryTopic> {
+    RuntimeConfig::new("verifier", "g", vec!["t".to_owned()]).retry_topics
+}
+fn default_max_in_flight_per_partition() -> usize {
+    64
+}
+fn default_commit_interval_ms() -> u64 {
+    5_000
+}
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_clock_skew_ms() -> u64 {
+    300_000
+}
+fn default_nonce_cache_max_entries() -> usize {
+    1_000_000
+}
+fn default_verify_batch_max() -> usize {
+    64
+}
+fn default_max_value_bytes() -> usize {
+    vigil_schemas::wire::DEFAULT_MAX_VALUE_BYTES
+}
+fn default_key_registry_load_timeout_ms() -> u64 {
+    60_000
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        // An empty document takes every default; it cannot fail to parse.
+        match toml::from_str("") {
+            Ok(c) => c,
+            Err(_) => unreachable_default(),
+        }
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_default() -> VerifierConfig {
+    panic!("an empty verifier config parses")
+}
+
+impl VerifierConfig {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a TOML file, or the defaults when `path` is `None`; then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let shown = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &shown)?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok());
+        Ok(config)
+    }
+
+    /// Applies `VIGIL_KAFKA_BOOTSTRAP` and `VIGIL_SCHEMA_REGISTRY_URL` from `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("VIGIL_KAFKA_BOOTSTRAP").filter(|v| !v.trim().is_empty()) {
+            self.kafka.bootstrap_servers = v;
+        }
+        if let Some(v) = get("VIGIL_SCHEMA_REGISTRY_URL").filter(|v| !v.trim().is_empty()) {
+            self.schema_registry_url = v;
+        }
+    }
+
+    /// Returns the consumer runtime configuration this verifier runs with.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        let mut c = RuntimeConfig::new("verifier", &self.group_id, vec![self.raw_topic.clone()]);
+        c.retry_topics = self.retry_topics.clone();
+        c.dlq_topic = self.dlq_topic.clone();
+        c.max_in_flight_per_partition = self.max_in_flight_per_partition;
+        c.commit_interval_ms = self.commit_interval_ms;
+        c.shutdown_timeout_ms = self.shutdown_timeout_ms;
+        c
+    }
+
+    /// Returns the configured verifier id, or `<host>-<pid>`.
+    pub fn verifier_id(&self) -> String {
+        self.verifier_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "verifier".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// Checks every value, naming the first offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka
+            .validate()
+            .map_err(|e| invalid("kafka", e.to_string()))?;
+        if !self.schema_registry_url.starts_with("http://")
+            && !self.schema_registry_url.starts_with("https://")
+        {
+            return Err(invalid(
+                "schema_registry_url",
+                format!("must be an http(s) URL, got {:?}", self.schema_registry_url),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, topic) in [
+            ("raw_topic", &self.raw_topic),
+            ("verified_topic", &self.verified_topic),
+            ("keys_topic", &self.keys_topic),
+            ("dlq_topic", &self.dlq_topic),
+        ] {
+            if topic.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+            if !seen.insert(topic.as_str()) {
+                return Err(invalid(key, format!("{topic:?} is used for two purposes")));
+            }
+        }
+        if !(1_000..=86_400_000).contains(&self.max_clock_skew_ms) {
+            return Err(invalid(
+                "max_clock_skew_ms",
+                format!("must be between 1000 and 86400000, got {}", self.max_clock_skew_ms),
+            ));
+        }
+        if !(1_000..=100_000_000).contains(&self.nonce_cache_max_entries) {
+            return Err(invalid(
+                "nonce_cache_max_entries",
+                format!(
+                    "must be between 1000 and 100000000, got {}",
+                    self.nonce_cache_max_entries
+                ),
+            ));
+        }
+        if !(1..=4096).contains(&self.verify_batch_max) {
+            return Err(invalid(
+                "verify_batch_max",
+                format!("must be between 1 and 4096, got {}", self.verify_batch_max),
+            ));
+        }
+        if !(1_024..=64 * 1024 * 1024).contains(&self.max_value_bytes) {
+            return Err(invalid(
+                "max_value_bytes",
+                format!("must be between 1024 and 67108864, got {}", self.max_value_bytes),
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.key_registry_load_timeout_ms) {
+            return Err(invalid(
+                "key_registry_load_timeout_ms",
+                format!(
+                    "must be between 100 and 3600000, got {}",
+                    self.key_registry_load_timeout_ms
+                ),
+            ));
+        }
+        self.runtime_config()
+            .validate()
+            .map_err(|e| invalid(e.key, e.reason))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_name_the_real_topics() {
+        let c = VerifierConfig::default();
+        c.validate().expect("defaults are valid");
+        assert_eq!(c.raw_topic, "vigil.events.raw");
+        assert_eq!(c.max_clock_skew_ms, 300_000);
+        assert_eq!(c.nonce_cache_max_entries, 1_000_000);
+        assert_eq!(c.runtime_config().dlq_topic, "vigil.dlq");
+    }
+
+    #[test]
+    fn toml_refuses_unknown_keys_and_env_overrides_addresses() {
+        let err = VerifierConfig::from_toml("max_clock_skew = 5\n", "f.toml").expect_err("unknown");
+        assert!(err.to_string().contains("max_clock_skew"), "{err}");
+        let mut c = VerifierConfig::from_toml(
+            "raw_topic = \"r\"\nmax_clock_skew_ms = 60000\n[kafka]\nbootstrap_servers = \"a:1\"\n",
+            "f.toml",
+        )
+        .expect("parses");
+        assert_eq!(c.raw_topic, "r");
+        assert_eq!(c.kafka.bootstrap_servers, "a:1");
+        c.apply_env(|k| match k {
+            "VIGIL_KAFKA_BOOTSTRAP" => Some("b:2".into()),
+            "VIGIL_SCHEMA_REGISTRY_URL" => Some("http://r:1".into()),
+            _ => None,
+        });
+        assert_eq!(c.kafka.bootstrap_servers, "b:2");
+        assert_eq!(c.schema_registry_url, "http://r:1");
+    }
+
+    #[test]
+    fn validation_names_the_offending_key() {
+        type Mutation = Box<dyn Fn(&mut VerifierConfig)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("max_clock_skew_ms", Box::new(|c| c.max_clock_skew_ms = 0)),
+            ("nonce_cache_max_entries", Box::new(|c| c.nonce_cache_max_entries = 1)),
+            ("verify_batch_max", Box::new(|c| c.verify_batch_max = 0)),
+            ("verified_topic", Box::new(|c| c.verified_topic = c.raw_topic.clone())),
+            ("schema_registry_url", Box::new(|c| c.schema_registry_url = "x".into())),
+            ("max_in_flight_per_partition", Box::new(|c| c.max_in_flight_per_partition = 0)),
+        ];
+        for (key, mutate) in cases {
+            let mut c = VerifierConfig::default();
+            mutate(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The verifier's [`Handler`]: raw record in, verdict published, offset stored by the runtime.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use vigil_consumer::key_registry::{KeyDecision, KeyRegistry, decide};
+use vigil_consumer::{HandleError, Handler, InboundRecord, Outcome};
+use vigil_schemas::model::{TimestampMicros, format_rfc3339, now_micros};
+use vigil_schemas::wire::split_frame_with_limit;
+use vigil_schemas::{
+    Codec, ErrorClass, SchemaId, SchemaRegistry, SignatureHeaders, SignatureState,
+    VerificationEvent, VerifiedEvent, headers,
+};
+use vigil_topology::InternalEvent;
+
+use crate::internal_events::{EventVerified, RecordUndecodable, VerifierMetrics};
+use crate::nonce::{NonceCache, NonceCheck};
+use crate::signature::SignatureChecker;
+
+/// Header carrying the verdict on verified records, so routers need not decode.
+pub const STATE_HEADER: &str = "vigil-signature-state";
+
+/// Headers copied from the raw record to the verified one.
+const COPIED_HEADERS: &[&str] = &[
+    headers::TRACEPARENT,
+    headers::CE_SPECVERSION,
+    headers::CE_ID,
+    headers::CE_TYPE,
+    headers::CE_SOURCE,
+    headers::CE_TIME,
+    headers::CONTENT_TYPE,
+];
+
+/// Everything a verdict needs besides the record.
+pub struct Verifier {
+    pub(crate) registry: Arc<KeyRegistry>,
+    pub(crate) schemas: SchemaRegistry,
+    pub(crate) raw_codec: Codec<VerificationEvent>,
+    pub(crate) verified_codec: Codec<VerifiedEvent>,
+    pub(crate) verified_schema: SchemaId,
+    pub(crate) verified_topic: String,
+    pub(crate) producer: FutureProducer,
+    pub(crate) checker: SignatureChecker,
+    pub(crate) nonces: Mutex<NonceCache>,
+    pub(crate) max_skew_us: i64,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) verifier_id: String,
+    pub(crate) metrics: VerifierMetrics,
+    pub(crate) origin_hasher: RandomState,
+}
+
+fn bad(metrics: &VerifierMetrics, kind: &'static str, msg: impl std::fmt::Display) -> HandleError {
+    RecordUndecodable { metrics, kind }.emit();
+    HandleError::bad_data(format!("{kind}: {msg}"))
+}
+
+/// The verdict and its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Signature state written to the verified topic.
+    pub state: SignatureState,
+    /// Why it is not valid.
+    pub reason: Option<String>,
+}
+
+impl Verdict {
+    fn reject(state: SignatureState, reason: impl Into<String>) -> Self {
+        Self {
+            state,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+impl Verifier {
+    async fn verdict(
+        &self,
+        record: &InboundRecord,
+        value: &[u8],
+        sig: &SignatureHeaders,
+        event: &VerificationEvent,
+        now: TimestampMicros,
+    ) -> Result<Verdict, HandleError> {
+        let key_id = sig.key_id.as_str();
+        let Some(view) = self.registry.get(key_id) else {
+            return Ok(Verdict::reject(SignatureState::Untrusted, "unknown key"));
+        };
+        let ok = self
+            .checker
+            .check(value, &sig.signature, &view.public_key)
+            .await
+            .map_err(|e| HandleError::transient(e))?;
+        if !ok {
+            return Ok(Verdict::reject(SignatureState::Bad, "signature does not verify"));
+        }
+        match decide(Some(&view), event.occurred_at, now) {
+            KeyDecision::Valid => {}
+            KeyDecision::Revoked { reason } => {
+                return Ok(Verdict::reject(SignatureState::Revoked, format!("key revoked: {reason}")));
+            }
+            KeyDecision::Untrusted { reason } => {
+                return Ok(Verdict::reject(SignatureState::Untrusted, reason));
+            }
+            KeyDecision::Expired { grace_until } => {
+                let at = format_rfc3339(grace_until).unwrap_or_else(|| grace_until.to_string());
+                return Ok(Verdict::reject(
+                    SignatureState::Untrusted,
+                    format!("key rotated; grace ended at {at}"),
+                ));
+            }
+        }
+        let skew_us = event.occurred_at.saturating_sub(now).saturating_abs();
+        if skew_us > self.max_skew_us {
+            return Ok(Verdict::reject(
+                SignatureState::Bad,
+                format!(
+                    "clock skew {} ms exceeds {} ms",
+                    skew_us / 1_000,
+                    self.max_skew_us / 1_000
+                ),
+            ));
+        }
+        let origin = self
+            .origin_hasher
+            .hash_one((&record.topic, record.partition, record.offset));
+        let check = {
+            let mut nonces = self.nonces.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let before = nonces.evictions();
+            let check = nonces.check(key_id, &event.nonce, event.occurred_at, now, origin);
+            self.metrics
+                .nonce_evictions
+                .inc_by(nonces.evictions().saturating_sub(before));
+            self.metrics
+                .nonce_entries
+                .set(i64::try_from(nonces.len()).unwrap_or(i64::MAX));
+            check
+        };
+        if check == NonceCheck::Replayed {
+            return Ok(Verdict::reject(SignatureState::Bad, "nonce replayed"));
+        }
+        Ok(Verdict {
+            state: SignatureState::Valid,
+            reason: None,
+        })
+    }
+
+    async fn publish(
+        &self,
+        record: &InboundRecord,
+        verified: &VerifiedEvent,
+    ) -> Result<(), HandleError> {
+        let value = self
+            .verified_codec
+            .encode_framed(self.verified_schema, verified)
+            .map_err(|e| HandleError::internal(format!("encode verified event: {e}")))?;
+        let mut hdrs = OwnedHeaders::new_with_capacity(COPIED_HEADERS.len() + 1);
+        for name in COPIED_HEADERS {
+            if let Some(v) = record.header(name) {
+                hdrs = hdrs.insert(Header {
+                    key: name,
+                    value: Some(v),
+                });
+            }
+        }
+        hdrs = hdrs.insert(Header {
+            key: STATE_HEADER,
+            value: Some(verified.state.as_str()),
+        });
+        let mut out = FutureRecord::<[u8], Vec<u8>>::to(&self.verified_topic)
+            .payload(&value)
+            .headers(hdrs);
+        if let Some(k) = record.key.as_deref() {
+            out = out.key(k);
+        }
+        self.producer
+            .send(out, Duration::from_secs(0))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| HandleError::transient(format!("publish verified event: {e}")))
+    }
+}
+
+impl Handler for Verifier {
+    async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
+        let started = Instant::now();
+        let m = &self.metrics;
+        let value = record
+            .value
+            .as_deref()
+            .ok_or_else(|| bad(m, "tombstone", "record has no value"))?;
+        if value.len() > self.max_value_bytes {
+            return Err(bad(
+                m,
+                "oversized",
+                format!("value of {} bytes exceeds {}", value.len(), self.max_value_bytes),
+            ));
+        }
+        // Signature material is read before any byte of the value is interpreted.
+        let sig = SignatureHeaders::parse(
+            record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref())),
+        )
+        .map_err(|e| bad(m, e.kind(), &e))?;
+        let (schema_id, body) =
+            split_frame_with_limit(value, self.max_value_bytes).map_err(|e| bad(m, e.kind(), &e))?;
+        let writer = match self.schemas.schema_by_id(schema_id).await {
+            Ok(w) => w,
+            Err(e) if e.class() == ErrorClass::BadData => return Err(bad(m, "unknown_schema_id", &e)),
+            // An outage or a refused request: the record is fine, retry it later.
+            Err(e) => return Err(HandleError::transient(e)),
+        };
+        let event = self
+            .raw_codec
+            .decode_with(&writer, body)
+            .map_err(|e| bad(m, e.kind(), &e))?;
+        let now = now_micros();
+        let verdict = self.verdict(record, value, &sig, &event, now).await?;
+        m.verify_duration.observe(started.elapsed().as_secs_f64());
+        let event_id = event.event_id.to_string();
+        let verified = VerifiedEvent {
+            event,
+            state: verdict.state,
+            reason: verdict.reason,
+            verified_at: now,
+            verifier: self.verifier_id.clone(),
+            key_id: Some(sig.key_id.as_str().to_owned()),
+            signed_value: value.to_vec(),
+            signature: sig.signature.as_bytes().to_vec(),
+            origin_topic: record.topic.clone(),
+            origin_partition: record.partition,
+            origin_offset: record.offset,
+        };
+        self.publish(record, &verified).await?;
+        EventVerified {
+            metrics: m,
+            state: verified.state,
+            reason: verified.reason.as_deref(),
+            key_id: sig.key_id.as_str(),
+            event_id: &event_id,
+        }
+        .emit();
+        Ok(if verified.state == SignatureState::Valid {
+            Outcome::Handled
+        } else {
+            Outcome::Rejected
+        })
+    }
+}
