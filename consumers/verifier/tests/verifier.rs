@@ -1,0 +1,273 @@
+//! The verifier against the real stack: verdicts, poison records, and the key registry.
+//! Every test uses fresh topics and groups.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig};
+use vigil_schemas::model::now_micros;
+use vigil_schemas::wire::frame;
+use vigil_schemas::{EventSigner, KeyState, SignatureState, VerifiedEvent};
+use vigil_topology::KafkaClientConfig;
+
+fn by_event_id(reads: &[Read]) -> HashMap<String, VerifiedEvent> {
+    reads
+        .iter()
+        .map(|r| {
+            let v = decode_verified(r);
+            (v.event.event_id.to_string(), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_case_gets_its_verdict_on_the_verified_topic() {
+    let topics = Topics::create(3).await;
+    let schema = topics.raw_schema().await;
+    let keys = topics.key_writer().await;
+    let good = signer("k-good", schema);
+    let old = signer("k-old", schema);
+    let revoked = signer("k-revoked", schema);
+    let stranger = signer("k-stranger", schema);
+    keys.write(&active("k-good", good.signer())).await.unwrap();
+    let grace_until = now_micros() + 4_000_000;
+    let mut rotated = active("k-old", old.signer());
+    rotated.state = KeyState::Rotated;
+    rotated.grace_until = Some(grace_until);
+    keys.write(&rotated).await.unwrap();
+    let mut rev = active("k-revoked", revoked.signer());
+    rev.state = KeyState::Revoked;
+    rev.revoked_at = Some(now_micros() - 1_000_000);
+    rev.reason = Some("lost laptop".into());
+    keys.write(&rev).await.unwrap();
+
+    let mut config = topics.config();
+    config.verify_batch_max = 16;
+    let running = Running::start(config);
+    running.ready().await;
+    let p = producer();
+
+    let valid = good.sign(&event("k-good")).unwrap();
+    let in_grace = old.sign(&event("k-old")).unwrap();
+    let revoked_ev = revoked.sign(&event("k-revoked")).unwrap();
+    let unknown = stranger.sign(&event("k-stranger")).unwrap();
+    let mut skewed_event = event("k-good");
+    skewed_event.occurred_at -= 10 * 60 * 1_000_000;
+    let skewed = good.sign(&skewed_event).unwrap();
+    let mut forged = good.sign(&event("k-good")).unwrap();
+    for (k, v) in &mut forged.headers {
+        if k == "vigil-sig" {
+            v[0] ^= 1;
+        }
+    }
+    let original = good.sign(&event("k-good")).unwrap();
+    for r in [&valid, &in_grace, &revoked_ev, &unknown, &skewed, &forged, &original, &original] {
+        send_signed(&p, &topics.raw, r).await;
+    }
+    let reader = Reader::new(&topics.verified);
+    let first = reader.read(8, Duration::from_secs(30)).await;
+    assert_eq!(first.len(), 8, "every event gets a verdict");
+
+    // The rotated key after its grace ended.
+    let wait = Duration::from_micros((grace_until - now_micros()).max(0) as u64 + 200_000);
+    tokio::time::sleep(wait).await;
+    let expired = old.sign(&event("k-old")).unwrap();
+    send_signed(&p, &topics.raw, &expired).await;
+    let second = reader.read(1, Duration::from_secs(30)).await;
+    let all: Vec<Read> = first.into_iter().chain(second).collect();
+    let id = |r: &vigil_schemas::SignedRecord| {
+        decode_verified_value(&r.value).event_id.to_string()
+    };
+    let verdicts = by_event_id(&all[..all.len()]);
+    let state = |r| verdicts[&id(r)].state;
+    let reason = |r| verdicts[&id(r)].reason.clone().unwrap_or_default();
+    assert_eq!(state(&valid), SignatureState::Valid);
+    assert_eq!(state(&in_grace), SignatureState::Valid, "inside the grace period");
+    assert_eq!(state(&revoked_ev), SignatureState::Revoked);
+    assert!(reason(&revoked_ev).contains("lost laptop"));
+    assert_eq!(state(&unknown), SignatureState::Untrusted);
+    assert_eq!(state(&skewed), SignatureState::Bad);
+    assert!(reason(&skewed).starts_with("clock skew"), "{}", reason(&skewed));
+    assert_eq!(state(&forged), SignatureState::Bad);
+    assert_eq!(state(&expired), SignatureState::Untrusted);
+    assert!(reason(&expired).contains("grace ended"), "{}", reason(&expired));
+    // The replayed record: same event id twice, one Valid and one Bad "nonce replayed".
+    let replays: Vec<VerifiedEvent> = all
+        .iter()
+        .map(decode_verified)
+        .filter(|v| v.event.event_id.to_string() == id(&original))
+        .collect();
+    let mut states: Vec<_> = replays.iter().map(|v| (v.state, v.reason.clone())).collect();
+    states.sort_by_key(|s| s.0.as_str());
+    assert_eq!(
+        states,
+        vec![
+            (SignatureState::Bad, Some("nonce replayed".into())),
+            (SignatureState::Valid, None)
+        ]
+    );
+    // Verdicts keep the signed bytes, the key and the trace headers.
+    let v = &verdicts[&id(&valid)];
+    assert_eq!(v.signed_value, valid.value);
+    assert_eq!(v.key_id.as_deref(), Some("k-good"));
+    let read = all.iter().find(|r| decode_verified(r).event.event_id.to_string() == id(&valid)).unwrap();
+    assert_eq!(read.key.as_deref(), Some(&b"k-good"[..]));
+    assert!(read.headers.contains_key("ce_id"));
+    assert_eq!(read.headers.get(vigil_verifier::STATE_HEADER).map(Vec::as_slice), Some(&b"valid"[..]));
+    let metrics = running.telemetry.render();
+    assert!(metrics.contains("vigil_verifier_events_total{state=\"bad\"} 3"), "{metrics}");
+    assert!(metrics.contains("vigil_key_registry_keys 3"), "{metrics}");
+    running.stop().await;
+}
+
+fn decode_verified_value(value: &[u8]) -> vigil_schemas::VerificationEvent {
+    let (_, body) = vigil_schemas::wire::split_frame(value).unwrap();
+    vigil_schemas::Codec::<vigil_schemas::VerificationEvent>::new()
+        .unwrap()
+        .decode(body)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dlq_with_headers_and_the_partition_moves_on() {
+    let topics = Topics::create(1).await;
+    let schema = topics.raw_schema().await;
+    let keys = topics.key_writer().await;
+    let good = signer("k-good", schema);
+    keys.write(&active("k-good", good.signer())).await.unwrap();
+    let running = Running::start(topics.config());
+    running.ready().await;
+    let p = producer();
+
+    let sig_headers = |value: &[u8]| -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("vigil-sig".into(), good.signer().sign(value).to_bytes().to_vec()),
+            ("vigil-key-id".into(), b"k-good".to_vec()),
+            ("traceparent".into(), b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()),
+        ]
+    };
+    let random: Vec<u8> = (0..300).map(|_| rand::random::<u8>()).collect();
+    let truncated = vec![0u8, 0, 0];
+    let huge = vec![0u8; 10 * 1024 * 1024];
+    let unknown_schema = frame(vigil_schemas::SchemaId(987_654_321), b"\x02\x04abc");
+    let valid_event = good.sign(&event("k-good")).unwrap();
+    let poison: Vec<(&str, Vec<u8>, Vec<(String, Vec<u8>)>)> = vec![
+        ("random", random.clone(), sig_headers(&random)),
+        ("truncated", truncated.clone(), sig_headers(&truncated)),
+        ("huge", huge.clone(), sig_headers(&huge)),
+        ("unknown_schema", unknown_schema.clone(), sig_headers(&unknown_schema)),
+        ("missing_sig", valid_event.value.clone(), vec![("vigil-key-id".into(), b"k-good".to_vec())]),
+    ];
+    for (name, value, headers) in &poison {
+        let h: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        send(&p, &topics.raw, name.as_bytes(), value, &h).await;
+    }
+    let after = good.sign(&event("k-good")).unwrap();
+    send_signed(&p, &topics.raw, &after).await;
+
+    let verified = Reader::new(&topics.verified).read(1, Duration::from_secs(60)).await;
+    assert_eq!(verified.len(), 1, "the valid event after the poison arrives");
+    assert_eq!(decode_verified(&verified[0]).state, SignatureState::Valid);
+    let dlq = Reader::new(&topics.dlq).read(poison.len(), Duration::from_secs(60)).await;
+    assert_eq!(dlq.len(), poison.len());
+    for ((name, value, headers), r) in poison.iter().zip(&dlq) {
+        assert_eq!(r.key.as_deref(), Some(name.as_bytes()), "in order");
+        assert_eq!(r.value.as_deref(), Some(value.as_slice()), "{name}: bytes kept");
+        assert_eq!(r.headers.get("vigil-error-class").map(Vec::as_slice), Some(&b"bad_data"[..]), "{name}");
+        assert_eq!(r.headers.get("vigil-origin-topic").map(Vec::as_slice), Some(topics.raw.as_bytes()));
+        assert!(r.headers.contains_key("vigil-origin-offset"), "{name}");
+        assert!(r.headers.contains_key("vigil-error"), "{name}");
+        for (k, v) in headers {
+            assert_eq!(r.headers.get(k), Some(v), "{name}: original header {k} kept");
+        }
+    }
+    let error = |i: usize| String::from_utf8_lossy(&dlq[i].headers["vigil-error"]).into_owned();
+    assert!(error(2).contains("oversized"), "{}", error(2));
+    assert!(error(3).contains("unknown_schema_id"), "{}", error(3));
+    assert!(error(4).contains("missing_signature"), "{}", error(4));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
+    let topics = Topics::create(1).await;
+    let writer = topics.key_writer().await;
+    let n = 10_000;
+    let signers: Vec<EventSigner> = (0..64).map(|_| EventSigner::generate()).collect();
+    let statuses: Vec<_> = (0..n)
+        .map(|i| active(&format!("key-{i:05}"), &signers[i % signers.len()]))
+        .collect();
+    for chunk in statuses.chunks(1_000) {
+        futures::future::try_join_all(chunk.iter().map(|s| writer.write(s)))
+            .await
+            .unwrap();
+    }
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let (registry, task) = KeyRegistry::start(
+        &KeyRegistryConfig {
+            topic: topics.keys.clone(),
+            schema_registry_url: vigil_e2e::schema_registry_url(),
+        },
+        &KafkaClientConfig::new(vigil_e2e::kafka_bootstrap()),
+        None,
+    )
+    .await
+    .unwrap();
+    registry.wait_loaded(Duration::from_secs(60)).await.unwrap();
+    let load = started.elapsed();
+    assert!(registry.is_loaded());
+    assert_eq!(registry.len(), n, "every key present once loaded");
+    let rss_after = rss_bytes();
+
+    let lookups = 1_000_000;
+    let t = Instant::now();
+    let mut found = 0usize;
+    for i in 0..lookups {
+        let id = format!("key-{:05}", (i * 7919) % n);
+        found += usize::from(registry.get(&id).is_some());
+    }
+    let with_format = t.elapsed();
+    let ids: Vec<String> = (0..n).map(|i| format!("key-{i:05}")).collect();
+    let t = Instant::now();
+    for i in 0..lookups {
+        found += usize::from(registry.get(&ids[(i * 7919) % n]).is_some());
+    }
+    let lookup_ns = t.elapsed().as_nanos() as f64 / lookups as f64;
+    assert_eq!(found, 2 * lookups);
+    eprintln!(
+        "key registry: {n} keys loaded in {load:?}; lookup {lookup_ns:.0} ns (with id formatting {:.0} ns); rss +{} bytes/key",
+        with_format.as_nanos() as f64 / lookups as f64,
+        rss_after.saturating_sub(rss_before) / n as u64
+    );
+    assert!(lookup_ns < 5_000.0, "lookup should be far below a signature check: {lookup_ns} ns");
+
+    let mut revoked = statuses[42].clone();
+    revoked.state = KeyState::Revoked;
+    revoked.revoked_at = Some(now_micros());
+    revoked.emergency = true;
+    let t = Instant::now();
+    writer.write(&revoked).await.unwrap();
+    eventually("live revocation applied", Duration::from_secs(1), || {
+        registry.get("key-00042").map(|v| v.status.state) == Some(KeyState::Revoked)
+    })
+    .await;
+    eprintln!("key registry: live update seen {:?} after the write started", t.elapsed());
+    writer.delete("key-00043").await.unwrap();
+    eventually("tombstone removes the key", Duration::from_secs(1), || {
+        registry.get("key-00043").is_none()
+    })
+    .await;
+    task.abort();
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
