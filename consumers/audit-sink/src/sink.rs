@@ -1,0 +1,642 @@
+//! `vigil run audit-sink`: consumes verified events and stores them exactly once.
+//!
+//! Delivery guarantee: exactly-once into `audit_events`. Per batch, in this order:
+//! 1. the batch's offset ranges are inserted into `sink_offsets` (a write-ahead intent carrying
+//!    the chain head before and after each range and the batch time);
+//! 2. the rows are inserted with `insert_deduplication_token` derived from those ranges;
+//! 3. a signed digest follows every `digest_every_events` events or `digest_interval_ms`.
+//!
+//! On start the sink reads `sink_offsets`, re-reads the LAST batch's exact ranges from Kafka,
+//! rebuilds byte-identical rows (same chain start, same `ingested_at`) and inserts them with
+//! the same token: ClickHouse drops them if they had landed and completes them if not. It then
+//! resumes every partition after ClickHouse's last offset; Kafka's committed offsets are never
+//! read. Only the last batch can be incomplete because a batch's intent is written only after
+//! the previous batch's rows were acknowledged.
+//!
+//! Assignment is static: one sink instance owns every partition of its topic (run one instance
+//! per topic; a second instance would build a second chain over the same rows).
+//!
+//! Backpressure: one batch is written while the next one is built; when the writer is still
+//! busy the sink pauses its partitions, so memory stays at two batches plus librdkafka's
+//! bounded prefetch however far behind ClickHouse is.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use vigil_consumer::{DeadLetterHeaders, ErrorClass};
+use vigil_schemas::codec::Codec;
+use vigil_schemas::model::{VerifiedEvent, now_micros};
+use vigil_schemas::signing::EventSigner;
+use vigil_schemas::wire;
+use vigil_topology::KafkaClientConfig;
+use vigil_topology::telemetry::Health;
+
+use crate::chain::ChainHead;
+use crate::config::AuditSinkConfig;
+use crate::digest::{self, PartitionHead};
+use crate::error::AuditError;
+use crate::metrics::SinkMetrics;
+use crate::row::{AuditRow, OffsetRow};
+use crate::store::AuditStore;
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkSummary {
+    /// Rows written (replayed rows included; ClickHouse drops the duplicates).
+    pub rows: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Records dead-lettered.
+    pub dead_letters: u64,
+    /// Rows of the last batch replayed at start.
+    pub replayed_rows: u64,
+    /// Digests written.
+    pub digests: u64,
+}
+
+/// The audit sink service.
+pub struct AuditSink {
+    config: AuditSinkConfig,
+    kafka: KafkaClientConfig,
+    store: AuditStore,
+    signer: Arc<EventSigner>,
+    metrics: SinkMetrics,
+    health: Arc<Health>,
+}
+
+/// A record that is not a decodable `VerifiedEvent`, bound for the DLQ.
+#[derive(Debug, Clone)]
+struct DeadRecord {
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    error: String,
+}
+
+/// One range of one partition inside a batch.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    first_offset: i64,
+    last_offset: i64,
+    start: ChainHead,
+}
+
+/// A batch being built or written.
+#[derive(Debug, Default)]
+struct Batch {
+    seq: u64,
+    created_at: i64,
+    rows: Vec<AuditRow>,
+    dead: Vec<DeadRecord>,
+    ranges: BTreeMap<i32, Range>,
+    bytes: usize,
+    started: Option<Instant>,
+}
+
+/// A batch ready for the writer.
+#[derive(Debug)]
+struct Sealed {
+    seq: u64,
+    rows: Vec<AuditRow>,
+    dead: Vec<DeadRecord>,
+    offsets: Vec<OffsetRow>,
+    token: String,
+}
+
+/// Returns the insert deduplication token of a batch: a hash of its topic, number and ranges,
+/// so a replay of the same ranges gets the same token and anything else a different one.
+fn batch_token(topic: &str, offsets: &[OffsetRow]) -> String {
+    let mut h = Sha256::new();
+    h.update(topic.as_bytes());
+    for o in offsets {
+        h.update(o.batch_seq.to_be_bytes());
+        h.update(o.kafka_partition.to_be_bytes());
+        h.update(o.first_offset.to_be_bytes());
+        h.update(o.last_offset.to_be_bytes());
+    }
+    format!("vigil-audit-{}", hex::encode(&h.finalize()[..16]))
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    fn touch(&mut self, partition: i32, offset: i64, head: ChainHead) {
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+            if self.created_at == 0 {
+                self.created_at = now_micros();
+            }
+        }
+        self.ranges
+            .entry(partition)
+            .and_modify(|r| r.last_offset = offset)
+            .or_insert(Range { first_offset: offset, last_offset: offset, start: head });
+    }
+
+    fn seal(self, topic: &str, heads: &BTreeMap<i32, ChainHead>) -> Sealed {
+        let offsets: Vec<OffsetRow> = self
+            .ranges
+            .iter()
+            .map(|(&p, r)| {
+                let end = heads.get(&p).copied().unwrap_or(r.start);
+                OffsetRow {
+                    kafka_topic: topic.to_owned(),
+                    kafka_partition: p,
+                    batch_seq: self.seq,
+                    first_offset: r.first_offset,
+                    last_offset: r.last_offset,
+                    first_seq: r.start.next_seq,
+                    next_seq: end.next_seq,
+                    prev_hash: r.start.hash,
+                    last_chain_hash: end.hash,
+                    batch_created_at: self.created_at,
+                }
+            })
+            .collect();
+        let token = batch_token(topic, &offsets);
+        Sealed { seq: self.seq, rows: self.rows, dead: self.dead, offsets, token }
+    }
+}
+
+impl AuditSink {
+    /// Builds the sink; the signing key signs digests.
+    pub fn new(
+        config: AuditSinkConfig,
+        kafka: KafkaClientConfig,
+        store: AuditStore,
+        signer: EventSigner,
+        metrics: SinkMetrics,
+        health: Arc<Health>,
+    ) -> Result<Self, AuditError> {
+        config.validate()?;
+        Ok(AuditSink { config, kafka, store, signer: Arc::new(signer), metrics, health })
+    }
+
+    /// Loads the digest-signing key named by the config or `VIGIL_AUDIT_SIGNING_KEY_FILE`.
+    pub fn load_signer(config: &AuditSinkConfig) -> Result<EventSigner, AuditError> {
+        let path = config
+            .signing_key_file
+            .clone()
+            .or_else(|| std::env::var_os("VIGIL_AUDIT_SIGNING_KEY_FILE").map(Into::into))
+            .ok_or_else(|| AuditError::SigningKey("set signing_key_file or VIGIL_AUDIT_SIGNING_KEY_FILE".into()))?;
+        let signer = EventSigner::from_pkcs8_pem_file(&path)
+            .map_err(|e| AuditError::SigningKey(format!("{}: {e}", path.display())))?;
+        match &config.signing_key_id {
+            Some(id) => {
+                let id = vigil_schemas::signing::KeyId::new(id.clone())
+                    .map_err(|e| AuditError::SigningKey(format!("signing_key_id: {e}")))?;
+                Ok(signer.with_key_id(id))
+            }
+            None => Ok(signer),
+        }
+    }
+
+    /// Runs until `shutdown` resolves; writes a final digest on the way out.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<SinkSummary, AuditError> {
+        let cfg = self.config.clone();
+        self.store.migrate(cfg.retention_years).await?;
+        let consumer: StreamConsumer = {
+            let mut c = self.kafka.consumer(&cfg.group);
+            // Offsets live in ClickHouse; never let the broker's group offsets matter.
+            c.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+            c.create().map_err(|source| AuditError::Kafka { what: "create consumer".into(), source })?
+        };
+        let producer: FutureProducer = self
+            .kafka
+            .producer()
+            .create()
+            .map_err(|source| AuditError::Kafka { what: "create dlq producer".into(), source })?;
+        let partitions = topic_partitions(&consumer, &cfg.topic).await?;
+        let resume = self.store.resume_points(&cfg.topic).await?;
+        let mut heads: BTreeMap<i32, ChainHead> = resume.iter().map(|(&p, r)| (p, r.head)).collect();
+        let mut committed: BTreeMap<i32, PartitionHead> = resume
+            .iter()
+            .map(|(&p, r)| (p, PartitionHead { partition: p, last_offset: r.last_offset, next_seq: r.head.next_seq, head: r.head.hash }))
+            .collect();
+        let codec = Codec::<VerifiedEvent>::new().map_err(|e| AuditError::Inconsistent(format!("codec: {e}")))?;
+        let mut summary = SinkSummary::default();
+
+        // Replay the last batch with its own token and chain start.
+        let last = self.store.last_batch(&cfg.topic).await?;
+        let mut next_batch_seq = last.first().map(|o| o.batch_seq + 1).unwrap_or(0);
+        if !last.is_empty() {
+            let sealed = self.rebuild(&consumer, &codec, &last).await?;
+            summary.replayed_rows = sealed.rows.len() as u64;
+            tracing::info!(batch = sealed.seq, rows = sealed.rows.len(), "replaying last batch with its dedup token");
+            let writer = Writer::new(&self, producer.clone());
+            writer.write(&sealed, &mut committed).await?;
+        }
+
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            let offset = match resume.get(p) {
+                Some(r) => Offset::Offset(r.last_offset + 1),
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(&cfg.topic, *p, offset)
+                .map_err(|source| AuditError::Kafka { what: "build assignment".into(), source })?;
+        }
+        consumer.assign(&tpl).map_err(|source| AuditError::Kafka { what: "assign".into(), source })?;
+        self.health.set_ready(true);
+        tracing::info!(topic = %cfg.topic, partitions = partitions.len(), "audit sink assigned");
+
+        let (tx, mut rx) = mpsc::channel::<Sealed>(1);
+        let writer = Writer::new(&self, producer.clone());
+        let mut writer_committed = committed;
+        let digest_state = DigestState::load(&self.store, &cfg.topic).await?;
+        let writer_task = tokio::spawn(async move {
+            let mut digests = digest_state;
+            let mut out = SinkSummary::default();
+            while let Some(sealed) = rx.recv().await {
+                writer.write(&sealed, &mut writer_committed).await?;
+                out.rows += sealed.rows.len() as u64;
+                out.batches += 1;
+                out.dead_letters += sealed.dead.len() as u64;
+                digests.pending_events += sealed.rows.len() as u64;
+                if digests.due(&writer.config) {
+                    digests.write(&writer, &writer_committed).await?;
+                    out.digests += 1;
+                }
+            }
+            if digests.pending_events > 0 || digests.next_seq == 0 && !writer_committed.is_empty() {
+                digests.write(&writer, &writer_committed).await?;
+                out.digests += 1;
+            }
+            Ok::<SinkSummary, AuditError>(out)
+        });
+
+        let flush_after = Duration::from_millis(cfg.flush_interval_ms);
+        let mut batch = Batch { seq: next_batch_seq, ..Batch::default() };
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut failed: Option<AuditError> = None;
+        loop {
+            let deadline = batch.started.map(|s| s + flush_after);
+            let full = batch.rows.len() >= cfg.batch_max_rows || batch.bytes >= cfg.batch_max_bytes;
+            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            if !batch.is_empty() && (full || timed_out) {
+                next_batch_seq += 1;
+                let sealed = std::mem::replace(&mut batch, Batch { seq: next_batch_seq, ..Batch::default() }).seal(&cfg.topic, &heads);
+                if !self.hand_over(&consumer, &tx, sealed).await {
+                    break;
+                }
+                self.metrics.pending_rows.set(0);
+                self.metrics.pending_bytes.set(0);
+                continue;
+            }
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = sleep => {}
+                msg = consumer.recv() => match msg {
+                    Ok(m) => {
+                        let p = m.partition();
+                        let head = heads.entry(p).or_default();
+                        batch.touch(p, m.offset(), *head);
+                        match decode(&codec, &m) {
+                            Ok(v) => {
+                                let mut row = AuditRow::from_verified(&v, &cfg.topic, p, m.offset(), batch.created_at);
+                                head.append(&mut row);
+                                batch.bytes += row.encoded_len();
+                                batch.rows.push(row);
+                            }
+                            Err(error) => {
+                                batch.bytes += m.payload().map_or(0, <[u8]>::len);
+                                batch.dead.push(dead_record(&m, error));
+                            }
+                        }
+                        self.metrics.pending_rows.set(batch.rows.len() as i64);
+                        self.metrics.pending_bytes.set(batch.bytes as i64);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka consume error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+            if writer_finished(&tx) {
+                break;
+            }
+        }
+        // Graceful stop: hand over what was built, then let the writer drain and digest.
+        if !batch.is_empty() && !writer_finished(&tx) {
+            let sealed = batch.seal(&cfg.topic, &heads);
+            let _ = tx.send(sealed).await;
+        }
+        drop(tx);
+        match writer_task.await {
+            Ok(Ok(s)) => {
+                summary.rows += s.rows;
+                summary.batches += s.batches;
+                summary.dead_letters += s.dead_letters;
+                summary.digests += s.digests;
+            }
+            Ok(Err(e)) => failed = Some(e),
+            Err(e) => failed = Some(AuditError::Inconsistent(format!("writer task: {e}"))),
+        }
+        self.health.set_ready(false);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+
+    /// Hands a batch to the writer, pausing the partitions while the writer is busy so the
+    /// backlog stays in Kafka instead of memory. Returns false if the writer has stopped.
+    async fn hand_over(&self, consumer: &StreamConsumer, tx: &mpsc::Sender<Sealed>, sealed: Sealed) -> bool {
+        match tx.try_send(sealed) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(sealed)) => {
+                let assignment = consumer.assignment().ok();
+                if let Some(a) = &assignment {
+                    let _ = consumer.pause(a);
+                }
+                self.metrics.paused.set(1);
+                let ok = tx.send(sealed).await.is_ok();
+                if let Some(a) = &assignment {
+                    let _ = consumer.resume(a);
+                }
+                self.metrics.paused.set(0);
+                ok
+            }
+        }
+    }
+
+    /// Re-reads the exact ranges of a stored batch and rebuilds its rows.
+    async fn rebuild(&self, consumer: &StreamConsumer, codec: &Codec<VerifiedEvent>, last: &[OffsetRow]) -> Result<Sealed, AuditError> {
+        let topic = &self.config.topic;
+        let mut tpl = TopicPartitionList::new();
+        let mut heads = BTreeMap::new();
+        let mut pending: BTreeMap<i32, &OffsetRow> = BTreeMap::new();
+        for o in last {
+            tpl.add_partition_offset(topic, o.kafka_partition, Offset::Offset(o.first_offset))
+                .map_err(|source| AuditError::Kafka { what: "build replay assignment".into(), source })?;
+            heads.insert(o.kafka_partition, ChainHead { next_seq: o.first_seq, hash: o.prev_hash });
+            pending.insert(o.kafka_partition, o);
+        }
+        consumer.assign(&tpl).map_err(|source| AuditError::Kafka { what: "assign replay".into(), source })?;
+        let created_at = last.first().map(|o| o.batch_created_at).unwrap_or_default();
+        let mut batch = Batch { seq: last.first().map(|o| o.batch_seq).unwrap_or_default(), created_at, ..Batch::default() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pending.is_empty() {
+            let m = tokio::time::timeout_at(deadline.into(), consumer.recv())
+                .await
+                .map_err(|_| AuditError::Inconsistent("replay of the last batch timed out: its records are no longer readable".into()))?
+                .map_err(|source| AuditError::Kafka { what: "replay".into(), source })?;
+            let p = m.partition();
+            let Some(o) = pending.get(&p) else { continue };
+            if m.offset() < o.first_offset {
+                continue;
+            }
+            let last_offset = o.last_offset;
+            if m.offset() > last_offset {
+                pending.remove(&p);
+                continue;
+            }
+            let head = heads.entry(p).or_default();
+            batch.touch(p, m.offset(), *head);
+            match decode(codec, &m) {
+                Ok(v) => {
+                    let mut row = AuditRow::from_verified(&v, topic, p, m.offset(), created_at);
+                    head.append(&mut row);
+                    batch.rows.push(row);
+                }
+                Err(error) => batch.dead.push(dead_record(&m, error)),
+            }
+            if m.offset() == last_offset {
+                pending.remove(&p);
+            }
+        }
+        let sealed = batch.seal(topic, &heads);
+        // The rebuilt ranges must be exactly what the intent promised, or the chain would fork.
+        for (want, got) in last.iter().zip(&sealed.offsets) {
+            if want != got {
+                return Err(AuditError::Inconsistent(format!(
+                    "replayed batch {} differs from its intent on partition {}",
+                    want.batch_seq, want.kafka_partition
+                )));
+            }
+        }
+        if last.len() != sealed.offsets.len() {
+            return Err(AuditError::Inconsistent("replayed batch covers other partitions than its intent".into()));
+        }
+        Ok(Sealed { token: batch_token(topic, last), ..sealed })
+    }
+}
+
+fn writer_finished(tx: &mpsc::Sender<Sealed>) -> bool {
+    tx.is_closed()
+}
+
+/// Writes sealed batches and digests with retries (a clone-able part of the sink).
+struct Writer {
+    config: AuditSinkConfig,
+    store: AuditStore,
+    signer: Arc<EventSigner>,
+    metrics: SinkMetrics,
+    producer: FutureProducer,
+}
+
+impl Writer {
+    fn new(sink: &AuditSink, producer: FutureProducer) -> Self {
+        Writer {
+            config: sink.config.clone(),
+            store: sink.store.clone(),
+            signer: sink.signer.clone(),
+            metrics: sink.metrics.clone(),
+            producer,
+        }
+    }
+
+    /// Retries a ClickHouse write with exponential backoff while the error is transient.
+    async fn retry<F, Fut>(&self, table: &str, mut op: F) -> Result<(), AuditError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), AuditError>>,
+    {
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        let max = Duration::from_millis(self.config.retry_max_ms);
+        loop {
+            match op().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.class() == vigil_schemas::error::ErrorClass::Transient => {
+                    self.metrics.retries.with_label_values(&[table]).inc();
+                    self.metrics.paused.set(1);
+                    tracing::warn!(error = %e, table, delay_ms = delay.as_millis() as u64, "clickhouse write failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn write(&self, sealed: &Sealed, committed: &mut BTreeMap<i32, PartitionHead>) -> Result<(), AuditError> {
+        let started = Instant::now();
+        for d in &sealed.dead {
+            self.dead_letter(d).await?;
+        }
+        let intent_token = format!("{}-intent", sealed.token);
+        self.retry("sink_offsets", || self.store.insert_offsets(&sealed.offsets, &intent_token)).await?;
+        if !sealed.rows.is_empty() {
+            self.retry("audit_events", || self.store.insert_events(&sealed.rows, &sealed.token)).await?;
+        }
+        self.metrics.paused.set(0);
+        let now = now_micros();
+        for r in &sealed.rows {
+            self.metrics.latency.observe((now - r.verified_at).max(0) as f64 / 1e6);
+        }
+        for o in &sealed.offsets {
+            committed.insert(o.kafka_partition, PartitionHead {
+                partition: o.kafka_partition,
+                last_offset: o.last_offset,
+                next_seq: o.next_seq,
+                head: o.last_chain_hash,
+            });
+        }
+        self.metrics.rows.inc_by(sealed.rows.len() as u64);
+        self.metrics.batches.inc();
+        self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+        tracing::debug!(batch = sealed.seq, rows = sealed.rows.len(), "batch stored");
+        Ok(())
+    }
+
+    /// Parks an undecodable record in the DLQ (at-least-once: a replayed batch parks it again).
+    async fn dead_letter(&self, d: &DeadRecord) -> Result<(), AuditError> {
+        let now_ms = now_micros() / 1000;
+        let dl = DeadLetterHeaders {
+            error_class: ErrorClass::BadData,
+            error: d.error.clone(),
+            origin_topic: self.config.topic.clone(),
+            origin_partition: d.partition,
+            origin_offset: d.offset,
+            origin_timestamp_ms: d.timestamp_ms,
+            consumer_group: self.config.group.clone(),
+            attempts: 1,
+            first_failed_at_ms: now_ms,
+            last_failed_at_ms: now_ms,
+            retry_not_before_ms: None,
+        };
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &d.headers {
+            headers = headers.insert(Header { key: k, value: v.as_deref() });
+        }
+        for (k, v) in dl.to_headers() {
+            headers = headers.insert(Header { key: k, value: Some(&v) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.config.dlq_topic).headers(headers);
+        if let Some(k) = &d.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &d.value {
+            record = record.payload(v.as_slice());
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(source, _)| AuditError::Kafka { what: "dead-letter".into(), source })?;
+        self.metrics.dead_letters.inc();
+        tracing::warn!(partition = d.partition, offset = d.offset, error = %d.error, "record dead-lettered");
+        Ok(())
+    }
+}
+
+/// Digest cadence and chain state.
+struct DigestState {
+    next_seq: u64,
+    prev_hash: [u8; 32],
+    pending_events: u64,
+    last_at: Instant,
+}
+
+impl DigestState {
+    async fn load(store: &AuditStore, topic: &str) -> Result<Self, AuditError> {
+        let last = store.last_digest(topic).await?;
+        Ok(DigestState {
+            next_seq: last.as_ref().map_or(0, |d| d.digest_seq + 1),
+            prev_hash: last.as_ref().map_or([0; 32], |d| d.digest_hash),
+            pending_events: 0,
+            last_at: Instant::now(),
+        })
+    }
+
+    fn due(&self, cfg: &AuditSinkConfig) -> bool {
+        self.pending_events >= cfg.digest_every_events
+            || (self.pending_events > 0 && self.last_at.elapsed() >= Duration::from_millis(cfg.digest_interval_ms))
+    }
+
+    async fn write(&mut self, writer: &Writer, committed: &BTreeMap<i32, PartitionHead>) -> Result<(), AuditError> {
+        let heads: Vec<PartitionHead> = committed.values().copied().collect();
+        let row = digest::make(&writer.signer, &writer.config.topic, self.next_seq, now_micros(), self.prev_hash, &heads);
+        writer.retry("audit_digests", || writer.store.insert_digest(&row)).await?;
+        self.next_seq += 1;
+        self.prev_hash = row.digest_hash;
+        self.pending_events = 0;
+        self.last_at = Instant::now();
+        writer.metrics.digests.inc();
+        Ok(())
+    }
+}
+
+fn decode(codec: &Codec<VerifiedEvent>, m: &BorrowedMessage<'_>) -> Result<VerifiedEvent, String> {
+    let value = m.payload().ok_or_else(|| "record has no value".to_owned())?;
+    let (_, body) = wire::split_frame(value).map_err(|e| format!("framing: {e}"))?;
+    codec.decode(body).map_err(|e| format!("not a VerifiedEvent: {e}"))
+}
+
+fn dead_record(m: &BorrowedMessage<'_>, error: String) -> DeadRecord {
+    let headers = m
+        .headers()
+        .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+        .unwrap_or_default();
+    DeadRecord {
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers,
+        error,
+    }
+}
+
+/// Returns the partitions of `topic`, waiting up to 30 s for it to exist.
+async fn topic_partitions(consumer: &StreamConsumer, topic: &str) -> Result<Vec<i32>, AuditError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|source| AuditError::Kafka { what: "fetch metadata".into(), source })?;
+        let parts: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !parts.is_empty() {
+            return Ok(parts);
+        }
+        if Instant::now() >= deadline {
+            return Err(AuditError::Inconsistent(format!("topic {topic} does not exist")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

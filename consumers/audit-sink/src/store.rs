@@ -1,0 +1,220 @@
+//! ClickHouse access of the audit sink and its tools.
+
+use std::collections::BTreeMap;
+
+use clickhouse::{Client, Compression, Row};
+use serde::Deserialize;
+
+use crate::chain::ChainHead;
+use crate::error::AuditError;
+use crate::row::{AuditRow, DigestRow, OffsetRow};
+
+/// The audit tables of one database.
+#[derive(Clone)]
+pub struct AuditStore {
+    root: Client,
+    client: Client,
+    database: String,
+}
+
+impl std::fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditStore").field("database", &self.database).finish_non_exhaustive()
+    }
+}
+
+/// Where a partition resumes: the last stored offset and the chain head after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Last offset stored (the sink resumes at `last_offset + 1`).
+    pub last_offset: i64,
+    /// Chain head after that offset.
+    pub head: ChainHead,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct ResumeRow {
+    kafka_partition: i32,
+    last_offset: i64,
+    next_seq: u64,
+    last_chain_hash: [u8; 32],
+}
+
+impl AuditStore {
+    /// Connects to `url` (user and password from `VIGIL_CLICKHOUSE_USER` / `_PASSWORD` if set).
+    pub fn connect(url: &str, database: &str) -> Result<Self, AuditError> {
+        if !crate::config::is_identifier(database) {
+            return Err(AuditError::Config { key: "database", reason: "must be an identifier".into() });
+        }
+        let mut root = Client::default()
+            .with_url(url)
+            .with_compression(Compression::Lz4)
+            .with_validation(true);
+        if let Ok(user) = std::env::var("VIGIL_CLICKHOUSE_USER") {
+            root = root.with_user(user);
+        }
+        if let Ok(password) = std::env::var("VIGIL_CLICKHOUSE_PASSWORD") {
+            root = root.with_password(password);
+        }
+        let client = root.clone().with_database(database);
+        Ok(AuditStore { root, client, database: database.to_owned() })
+    }
+
+    /// Connects to `VIGIL_CLICKHOUSE_URL`.
+    pub fn from_env(database: &str) -> Result<Self, AuditError> {
+        let url = std::env::var("VIGIL_CLICKHOUSE_URL").map_err(|_| AuditError::Config {
+            key: "VIGIL_CLICKHOUSE_URL",
+            reason: "is not set".into(),
+        })?;
+        Self::connect(&url, database)
+    }
+
+    /// Returns the client bound to the audit database.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Returns the database name.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Applies the migrations (idempotent).
+    pub async fn migrate(&self, retention_years: u32) -> Result<crate::migrations::MigrationReport, AuditError> {
+        crate::migrations::migrate(&self.root, &self.database, retention_years).await
+    }
+
+    /// Inserts rows with an insert deduplication token (a retry with the same token is a no-op).
+    pub async fn insert_events(&self, rows: &[AuditRow], token: &str) -> Result<(), AuditError> {
+        self.insert("audit_events", rows, token).await
+    }
+
+    /// Inserts a batch's offset intent rows.
+    pub async fn insert_offsets(&self, rows: &[OffsetRow], token: &str) -> Result<(), AuditError> {
+        self.insert("sink_offsets", rows, token).await
+    }
+
+    /// Inserts a digest row.
+    pub async fn insert_digest(&self, row: &DigestRow) -> Result<(), AuditError> {
+        let token = format!("digest-{}-{}", row.kafka_topic, row.digest_seq);
+        self.insert("audit_digests", std::slice::from_ref(row), &token).await
+    }
+
+    async fn insert<T>(&self, table: &str, rows: &[T], token: &str) -> Result<(), AuditError>
+    where
+        T: clickhouse::RowWrite + for<'a> Row<Value<'a> = T>,
+    {
+        let ch = |e| AuditError::clickhouse(format!("insert into {table}"), e);
+        let mut insert = self
+            .client
+            .insert::<T>(table)
+            .await
+            .map_err(ch)?
+            .with_setting("insert_deduplication_token", token)
+            .with_setting("insert_deduplicate", "1");
+        for r in rows {
+            insert.write(r).await.map_err(ch)?;
+        }
+        insert.end().await.map_err(ch)
+    }
+
+    /// Returns, per partition of `topic`, the last stored offset and chain head.
+    pub async fn resume_points(&self, topic: &str) -> Result<BTreeMap<i32, ResumePoint>, AuditError> {
+        let rows: Vec<ResumeRow> = self
+            .client
+            .query(
+                "SELECT kafka_partition, argMax(last_offset, batch_seq) AS last_offset, \
+                 argMax(next_seq, batch_seq) AS next_seq, argMax(last_chain_hash, batch_seq) AS last_chain_hash \
+                 FROM sink_offsets WHERE kafka_topic = ? GROUP BY kafka_partition",
+            )
+            .bind(topic)
+            .fetch_all()
+            .await
+            .map_err(|e| AuditError::clickhouse("read sink_offsets", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (r.kafka_partition, ResumePoint {
+                    last_offset: r.last_offset,
+                    head: ChainHead { next_seq: r.next_seq, hash: r.last_chain_hash },
+                })
+            })
+            .collect())
+    }
+
+    /// Returns the intent rows of the last batch of `topic` (empty if none).
+    pub async fn last_batch(&self, topic: &str) -> Result<Vec<OffsetRow>, AuditError> {
+        self.client
+            .query(
+                "SELECT ?fields FROM sink_offsets FINAL WHERE kafka_topic = ? AND batch_seq = \
+                 (SELECT max(batch_seq) FROM sink_offsets WHERE kafka_topic = ?) ORDER BY kafka_partition",
+            )
+            .bind(topic)
+            .bind(topic)
+            .fetch_all()
+            .await
+            .map_err(|e| AuditError::clickhouse("read last batch", e))
+    }
+
+    /// Returns the latest digest of `topic`.
+    pub async fn last_digest(&self, topic: &str) -> Result<Option<DigestRow>, AuditError> {
+        self.client
+            .query("SELECT ?fields FROM audit_digests WHERE kafka_topic = ? ORDER BY digest_seq DESC LIMIT 1")
+            .bind(topic)
+            .fetch_optional()
+            .await
+            .map_err(|e| AuditError::clickhouse("read last digest", e))
+    }
+
+    /// Returns every digest of `topic` in order.
+    pub async fn digests(&self, topic: &str) -> Result<Vec<DigestRow>, AuditError> {
+        self.client
+            .query("SELECT ?fields FROM audit_digests WHERE kafka_topic = ? ORDER BY digest_seq")
+            .bind(topic)
+            .fetch_all()
+            .await
+            .map_err(|e| AuditError::clickhouse("read digests", e))
+    }
+
+    /// Returns the topics with rows in `audit_events`.
+    pub async fn topics(&self) -> Result<Vec<String>, AuditError> {
+        self.client
+            .query("SELECT DISTINCT kafka_topic FROM audit_events ORDER BY kafka_topic")
+            .fetch_all()
+            .await
+            .map_err(|e| AuditError::clickhouse("list topics", e))
+    }
+
+    /// Streams the rows of `topic` in chain order, optionally one partition and an
+    /// `ingested_at` window in microseconds.
+    pub fn rows(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        from_micros: Option<i64>,
+        to_micros: Option<i64>,
+    ) -> Result<clickhouse::query::RowCursor<AuditRow>, AuditError> {
+        let mut sql = String::from("SELECT ?fields FROM audit_events WHERE kafka_topic = ?");
+        if partition.is_some() {
+            sql.push_str(" AND kafka_partition = ?");
+        }
+        if from_micros.is_some() {
+            sql.push_str(" AND ingested_at >= fromUnixTimestamp64Micro(?, 'UTC')");
+        }
+        if to_micros.is_some() {
+            sql.push_str(" AND ingested_at < fromUnixTimestamp64Micro(?, 'UTC')");
+        }
+        sql.push_str(" ORDER BY kafka_partition, seq, kafka_offset");
+        let mut q = self.client.query(&sql).bind(topic);
+        if let Some(p) = partition {
+            q = q.bind(p);
+        }
+        if let Some(f) = from_micros {
+            q = q.bind(f);
+        }
+        if let Some(t) = to_micros {
+            q = q.bind(t);
+        }
+        q.fetch::<AuditRow>().map_err(|e| AuditError::clickhouse("read audit_events", e))
+    }
+}
