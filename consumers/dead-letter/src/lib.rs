@@ -40,6 +40,8 @@ pub use record::{Coordinate, DeadLetter};
 pub use replay::{ReplayOptions, ReplaySummary};
 pub use scan::{Selection, scan};
 pub use stats::Stats;
+/// The runtime's dead-letter header block, re-exported for tools that build DLQ records.
+pub use vigil_consumer::{DeadLetterHeaders, ErrorClass};
 
 /// Header added to every replayed record: `<dlq topic>/<partition>/<offset>`.
 pub const REPLAYED_FROM: &str = "vigil-replayed-from";
