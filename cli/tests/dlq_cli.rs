@@ -47,7 +47,10 @@ impl Env {
         Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(&args)
             .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
-            .env("VIGIL_SCHEMA_REGISTRY_URL", vigil_e2e::schema_registry_url())
+            .env(
+                "VIGIL_SCHEMA_REGISTRY_URL",
+                vigil_e2e::schema_registry_url(),
+            )
             .output()
             .expect("running vigil")
     }
@@ -68,16 +71,21 @@ impl Env {
     /// Keys of the records in `topic` (sorted), each with its `vigil-replayed-from` header.
     fn keys_in(&self, topic: &str) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
-        scan_topic(&self.cfg(), topic, &Selection::Filter(Filter::default()), |r| {
-            let from = r
-                .headers
-                .iter()
-                .find(|(k, _)| k == vigil_dead_letter::REPLAYED_FROM)
-                .and_then(|(_, v)| v.clone())
-                .map(|v| String::from_utf8(v).unwrap());
-            out.push((String::from_utf8(r.key.unwrap_or_default()).unwrap(), from));
-            Ok(())
-        })
+        scan_topic(
+            &self.cfg(),
+            topic,
+            &Selection::Filter(Filter::default()),
+            |r| {
+                let from = r
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == vigil_dead_letter::REPLAYED_FROM)
+                    .and_then(|(_, v)| v.clone())
+                    .map(|v| String::from_utf8(v).unwrap());
+                out.push((String::from_utf8(r.key.unwrap_or_default()).unwrap(), from));
+                Ok(())
+            },
+        )
         .unwrap();
         out.sort();
         out
@@ -179,7 +187,8 @@ async fn seed() -> Env {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_list_and_inspect() {
     let env = seed().await;
-    let stats: serde_json::Value = serde_json::from_str(&ok(&env.vigil("stats", &["--json"]))).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&env.vigil("stats", &["--json"]))).unwrap();
     assert_eq!(stats["total"], 4);
     assert_eq!(stats["by_error_class"]["bad_data"], 2);
     assert_eq!(stats["by_origin_topic"][&env.origins[1]], 2);
@@ -196,7 +205,10 @@ async fn stats_list_and_inspect() {
     assert!(shown.contains("vigil-error-class: bad_data"), "{shown}");
     assert!(shown.contains("vigil-sig: hex:abab"), "{shown}");
     // Schema id 99 is unknown to the registry: shown as a hexdump.
-    assert!(shown.contains("00000000  00 00 00 00 63 01 02 ff"), "{shown}");
+    assert!(
+        shown.contains("00000000  00 00 00 00 63 01 02 ff"),
+        "{shown}"
+    );
     refused(&env.vigil("inspect", &["0:99"]), "no record at 0:99");
 }
 
@@ -231,7 +243,13 @@ async fn replay_needs_approval_dry_run_writes_nothing_filters_apply() {
     assert_eq!(env.replayed_keys(), ["k1"]);
     let out = ok(&env.vigil(
         "replay",
-        &["--no-approval", "--approver-key", &key, "--error-class", "transient"],
+        &[
+            "--no-approval",
+            "--approver-key",
+            &key,
+            "--error-class",
+            "transient",
+        ],
     ));
     assert!(out.contains("replayed 2 of 2"), "{out}");
     assert_eq!(env.replayed_keys(), ["k1", "k2", "k3"]);
@@ -247,13 +265,23 @@ async fn plan_approve_refusals_and_idempotence() {
     let plan_s = plan.display().to_string();
     let out = ok(&env.vigil(
         "replay",
-        &["--error-class", "bad_data", "--plan", &plan_s, "--planner-key", &planner],
+        &[
+            "--error-class",
+            "bad_data",
+            "--plan",
+            &plan_s,
+            "--planner-key",
+            &planner,
+        ],
     ));
     assert!(out.contains("2 records"), "{out}");
     assert!(env.replayed_keys().is_empty(), "planning writes nothing");
 
     refused(
-        &env.vigil("replay", &["--approve", &plan_s, "--approver-key", &planner]),
+        &env.vigil(
+            "replay",
+            &["--approve", &plan_s, "--approver-key", &planner],
+        ),
         "approved by a different key",
     );
     let tampered = env.dir.path().join("tampered.json");
@@ -261,19 +289,37 @@ async fn plan_approve_refusals_and_idempotence() {
     refused(
         &env.vigil(
             "replay",
-            &["--approve", &tampered.display().to_string(), "--approver-key", &approver],
+            &[
+                "--approve",
+                &tampered.display().to_string(),
+                "--approver-key",
+                &approver,
+            ],
         ),
         "signature does not match",
     );
     assert!(env.replayed_keys().is_empty());
 
-    let out = ok(&env.vigil("replay", &["--approve", &plan_s, "--approver-key", &approver]));
+    let out = ok(&env.vigil(
+        "replay",
+        &["--approve", &plan_s, "--approver-key", &approver],
+    ));
     assert!(out.contains("replayed 2 of 2"), "{out}");
     assert!(out.contains("recorded as configuration event"), "{out}");
-    let again = ok(&env.vigil("replay", &["--approve", &plan_s, "--approver-key", &approver]));
-    assert!(again.contains("replayed 0 of 2") && again.contains("already replayed: 2"), "{again}");
+    let again = ok(&env.vigil(
+        "replay",
+        &["--approve", &plan_s, "--approver-key", &approver],
+    ));
+    assert!(
+        again.contains("replayed 0 of 2") && again.contains("already replayed: 2"),
+        "{again}"
+    );
     assert_eq!(env.replayed_keys(), ["k0", "k1"]);
-    let froms: Vec<Option<String>> = env.keys_in(&env.origins[0]).into_iter().map(|(_, f)| f).collect();
+    let froms: Vec<Option<String>> = env
+        .keys_in(&env.origins[0])
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect();
     assert_eq!(froms, [Some(format!("{}/0/0", env.dlq))]);
     assert_eq!(env.keys_in(&env.events).len(), 2);
 }

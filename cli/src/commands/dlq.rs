@@ -258,14 +258,16 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = args.common.config();
 
     if let Some(path) = &args.plan {
-        let key_path = args.planner_key.as_ref().context("--plan needs --planner-key")?;
+        let key_path = args
+            .planner_key
+            .as_ref()
+            .context("--plan needs --planner-key")?;
         let planner = load_key(key_path)?;
         let filter = args.filter.filter()?;
         let selection = Selection::Filter(filter.clone());
         let c = cfg.clone();
         let records = blocking(move || Ok(collect(&c, &selection)?)).await?;
-        let plan =
-            ReplayPlan::create(&cfg.dlq_topic, &filter, &records, &planner, now_ms())?;
+        let plan = ReplayPlan::create(&cfg.dlq_topic, &filter, &records, &planner, now_ms())?;
         plan.write(path)?;
         println!(
             "plan {} written to {}: {} records ({} unreplayable left out), planner key {}",
@@ -282,7 +284,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         if !args.filter.is_empty() {
             bail!("--approve executes the plan's records; filters are not accepted with it");
         }
-        let key_path = args.approver_key.as_ref().context("--approve needs --approver-key")?;
+        let key_path = args
+            .approver_key
+            .as_ref()
+            .context("--approve needs --approver-key")?;
         let approver = load_key(key_path)?;
         let plan = ReplayPlan::read(path)?;
         plan.verify()?;
@@ -315,7 +320,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let selection = Selection::Filter(filter.clone());
         let c = cfg.clone();
         let records = blocking(move || Ok(collect(&c, &selection)?)).await?;
-        let signer = args.approver_key.as_ref().map(|p| load_key(p)).transpose()?;
+        let signer = args.approver_key.as_ref().map(load_key).transpose()?;
         let approval = Approval {
             mode: if args.dry_run { "dry-run" } else { "none" }.into(),
             approver_key_id: signer
@@ -331,9 +336,11 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let recorder = match (&signer, args.dry_run) {
         (Some(s), false) => {
             vigil_dead_letter::ledger::ensure_topic(&cfg).await?;
-            let id =
-                vigil_dead_letter::event::schema_id(&args.common.schema_registry, &cfg.events_topic)
-                    .await?;
+            let id = vigil_dead_letter::event::schema_id(
+                &args.common.schema_registry,
+                &cfg.events_topic,
+            )
+            .await?;
             Some(RecordSigner::new(s.clone(), id)?)
         }
         _ => None,
@@ -360,7 +367,11 @@ fn print_summary(s: &ReplaySummary, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());
     }
-    let verb = if s.dry_run { "would replay" } else { "replayed" };
+    let verb = if s.dry_run {
+        "would replay"
+    } else {
+        "replayed"
+    };
     println!(
         "{verb} {} of {} selected records from {} (already replayed: {}, unreplayable: {})",
         s.to_replay, s.selected, s.dlq_topic, s.already_replayed, s.unreplayable
@@ -372,13 +383,17 @@ fn print_summary(s: &ReplaySummary, json: bool) -> anyhow::Result<()> {
         println!("  {topic}: {n}");
     }
     if let Some(id) = &s.event_id {
-        println!("recorded as configuration event {id} (replay {})", s.replay_id);
+        println!(
+            "recorded as configuration event {id} (replay {})",
+            s.replay_id
+        );
     }
     Ok(())
 }
 
 fn load_key(path: &PathBuf) -> anyhow::Result<EventSigner> {
-    EventSigner::from_pkcs8_pem_file(path).with_context(|| format!("reading key {}", path.display()))
+    EventSigner::from_pkcs8_pem_file(path)
+        .with_context(|| format!("reading key {}", path.display()))
 }
 
 fn now_ms() -> i64 {

@@ -23,7 +23,8 @@ pub fn replay_event(summary: &ReplaySummary) -> VerificationEvent {
         Producer::new(Platform::Cli, env!("CARGO_PKG_VERSION"), SERVICE),
     );
     let a = &summary.approval;
-    e.subject = Subject::principal(a.approver_key_id.clone()).with_key_id(a.approver_key_id.clone());
+    e.subject =
+        Subject::principal(a.approver_key_id.clone()).with_key_id(a.approver_key_id.clone());
     e.message = Some(format!(
         "replay of {} records from {} ({} already replayed, {} unreplayable)",
         summary.to_replay, summary.dlq_topic, summary.already_replayed, summary.unreplayable
@@ -43,13 +44,28 @@ pub fn replay_event(summary: &ReplaySummary) -> VerificationEvent {
         attrs.insert("plan_sha256".into(), p.clone());
     }
     let f = &a.filter;
-    attrs.insert("filter_error_class".into(), f.error_class.clone().unwrap_or_default());
-    attrs.insert("filter_origin_topic".into(), f.origin_topic.clone().unwrap_or_default());
-    attrs.insert("filter_from".into(), f.from_ms.map(format_ms).unwrap_or_default());
-    attrs.insert("filter_to".into(), f.to_ms.map(format_ms).unwrap_or_default());
+    attrs.insert(
+        "filter_error_class".into(),
+        f.error_class.clone().unwrap_or_default(),
+    );
+    attrs.insert(
+        "filter_origin_topic".into(),
+        f.origin_topic.clone().unwrap_or_default(),
+    );
+    attrs.insert(
+        "filter_from".into(),
+        f.from_ms.map(format_ms).unwrap_or_default(),
+    );
+    attrs.insert(
+        "filter_to".into(),
+        f.to_ms.map(format_ms).unwrap_or_default(),
+    );
     attrs.insert("selected".into(), summary.selected.to_string());
     attrs.insert("count".into(), summary.to_replay.to_string());
-    attrs.insert("already_replayed".into(), summary.already_replayed.to_string());
+    attrs.insert(
+        "already_replayed".into(),
+        summary.already_replayed.to_string(),
+    );
     attrs.insert("unreplayable".into(), summary.unreplayable.to_string());
     attrs.insert("range".into(), summary.range_text());
     attrs.insert(

@@ -46,10 +46,19 @@ impl Inspection {
             "parked at  {}",
             self.parked_at.as_deref().unwrap_or("unknown")
         );
-        let _ = writeln!(out, "key        {}", self.key.as_deref().unwrap_or("(null)"));
+        let _ = writeln!(
+            out,
+            "key        {}",
+            self.key.as_deref().unwrap_or("(null)")
+        );
         let _ = writeln!(out, "headers:");
         for (k, v) in &self.headers {
-            let _ = writeln!(out, "  {}: {}", printable(k.as_bytes()), v.as_deref().unwrap_or("(null)"));
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                printable(k.as_bytes()),
+                v.as_deref().unwrap_or("(null)")
+            );
         }
         if let Some(p) = &self.header_problem {
             let _ = writeln!(out, "dead-letter headers unreadable: {p}");
@@ -117,7 +126,9 @@ async fn decode(value: &[u8], registry: &SchemaRegistry) -> Result<serde_json::V
         .await
         .map_err(|e| format!("schema id {}: {e}", id.0))?;
     let codec = Codec::<VerificationEvent>::new().map_err(|e| e.to_string())?;
-    let event = codec.decode_with(&writer, body).map_err(|e| e.to_string())?;
+    let event = codec
+        .decode_with(&writer, body)
+        .map_err(|e| e.to_string())?;
     serde_json::to_value(&event).map_err(|e| e.to_string())
 }
 

@@ -105,7 +105,9 @@ pub enum DlqError {
         secs: u64,
     },
     /// More records matched than one command may hold.
-    #[error("more than {0} records match; narrow the filters (--error-class, --origin-topic, --from, --to)")]
+    #[error(
+        "more than {0} records match; narrow the filters (--error-class, --origin-topic, --from, --to)"
+    )]
     TooMany(usize),
     /// A command-line or plan value is not valid.
     #[error("{0}")]
@@ -131,7 +133,9 @@ pub enum DlqError {
     #[error("encoding: {0}")]
     Wire(#[from] vigil_schemas::WireError),
     /// Another replay of the same DLQ took over this replay's transactional id.
-    #[error("another replay of {0} started and fenced this one; nothing of the open batch was written, re-run to continue")]
+    #[error(
+        "another replay of {0} started and fenced this one; nothing of the open batch was written, re-run to continue"
+    )]
     Fenced(String),
 }
 

@@ -133,9 +133,8 @@ impl ReplayPlan {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_slice(&text).map_err(|e| {
-            DlqError::Refused(format!("{} is not a replay plan: {e}", path.display()))
-        })
+        serde_json::from_slice(&text)
+            .map_err(|e| DlqError::Refused(format!("{} is not a replay plan: {e}", path.display())))
     }
 
     /// Writes the plan as pretty JSON.

@@ -255,7 +255,14 @@ pub fn replay(
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
-                write_back(cfg, &producer, r, &origin_partitions, &summary.replay_id, now_ms)?;
+                write_back(
+                    cfg,
+                    &producer,
+                    r,
+                    &origin_partitions,
+                    &summary.replay_id,
+                    now_ms,
+                )?;
             }
             Ok::<(), DlqError>(())
         })();
@@ -308,7 +315,9 @@ fn write_back(
     // Same partition as the original keeps per-key order; if the topic shrank (it cannot in
     // Kafka, but it may have been recreated) the partitioner decides by key.
     if let Ok(h) = &r.parsed
-        && partitions.get(origin).is_some_and(|n| h.origin_partition < *n)
+        && partitions
+            .get(origin)
+            .is_some_and(|n| h.origin_partition < *n)
     {
         out = out.partition(h.origin_partition);
     }

@@ -41,9 +41,10 @@ impl Stats {
             .by_origin_topic
             .entry(record.origin_topic().to_owned())
             .or_default() += 1;
-        let hour = record
-            .failed_at_ms()
-            .map_or_else(|| UNKNOWN.to_owned(), |t| format_ms(t.div_euclid(HOUR_MS) * HOUR_MS));
+        let hour = record.failed_at_ms().map_or_else(
+            || UNKNOWN.to_owned(),
+            |t| format_ms(t.div_euclid(HOUR_MS) * HOUR_MS),
+        );
         *self.by_hour.entry(hour).or_default() += 1;
     }
 
@@ -60,7 +61,12 @@ impl Stats {
             ("origin topic", &self.by_origin_topic),
             ("hour (last failure, UTC)", &self.by_hour),
         ] {
-            let width = map.keys().map(String::len).max().unwrap_or(0).max(title.len());
+            let width = map
+                .keys()
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+                .max(title.len());
             let _ = writeln!(out, "\n{title:<width$}  count");
             for (k, n) in map {
                 let _ = writeln!(out, "{k:<width$}  {n:>5}");

@@ -59,7 +59,10 @@ async fn seed() -> Seeded {
         let value = vec![0u8, 0, 0, 0, 7, 0xff, i as u8, 0x80];
         let headers: Vec<RecordHeader> = vec![
             ("vigil-sig".into(), Some(vec![i as u8; 64])),
-            ("traceparent".into(), Some(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_vec())),
+            (
+                "traceparent".into(),
+                Some(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_vec()),
+            ),
             ("null-header".into(), None),
             ("empty".into(), Some(vec![])),
         ];
