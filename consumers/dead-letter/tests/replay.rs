@@ -363,3 +363,57 @@ async fn plan_then_approve_by_another_key_replays_exactly_the_plan() {
         Some(approver.key_id().as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_decodes_a_registered_frame_and_hexdumps_the_rest() {
+    use vigil_schemas::model::{EventClass, Producer, Status};
+    let s = seed().await;
+    let registry = SchemaRegistry::new(&vigil_e2e::schema_registry_url()).unwrap();
+    let id = registry
+        .register_value::<VerificationEvent>()
+        .await
+        .unwrap();
+    let event = VerificationEvent::new(
+        EventClass::Authentication,
+        "logon",
+        Status::Success,
+        Producer::rust("dlq-test"),
+    );
+    let value = Codec::<VerificationEvent>::new()
+        .unwrap()
+        .encode_framed(id, &event)
+        .unwrap();
+    let producer: FutureProducer = vigil_e2e::client_config().create().unwrap();
+    // Partition 1 holds seeded records 1, 3, 5, 7 at offsets 0..=3.
+    producer
+        .send(
+            FutureRecord::to(&s.cfg.dlq_topic)
+                .key("framed".as_bytes())
+                .payload(&value)
+                .partition(1),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("producing a framed event");
+    let at: vigil_dead_letter::Coordinate = "1:4".parse().unwrap();
+    let found = collect(&s.cfg, &Selection::Exact([at].into_iter().collect())).unwrap();
+    assert_eq!(found.len(), 1);
+    let shown = vigil_dead_letter::inspect::inspect(&found[0], Some(&registry)).await;
+    let decoded = shown.decoded.expect("decoded through the registry");
+    assert_eq!(decoded["activity_name"], "logon");
+    assert_eq!(decoded["event_id"], event.event_id.to_string());
+    assert!(shown.hexdump.is_none());
+    // The record has no dead-letter headers: shown, not fatal.
+    assert!(shown.header_problem.is_some());
+
+    let at: vigil_dead_letter::Coordinate = "0:0".parse().unwrap();
+    let found = collect(&s.cfg, &Selection::Exact([at].into_iter().collect())).unwrap();
+    let shown = vigil_dead_letter::inspect::inspect(&found[0], Some(&registry)).await;
+    assert!(shown.decoded.is_none());
+    assert!(
+        shown
+            .hexdump
+            .unwrap()
+            .starts_with("00000000  00 00 00 00 07 ff 00 80")
+    );
+}
