@@ -1,1 +1,300 @@
-fn main() {}
+//! Verifier throughput and emergency revocation propagation against the real stack.
+//!
+//! Run with `scripts/bench-verifier` (release build, stack addresses from `VIGIL_*`).
+//! 1. Ceiling: `verify_batch(256)` over pre-signed events, signatures per CPU-second.
+//! 2. Pipeline: a pre-filled raw topic (`BENCH_EVENTS`, `BENCH_PARTITIONS`) drained by an
+//!    in-process verifier with `verify_batch_max` = `BENCH_BATCH_MAX`; events per CPU-second
+//!    of this process (CPU from /proc/self/stat) over the drain, and the ratio to the ceiling.
+//! 3. Emergency revocation: `BENCH_TRIALS` keys each revoked with `$VIGIL_BIN keys revoke
+//!    --emergency` (or in-process when `VIGIL_BIN` is unset) while events signed with it keep
+//!    flowing; time from the command returning to the first `Revoked` verdict (its
+//!    `verified_at`), p50/p99.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use vigil_consumer::key_registry::KeyStatusWriter;
+use vigil_schemas::model::now_micros;
+use vigil_schemas::signing::{BatchItem, verify_batch};
+use vigil_schemas::topics::value_subject;
+use vigil_schemas::{
+    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer,
+    RecordSigner, SchemaRegistry, SignatureHeaders, SignatureState, SignedRecord, Status, Subject,
+    VerificationEvent, VerifiedEvent,
+};
+use vigil_topology::{KafkaClientConfig, Telemetry};
+use vigil_verifier::VerifierConfig;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+async fn create(bootstrap: &str, topic: &str, partitions: i32, compact: bool) {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    let admin: AdminClient<DefaultClientContext> = c.create().unwrap();
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    if compact {
+        t = t.set("cleanup.policy", "compact");
+    }
+    for r in admin
+        .create_topics(&[t], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+fn event(key_id: &str) -> VerificationEvent {
+    VerificationEvent::new(
+        EventClass::SignatureVerification,
+        "verify",
+        Status::Success,
+        Producer::rust("bench"),
+    )
+    .with_subject(Subject::principal("alice").with_key_id(key_id))
+}
+
+fn active(key_id: &str, s: &EventSigner) -> KeyStatus {
+    KeyStatus {
+        key_id: key_id.into(),
+        algorithm: "ed25519".into(),
+        public_key: s.public_key().to_bytes().to_vec(),
+        state: KeyState::Active,
+        valid_from: now_micros() - 3_600_000_000,
+        grace_until: None,
+        revoked_at: None,
+        reason: None,
+        emergency: false,
+        replaced_by: None,
+        updated_at: now_micros(),
+        updated_by: "bench".into(),
+    }
+}
+
+async fn send(p: &FutureProducer, topic: &str, r: &SignedRecord) {
+    let mut h = OwnedHeaders::new();
+    for (k, v) in &r.headers {
+        h = h.insert(Header { key: k, value: Some(v) });
+    }
+    p.send(FutureRecord::to(topic).key(&r.key).payload(&r.value).headers(h), Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+fn ceiling(records: &[SignedRecord], key: &vigil_schemas::PublicKey) -> f64 {
+    let sigs: Vec<_> = records
+        .iter()
+        .map(|r| {
+            SignatureHeaders::parse(r.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))))
+                .unwrap()
+                .signature
+        })
+        .collect();
+    let n = records.len().min(256 * 20);
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < n || t0.elapsed() < Duration::from_secs(2) {
+        let start = done % (n - 255).max(1);
+        let items: Vec<BatchItem<'_>> = (start..start + 256)
+            .map(|i| BatchItem { value: &records[i].value, signature: &sigs[i], key })
+            .collect();
+        assert!(verify_batch(&items).iter().all(Result::is_ok));
+        done += 256;
+    }
+    let cpu = (cpu_seconds() - cpu0).max(t0.elapsed().as_secs_f64() * 0.5);
+    done as f64 / cpu
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let bootstrap = std::env::var("VIGIL_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let registry_url =
+        std::env::var("VIGIL_SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://127.0.0.1:8081".into());
+    let events: usize = env_or("BENCH_EVENTS", 30_000);
+    let partitions: i32 = env_or("BENCH_PARTITIONS", 12);
+    let batch_max: usize = env_or("BENCH_BATCH_MAX", 64);
+    let trials: usize = env_or("BENCH_TRIALS", 20);
+
+    let (raw, verified, keys, dlq) = (name("bv-raw"), name("bv-verified"), name("bv-keys"), name("bv-dlq"));
+    create(&bootstrap, &raw, partitions, false).await;
+    create(&bootstrap, &verified, 12, false).await;
+    create(&bootstrap, &keys, 1, true).await;
+    create(&bootstrap, &dlq, 1, false).await;
+    let schema = SchemaRegistry::new(&registry_url)
+        .unwrap()
+        .register(&value_subject(&raw), <VerificationEvent as AvroRecord>::SCHEMA_JSON)
+        .await
+        .unwrap();
+    let kafka = KafkaClientConfig::new(bootstrap.clone());
+    let writer = KeyStatusWriter::new(&keys, &registry_url, &kafka).await.unwrap();
+    let signer = EventSigner::generate().with_key_id(KeyId::new("k-bench").unwrap());
+    writer.write(&active("k-bench", &signer)).await.unwrap();
+    let rs = RecordSigner::new(signer.clone(), schema).unwrap();
+
+    let records: Vec<SignedRecord> = (0..events).map(|_| rs.sign(&event("k-bench")).unwrap()).collect();
+    let ceiling_per_cpu_s = ceiling(&records, signer.public_key());
+    eprintln!("ceiling: verify_batch(256) {ceiling_per_cpu_s:.0} signatures per cpu-second");
+
+    let mut pc = rdkafka::ClientConfig::new();
+    pc.set("bootstrap.servers", &bootstrap).set("linger.ms", "5").set("enable.idempotence", "true");
+    let p: FutureProducer = pc.create().unwrap();
+    for chunk in records.chunks(2_000) {
+        futures::future::join_all(chunk.iter().map(|r| send(&p, &raw, r))).await;
+    }
+
+    let mut config = VerifierConfig::default();
+    config.kafka = kafka.clone();
+    config.kafka.linger_ms = env_or("BENCH_LINGER_MS", 1);
+    config.schema_registry_url = registry_url.clone();
+    config.group_id = name("bv-group");
+    config.raw_topic = raw.clone();
+    config.verified_topic = verified.clone();
+    config.keys_topic = keys.clone();
+    config.dlq_topic = dlq.clone();
+    config.retry_topics = Vec::new();
+    config.verify_batch_max = batch_max;
+    config.max_in_flight_per_partition = 1_000;
+    let telemetry = Telemetry::new();
+    let t = telemetry.clone();
+    let cfg = config.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        vigil_verifier::run(&cfg, &t, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let verdicts = |t: &Telemetry| -> f64 {
+        t.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "vigil_verifier_events_total")
+            .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()).collect::<Vec<_>>())
+            .sum()
+    };
+    while verdicts(&telemetry) < 1.0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (cpu0, t0, n0) = (cpu_seconds(), Instant::now(), verdicts(&telemetry));
+    while verdicts(&telemetry) < events as f64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (cpu, wall, n) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64(), verdicts(&telemetry) - n0);
+    let per_cpu = n / cpu;
+    eprintln!(
+        "pipeline: batch_max={batch_max} partitions={partitions}: {n:.0} events in {wall:.2}s wall ({:.0}/s), {cpu:.2} cpu-s => {per_cpu:.0} events per cpu-second; ratio to ceiling {:.2}",
+        n / wall,
+        per_cpu / ceiling_per_cpu_s
+    );
+    let metrics = telemetry.render();
+    for l in metrics.lines().filter(|l| l.starts_with("vigil_verifier_verify_batch_size_sum") || l.starts_with("vigil_verifier_verify_batch_size_count")) {
+        eprintln!("  {l}");
+    }
+
+    // Emergency revocation propagation.
+    let vigil_bin = std::env::var("VIGIL_BIN").ok();
+    let reader: StreamConsumer = {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &bootstrap)
+            .set("group.id", name("bv-reader"))
+            .set("auto.offset.reset", "latest")
+            .set("enable.auto.commit", "false");
+        let c: StreamConsumer = c.create().unwrap();
+        c.subscribe(&[verified.as_str()]).unwrap();
+        c
+    };
+    // Make sure the reader is assigned before measuring.
+    let _ = tokio::time::timeout(Duration::from_secs(3), reader.recv()).await;
+    let codec = Codec::<VerifiedEvent>::new().unwrap();
+    let mut latencies = Vec::new();
+    for trial in 0..trials {
+        let key_id = format!("k-revoke-{trial}-{:08x}", rand::random::<u32>());
+        let s = EventSigner::generate().with_key_id(KeyId::new(key_id.as_str()).unwrap());
+        writer.write(&active(&key_id, &s)).await.unwrap();
+        let rs = Arc::new(RecordSigner::new(s, schema).unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let running = Arc::new(AtomicBool::new(true));
+        let pump = {
+            let (rs, p, raw, running, key_id) = (rs.clone(), p.clone(), raw.clone(), running.clone(), key_id.clone());
+            tokio::spawn(async move {
+                while running.load(Ordering::Relaxed) {
+                    send(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let returned_at = match &vigil_bin {
+            Some(bin) => {
+                let (bin, key_id, keys) = (bin.clone(), key_id.clone(), keys.clone());
+                let out = tokio::task::spawn_blocking(move || {
+                    std::process::Command::new(bin)
+                        .args(["keys", "revoke", "--key-id", &key_id, "--reason", "bench", "--emergency", "--topic", &keys])
+                        .output()
+                })
+                .await
+                .unwrap()
+                .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                now_micros()
+            }
+            None => {
+                let mut st = active(&key_id, rs.signer());
+                st.state = KeyState::Revoked;
+                st.revoked_at = Some(now_micros());
+                st.emergency = true;
+                writer.write(&st).await.unwrap();
+                now_micros()
+            }
+        };
+        let first_rejection = loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), reader.recv()).await.unwrap().unwrap();
+            let Some(v) = m.payload() else { continue };
+            let (_, body) = vigil_schemas::wire::split_frame(v).unwrap();
+            let ve = codec.decode(body).unwrap();
+            if ve.key_id.as_deref() == Some(key_id.as_str()) && ve.state == SignatureState::Revoked {
+                break ve.verified_at;
+            }
+        };
+        running.store(false, Ordering::Relaxed);
+        let _ = pump.await;
+        latencies.push((first_rejection - returned_at) as f64 / 1_000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "emergency revocation ({} trials, via {}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        if vigil_bin.is_some() { "vigil keys revoke --emergency" } else { "KeyStatusWriter" },
+        pct(0.5),
+        pct(0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    let _ = stop_tx.send(());
+    let _ = run.await;
+}
