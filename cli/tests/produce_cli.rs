@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! `vigil produce --jsonl` as a user runs it, against the real broker and registry.
 
 use std::process::Command;

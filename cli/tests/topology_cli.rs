@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! `vigil topology` as a user runs it: exit codes and messages, against the real broker.
 
 use std::process::Command;

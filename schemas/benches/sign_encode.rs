@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! Per-event CPU cost of the producer path (encode, frame, sign) and of verification, single
 //! versus batched. The producer throughput ceiling is 1e9 / (encode+frame+sign ns) events/s/core.
 // criterion_group! generates an undocumented public function.

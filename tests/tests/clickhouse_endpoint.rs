@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! The ClickHouse endpoint serves what the `clickhouse` crate needs: DDL with TTL, DateTime64,
 //! LowCardinality and UUID, LZ4-compressed RowBinary inserts with row validation, typed reads,
 //! query parameters, and ClickHouse error codes.

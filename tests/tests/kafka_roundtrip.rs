@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! The real broker behaves as Vigil relies on: idempotent producer, consumer groups, headers kept
 //! byte for byte, and transactional writes invisible to `read_committed` readers until commit.
 

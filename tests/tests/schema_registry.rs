@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! The schema registry speaks the Confluent REST API: register, look up by id and by
 //! subject/version, and refuse an incompatible schema under BACKWARD.
 

@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! `topology apply` against the real broker: idempotent, and drift made by hand is detected.
 
 use std::path::Path;

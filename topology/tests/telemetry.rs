@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! The telemetry server every service runs: `/metrics` renders the registry, `/healthz` is
 //! always 200 while the process serves, `/readyz` follows the service's readiness.
 

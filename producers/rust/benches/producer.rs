@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! Producer figures against the real broker, each a ratio to a ceiling measured in the same run
 //! (our machines are shared and noisy). Run through `scripts/bench-producer`.
 //!
@@ -67,7 +69,7 @@ fn verify_loop(
     pace: Option<Duration>,
 ) -> Vec<Duration> {
     let signer = EventSigner::generate();
-    let public = signer.public_key().clone();
+    let public = *signer.public_key();
     let message = vec![7u8; 400];
     let signature = signer.sign(&message);
     let mut lat = Vec::with_capacity(iterations);

@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! Spool throughput: appends of 500-byte payloads under each fsync policy, and drain (read
 //! batches of 500 + ack). Throughput is in records; multiply by 520 bytes (500 + 20 framing)
 //! for disk MB/s.

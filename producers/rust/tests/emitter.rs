@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! The emitter against the real broker and schema registry: an independent decode path, a broker
 //! outage bridged by the spool, and a `kill -9` with events in the spool.
 

@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! Spool behaviour against real files in temporary directories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

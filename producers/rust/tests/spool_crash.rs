@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! Crash safety of the spool under a real `kill -9`.
 //!
 //! This test binary (harness = false) re-executes itself as a child writer: the child appends

@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
+
 //! Shared pieces of the runtime's integration tests: fresh topics per test, a scripted handler
 //! that records every call, producing, reading back, committed offsets and metric values.
 
