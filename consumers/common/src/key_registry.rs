@@ -265,7 +265,9 @@ impl KeyRegistry {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             // The registry must see every status, committed or not (writers are not transactional).
-            .set("isolation.level", "read_uncommitted");
+            .set("isolation.level", "read_uncommitted")
+            // A revocation must reach every verifier fast; the topic is small, idle polls are cheap.
+            .set("fetch.wait.max.ms", "50");
         let consumer: StreamConsumer = client.create().map_err(|source| KeyRegistryError::Kafka {
             what: "create key registry consumer",
             source,
