@@ -24,6 +24,14 @@ enum Command {
     Topology(commands::topology::TopologyArgs),
     /// Send signed events from a JSON-lines file.
     Produce(commands::produce::ProduceArgs),
+    /// Run one consumer service until SIGTERM.
+    Run(commands::run::RunArgs),
+    /// Register, rotate, revoke and list signing keys (the `vigil.keys` registry).
+    Keys(commands::keys::KeysArgs),
+    /// Inspect, count and replay dead letters.
+    Dlq(commands::dlq::DlqArgs),
+    /// Migrate, verify and export the ClickHouse audit trail.
+    Audit(commands::audit::AuditArgs),
 }
 
 #[tokio::main]
@@ -33,6 +41,10 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Topology(args) => commands::topology::run(args).await,
         Command::Produce(args) => commands::produce::run(args).await,
+        Command::Run(args) => commands::run::run(args).await,
+        Command::Keys(args) => commands::keys::run(args).await,
+        Command::Dlq(args) => commands::dlq::run(args).await,
+        Command::Audit(args) => commands::audit::run(args).await,
     };
     match result {
         Ok(code) => code,

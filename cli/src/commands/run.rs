@@ -1,0 +1,60 @@
+//! `vigil run <service>`: runs one consumer service until SIGTERM.
+//!
+//! Each service's arm is owned by that service's crate; this file only dispatches.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+/// Arguments of `vigil run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The service to run.
+    #[arg(value_enum)]
+    pub service: Service,
+    /// Deployment config file (TOML); every key also has a `VIGIL_…` environment override.
+    #[arg(long, env = "VIGIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the `/metrics`, `/healthz` and `/readyz` server.
+    #[arg(long, env = "VIGIL_METRICS_LISTEN", default_value = "127.0.0.1:9400")]
+    pub metrics_listen: SocketAddr,
+}
+
+/// The services `vigil run` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    /// Verifies signatures of raw events against the key registry.
+    Verifier,
+    /// Stores verified events in ClickHouse as a hash-chained audit trail.
+    AuditSink,
+}
+
+/// Runs the chosen service.
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    match args.service {
+        Service::Verifier => run_verifier(&args).await,
+        Service::AuditSink => super::audit::run_sink(args.config.as_deref(), args.metrics_listen).await,
+    }
+}
+
+/// Runs the verifier: loads the config (`--config` TOML, `VIGIL_*` overrides), serves
+/// `/metrics` `/healthz` `/readyz`, and consumes until SIGTERM or SIGINT.
+async fn run_verifier(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let config = vigil_verifier::VerifierConfig::load(args.config.as_deref())?;
+    config.validate()?;
+    let telemetry = vigil_topology::Telemetry::new();
+    let (addr, server) = telemetry
+        .serve(args.metrics_listen)
+        .await
+        .context("starting the metrics server")?;
+    tracing::info!(%addr, "metrics server listening");
+    let result =
+        vigil_verifier::run(&config, &telemetry, vigil_consumer::shutdown_signal()).await;
+    server.abort();
+    let summary = result.context("verifier")?;
+    tracing::info!(?summary, "verifier stopped");
+    Ok(ExitCode::SUCCESS)
+}
