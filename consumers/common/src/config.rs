@@ -38,6 +38,13 @@ pub struct RuntimeConfig {
     /// paused until its worker catches up.
     #[serde(default = "default_max_in_flight_per_partition")]
     pub max_in_flight_per_partition: usize,
+    /// Handler calls running at once for consecutive records of one partition, started in
+    /// offset order; offsets are still stored strictly in order. 1 (the default) handles one
+    /// record at a time. Deeper pipelines overlap a handler's waits (a produce acknowledgement)
+    /// and let it batch work across records; a crash then re-delivers up to this many records
+    /// per partition.
+    #[serde(default = "default_pipeline_depth")]
+    pub pipeline_depth: usize,
     /// In-process retries of transient errors.
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -100,6 +107,9 @@ pub enum Jitter {
 
 fn default_max_in_flight_per_partition() -> usize {
     64
+}
+fn default_pipeline_depth() -> usize {
+    1
 }
 fn default_retry_topics() -> Vec<RetryTopic> {
     vec![
@@ -212,6 +222,7 @@ impl RuntimeConfig {
             group_id: group_id.into(),
             topics,
             max_in_flight_per_partition: default_max_in_flight_per_partition(),
+            pipeline_depth: default_pipeline_depth(),
             retry: RetryPolicy::default(),
             retry_topics: default_retry_topics(),
             dlq_topic: default_dlq_topic(),
@@ -287,6 +298,12 @@ impl RuntimeConfig {
                     "must be between 1 and 100000, got {}",
                     self.max_in_flight_per_partition
                 ),
+            ));
+        }
+        if !(1..=10_000).contains(&self.pipeline_depth) {
+            return Err(invalid(
+                "pipeline_depth",
+                format!("must be between 1 and 10000, got {}", self.pipeline_depth),
             ));
         }
         self.retry.validate()?;
@@ -446,6 +463,7 @@ mod tests {
                 "max_in_flight_per_partition",
                 Box::new(|c| c.max_in_flight_per_partition = 0),
             ),
+            ("pipeline_depth", Box::new(|c| c.pipeline_depth = 0)),
             (
                 "retry.in_process_attempts",
                 Box::new(|c| c.retry.in_process_attempts = 0),

@@ -129,18 +129,94 @@ impl HandleError {
     }
 }
 
+/// A record's place in its partition's order of side effects.
+///
+/// With `pipeline_depth` > 1 the runtime starts handler calls for consecutive records of a
+/// partition before the earlier ones finished, so their side effects would race. A handler whose
+/// side effects must keep the partition's order (a produce per record, keyed like its input)
+/// issues them inside its turn: [`Turn::wait`] resolves once every earlier record of the
+/// partition passed its turn or finished, and [`Turn::pass`] lets the next record through. A
+/// record that fails keeps its turn across its in-process retries; the runtime passes it when
+/// the record is finished (handled, parked, or given up).
+#[derive(Debug)]
+pub struct Turn {
+    prev: Option<tokio::sync::oneshot::Receiver<()>>,
+    next: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Turn {
+    /// Returns a turn with nobody before or after it (a record handled on its own).
+    pub fn solo() -> Self {
+        Self {
+            prev: None,
+            next: None,
+        }
+    }
+
+    /// Returns the turn of a record and the receiver the next record waits on.
+    pub(crate) fn chained(
+        prev: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            Self {
+                prev,
+                next: Some(tx),
+            },
+            rx,
+        )
+    }
+
+    /// Waits until every earlier record of the partition has passed its turn or finished.
+    pub async fn wait(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            // A predecessor dropped without passing only happens when the worker is tearing
+            // down, and then nothing after it is stored either.
+            let _ = prev.await;
+        }
+    }
+
+    /// Passes the turn to the next record, waiting for its own first if it has not yet.
+    pub async fn pass(&mut self) {
+        self.wait().await;
+        if let Some(next) = self.next.take() {
+            let _ = next.send(());
+        }
+    }
+
+    /// Returns true once this record has passed its turn.
+    pub fn is_passed(&self) -> bool {
+        self.prev.is_none() && self.next.is_none()
+    }
+}
+
 /// The per-record logic of a service.
 ///
-/// Records of one partition are handed over one at a time in offset order (so per key, in
-/// order); different partitions are handled concurrently, so `handle` must be safe to call from
-/// several tasks at once. A handler may be called more than once for a record (at-least-once):
-/// side effects should be idempotent, e.g. keyed by `event_id`.
+/// Handler calls for one partition are *started* in offset order (so per key, in order); with
+/// `pipeline_depth` 1 (the default) a call starts only after the previous record finished. With
+/// a deeper pipeline, up to that many calls of a partition run at once and may complete in any
+/// order; the runtime still stores offsets strictly in order, each only once its record and every
+/// earlier one finished. Side effects whose order matters go inside the record's [`Turn`]
+/// ([`Handler::handle_in_turn`]). Different partitions are handled concurrently, so the handler
+/// must be safe to call from several tasks at once. A handler may be called more than once for a
+/// record (at-least-once): side effects should be idempotent, e.g. keyed by `event_id`.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one record.
     fn handle(
         &self,
         record: &InboundRecord,
     ) -> impl Future<Output = Result<Outcome, HandleError>> + Send;
+
+    /// Handles one record inside its partition's order of side effects. The runtime calls this;
+    /// the default ignores the turn (side effects are then ordered by start only).
+    fn handle_in_turn(
+        &self,
+        record: &InboundRecord,
+        turn: &mut Turn,
+    ) -> impl Future<Output = Result<Outcome, HandleError>> + Send {
+        let _ = turn;
+        self.handle(record)
+    }
 }
 
 #[cfg(test)]

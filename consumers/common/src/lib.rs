@@ -7,8 +7,15 @@
 //! handled but not yet committed when the process dies is handled again, so handlers must be
 //! idempotent (key side effects by `event_id`).
 //!
-//! - Ordering: one worker per assigned partition handles its records one at a time in offset
-//!   order (so per key in order); partitions run concurrently. A record parked in a retry topic
+//! - Ordering: one worker per assigned partition starts its records' handler calls in offset
+//!   order (so per key in order); partitions run concurrently. With `pipeline_depth` 1 (the
+//!   default) a record is handled only after the previous one finished. With a deeper pipeline
+//!   up to that many calls of a partition overlap and may complete out of order; offsets are
+//!   still stored strictly in order (a record's offset only once it and every earlier record
+//!   finished), and side effects a handler issues inside its [`Turn`] keep the partition's order.
+//!   Records whose side effects happened but whose offsets were not stored yet (re-delivered
+//!   after a crash, besides stored-but-uncommitted ones) number at most `pipeline_depth` per
+//!   partition. A record parked in a retry topic
 //!   is retried after later records of its key, by design of delayed retries.
 //! - Errors ([`ErrorClass`]): `bad_data` goes to the DLQ at once; `transient` is retried with
 //!   exponential backoff and full jitter, then through the `vigil.retry.*` topics, then to the
@@ -54,7 +61,9 @@ mod worker;
 
 pub use config::{ConfigError, Jitter, RetryPolicy, RetryTopic, RuntimeConfig};
 pub use dead_letter::{DeadLetterHeaderError, DeadLetterHeaders};
-pub use handler::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader};
+pub use handler::{
+    ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader, Turn,
+};
 pub use metrics::ConsumerMetrics;
 pub use runtime::{ConsumerRuntime, ParkError, RunSummary, RuntimeError};
 pub use shutdown::shutdown_signal;

@@ -1,13 +1,16 @@
-//! One partition's worker: handles its records strictly in offset order, retries, parks failures
-//! in a retry topic or the DLQ, and stores each offset only once its record is finished.
+//! One partition's worker: starts its records' handling in offset order (several at once with a
+//! pipeline), retries, parks failures in a retry topic or the DLQ, and stores offsets strictly in
+//! order, each only once its record and every earlier one are finished.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use prometheus::IntGauge;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -21,7 +24,9 @@ use vigil_topology::InternalEvent;
 use crate::config::RuntimeConfig;
 use crate::context::RuntimeContext;
 use crate::dead_letter::{self, DeadLetterHeaders};
-use crate::handler::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader};
+use crate::handler::{
+    ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader, Turn,
+};
 use crate::internal_events::{
     At, DeadLettered, ForeignRetrySkipped, HandlerCalled, HandlerFailed, InProcessRetry,
     Instruments, ParkWriteFailed, RecordHandled, RetryScheduled,
@@ -196,9 +201,54 @@ async fn flag_set(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// One record's handling as it ended, waiting for its turn to be stored.
+struct Finished {
+    seq: u64,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    step: Step,
+    in_flight: InFlight,
+    /// The record's turn when it ended without finishing: kept until the worker exits, so no
+    /// later record's ordered side effects run before it.
+    held: Option<Turn>,
+}
+
+/// Handles one record and passes its turn once it is finished.
+async fn run_one<H: Handler>(
+    shared: &Shared<H>,
+    seq: u64,
+    rec: Consumed,
+    mut cancel: Cancel,
+    mut turn: Turn,
+) -> Finished {
+    let (topic, partition, offset) = (rec.topic.clone(), rec.partition, rec.offset);
+    let (step, in_flight) = process(shared, rec, &mut cancel, &mut turn).await;
+    let held = if matches!(step, Step::Done) {
+        turn.pass().await;
+        None
+    } else {
+        Some(turn)
+    };
+    Finished {
+        seq,
+        topic,
+        partition,
+        offset,
+        step,
+        in_flight,
+        held,
+    }
+}
+
 /// Handles the records of one partition until its channel closes, it is revoked, or the run
 /// stops. `previous` is the worker of an earlier assignment of the same partition: it finishes
 /// first, so two workers never handle one partition at once.
+///
+/// Up to `pipeline_depth` consecutive records are being handled at once, started in offset
+/// order; they may finish in any order, but an offset is stored only once its record and every
+/// earlier one finished. A record that fails (internal error, or abandoned on shutdown or
+/// revoke) stops the intake, and neither its offset nor any later one is stored.
 pub(crate) async fn run_worker<H: Handler>(
     shared: Arc<Shared<H>>,
     mut records: mpsc::Receiver<Consumed>,
@@ -208,33 +258,86 @@ pub(crate) async fn run_worker<H: Handler>(
     if let Some(previous) = previous {
         let _ = previous.await;
     }
-    let mut cancel = Cancel {
-        stop: shared.stop.clone(),
-        revoked: revoked.clone(),
-    };
-    while let Some(rec) = records.recv().await {
-        if *revoked.borrow() {
+    let shared = &*shared;
+    let depth = u64::try_from(shared.config.pipeline_depth.max(1)).unwrap_or(1);
+    let mut running = FuturesUnordered::new();
+    // Records that finished before an earlier one, by sequence number.
+    let mut finished: BTreeMap<u64, Finished> = BTreeMap::new();
+    // Sequence numbers: `head` is the oldest record not yet stored, `next` the next to start.
+    let (mut head, mut next) = (0u64, 0u64);
+    let mut prev_turn = None;
+    let mut held_turns: Vec<Turn> = Vec::new();
+    // Set when a record ended without finishing: nothing more starts, and the worker exits
+    // once every record before it was stored.
+    let mut halted_at: Option<u64> = None;
+    let mut open = true;
+    loop {
+        if running.is_empty() && (!open || halted_at.is_some()) {
             break;
         }
-        let (topic, partition, offset) = (rec.topic.clone(), rec.partition, rec.offset);
-        match process(&shared, rec, &mut cancel).await {
-            Step::Done => {
-                // A revoked partition belongs to another consumer now; it starts from the last
-                // committed offset and handles this record again.
+        let room = next - head < depth;
+        tokio::select! {
+            biased;
+            Some(done) = running.next(), if !running.is_empty() => {
+                let done: Finished = done;
+                if !matches!(done.step, Step::Done) && halted_at.is_none_or(|h| done.seq < h) {
+                    halted_at = Some(done.seq);
+                }
+                finished.insert(done.seq, done);
+                // Store every offset whose record and all earlier ones finished, in order.
+                while let Some(mut done) = finished.remove(&head) {
+                    head += 1;
+                    if let Some(t) = done.held.take() {
+                        held_turns.push(t);
+                    }
+                    match done.step {
+                        Step::Done => {
+                            done.in_flight.finish();
+                            // A revoked partition belongs to another consumer now; it starts
+                            // from the last committed offset and handles this record again.
+                            if *revoked.borrow() {
+                                return;
+                            }
+                            if let Err(e) =
+                                shared.consumer.store_offset(&done.topic, done.partition, done.offset)
+                            {
+                                tracing::debug!(
+                                    topic = done.topic,
+                                    partition = done.partition,
+                                    offset = done.offset,
+                                    error = %e,
+                                    "offset not stored"
+                                );
+                            }
+                        }
+                        Step::Abandoned => return,
+                        Step::Fatal(e) => {
+                            let _ = shared.fatal.send(e);
+                            return;
+                        }
+                    }
+                }
+            }
+            rec = records.recv(), if open && halted_at.is_none() && room => {
+                let Some(rec) = rec else {
+                    open = false;
+                    continue;
+                };
                 if *revoked.borrow() {
                     break;
                 }
-                if let Err(e) = shared.consumer.store_offset(&topic, partition, offset) {
-                    tracing::debug!(topic, partition, offset, error = %e, "offset not stored");
-                }
-            }
-            Step::Abandoned => break,
-            Step::Fatal(e) => {
-                let _ = shared.fatal.send(e);
-                break;
+                let cancel = Cancel {
+                    stop: shared.stop.clone(),
+                    revoked: revoked.clone(),
+                };
+                let (turn, next_turn) = Turn::chained(prev_turn.take());
+                prev_turn = Some(next_turn);
+                running.push(run_one(shared, next, rec, cancel, turn));
+                next += 1;
             }
         }
     }
+    drop(held_turns);
 }
 
 fn now_ms() -> i64 {
@@ -260,7 +363,12 @@ struct History {
     first_failed_at_ms: Option<i64>,
 }
 
-async fn process<H: Handler>(shared: &Shared<H>, rec: Consumed, cancel: &mut Cancel) -> Step {
+async fn process<H: Handler>(
+    shared: &Shared<H>,
+    rec: Consumed,
+    cancel: &mut Cancel,
+    turn: &mut Turn,
+) -> (Step, InFlight) {
     let at = At {
         topic: &rec.topic,
         partition: rec.partition,
@@ -372,15 +480,12 @@ async fn process<H: Handler>(shared: &Shared<H>, rec: Consumed, cancel: &mut Can
         partition: record.partition,
         offset: record.offset,
     };
-    let step = handle_with_retries(shared, &mut record, at, history, stage, cancel).await;
+    let step = handle_with_retries(shared, &mut record, at, history, stage, cancel, turn).await;
     finish(step, rec.in_flight)
 }
 
-fn finish(step: Step, in_flight: InFlight) -> Step {
-    if matches!(step, Step::Done) {
-        in_flight.finish();
-    }
-    step
+fn finish(step: Step, in_flight: InFlight) -> (Step, InFlight) {
+    (step, in_flight)
 }
 
 /// Calls the handler up to `in_process_attempts` times, then parks the record.
@@ -391,6 +496,7 @@ async fn handle_with_retries<H: Handler>(
     history: History,
     stage: usize,
     cancel: &mut Cancel,
+    turn: &mut Turn,
 ) -> Step {
     let config = &shared.config;
     let attempts = config.retry.in_process_attempts;
@@ -398,7 +504,7 @@ async fn handle_with_retries<H: Handler>(
     for i in 1..=attempts {
         record.attempt = history.attempts.saturating_add(i);
         let started = Instant::now();
-        let result = AssertUnwindSafe(shared.handler.handle(record))
+        let result = AssertUnwindSafe(shared.handler.handle_in_turn(record, turn))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
