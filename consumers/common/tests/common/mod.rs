@@ -3,7 +3,7 @@
 //! Shared pieces of the runtime's integration tests: fresh topics per test, a scripted handler
 //! that records every call, producing, reading back, committed offsets and metric values.
 
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::future::Future;
