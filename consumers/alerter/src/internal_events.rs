@@ -1,0 +1,155 @@
+//! The alerter's metrics. Labels are bounded: `outcome` is a fixed set, `receiver` a name from
+//! the config file, `kind` one of three receiver kinds.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// What happened to one consumed alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// Notified at least one receiver, none failed.
+    Delivered,
+    /// Same fingerprint already notified within the dedup window.
+    Suppressed,
+    /// Folded into an already-notified group.
+    Grouped,
+    /// Matched an active silence.
+    Silenced,
+    /// No route has a receiver for it.
+    Unrouted,
+    /// A receiver stayed unreachable after the retry budget: parked in the DLQ.
+    DeadLettered,
+}
+
+impl AlertOutcome {
+    /// Returns the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertOutcome::Delivered => "delivered",
+            AlertOutcome::Suppressed => "suppressed",
+            AlertOutcome::Grouped => "grouped",
+            AlertOutcome::Silenced => "silenced",
+            AlertOutcome::Unrouted => "unrouted",
+            AlertOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Handles to the alerter's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct AlerterMetrics {
+    pub(crate) alerts: IntCounterVec,
+    pub(crate) deliveries: IntCounterVec,
+    pub(crate) retries: IntCounterVec,
+    pub(crate) escalations: IntCounterVec,
+    pub(crate) delivery_seconds: HistogramVec,
+    pub(crate) alert_age_seconds: Histogram,
+    pub(crate) dedup_entries: IntGauge,
+    pub(crate) active_alerts: IntGauge,
+    pub(crate) silences: IntGauge,
+    pub(crate) state_evictions: IntCounter,
+    pub(crate) pending_escalations: IntGauge,
+    pub(crate) api_requests: IntCounterVec,
+}
+
+impl AlerterMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let alerts = IntCounterVec::new(
+            Opts::new("vigil_alerter_alerts_total", "Consumed alerts, by outcome."),
+            &["outcome"],
+        )?;
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_deliveries_total",
+                "Notifications, by receiver, kind and outcome (delivered, failed).",
+            ),
+            &["receiver", "kind", "outcome"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new("vigil_alerter_delivery_retries_total", "Delivery attempts after a failure."),
+            &["receiver"],
+        )?;
+        let escalations = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_escalations_total",
+                "Escalation tiers fired because an alert was not acknowledged.",
+            ),
+            &["tier"],
+        )?;
+        let delivery_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_alerter_delivery_duration_seconds",
+                "Time to deliver one notification, retries and rate-limit waits included.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0]),
+            &["kind"],
+        )?;
+        let alert_age_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigil_alerter_alert_age_seconds",
+                "Time from the alert record's Kafka timestamp to its first notification.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0]),
+        )?;
+        let dedup_entries = IntGauge::new(
+            "vigil_alerter_dedup_entries",
+            "Dedup and group marks held (bounded by state.max_dedup_entries).",
+        )?;
+        let active_alerts = IntGauge::new(
+            "vigil_alerter_active_alerts",
+            "Notified alerts held for ack and escalation (bounded by state.max_active_alerts).",
+        )?;
+        let silences = IntGauge::new("vigil_alerter_silences", "Silences held.")?;
+        let state_evictions = IntCounter::new(
+            "vigil_alerter_state_evictions_total",
+            "Unexpired dedup marks or active alerts evicted because their table was full.",
+        )?;
+        let pending_escalations = IntGauge::new(
+            "vigil_alerter_pending_escalations",
+            "Alerts with an escalation timer running.",
+        )?;
+        let api_requests = IntCounterVec::new(
+            Opts::new("vigil_alerter_api_requests_total", "HTTP API requests, by status code."),
+            &["status"],
+        )?;
+        registry.register(Box::new(alerts.clone()))?;
+        registry.register(Box::new(deliveries.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(escalations.clone()))?;
+        registry.register(Box::new(delivery_seconds.clone()))?;
+        registry.register(Box::new(alert_age_seconds.clone()))?;
+        registry.register(Box::new(dedup_entries.clone()))?;
+        registry.register(Box::new(active_alerts.clone()))?;
+        registry.register(Box::new(silences.clone()))?;
+        registry.register(Box::new(state_evictions.clone()))?;
+        registry.register(Box::new(pending_escalations.clone()))?;
+        registry.register(Box::new(api_requests.clone()))?;
+        Ok(Self {
+            alerts,
+            deliveries,
+            retries,
+            escalations,
+            delivery_seconds,
+            alert_age_seconds,
+            dedup_entries,
+            active_alerts,
+            silences,
+            state_evictions,
+            pending_escalations,
+            api_requests,
+        })
+    }
+
+    /// Counts one consumed alert and logs it.
+    pub(crate) fn alert(&self, outcome: AlertOutcome, fingerprint: &str, rule_id: &str) {
+        self.alerts.with_label_values(&[outcome.as_str()]).inc();
+        tracing::debug!(outcome = outcome.as_str(), fingerprint, rule_id, "alert handled");
+    }
+
+    /// Returns the count of alerts with `outcome` (tests, bench).
+    pub fn alerts_with(&self, outcome: AlertOutcome) -> u64 {
+        self.alerts.with_label_values(&[outcome.as_str()]).get()
+    }
+}

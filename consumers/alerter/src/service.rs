@@ -1,0 +1,267 @@
+//! The handler: decode → silences → routes → dedup / grouping → deliver → escalate, and the
+//! DLQ path for alerts no receiver accepted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::watch;
+use vigil_consumer::dead_letter::DeadLetterHeaders;
+use vigil_consumer::{ErrorClass, HandleError, Handler, InboundRecord, Outcome};
+use vigil_schemas::model::now_micros;
+use vigil_schemas::wire::split_frame_with_limit;
+use vigil_schemas::{Alert, Codec, SchemaRegistry};
+
+use crate::config::{DeliveryConfig, EscalationTier};
+use crate::delivery::{DeliveryError, Receiver};
+use crate::internal_events::{AlertOutcome, AlerterMetrics};
+use crate::payload::Reason;
+use crate::route::{RouteTree, group_key};
+use crate::state::AlertBook;
+
+/// Everything the handler and its escalation timers share.
+pub(crate) struct Shared {
+    pub(crate) codec: Codec<Alert>,
+    pub(crate) schemas: SchemaRegistry,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) tree: RouteTree,
+    pub(crate) receivers: HashMap<String, Arc<Receiver>>,
+    pub(crate) delivery: DeliveryConfig,
+    pub(crate) book: Arc<AlertBook>,
+    pub(crate) metrics: AlerterMetrics,
+    pub(crate) producer: FutureProducer,
+    pub(crate) dlq_topic: String,
+    pub(crate) group_id: String,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// The alerter's [`Handler`].
+pub struct Alerter {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Alerter {
+    /// Returns the metrics (tests and benches read counters).
+    pub fn metrics(&self) -> &AlerterMetrics {
+        &self.shared.metrics
+    }
+
+    /// Returns the in-memory state.
+    pub fn book(&self) -> &Arc<AlertBook> {
+        &self.shared.book
+    }
+}
+
+fn bad(kind: &str, e: impl std::fmt::Display) -> HandleError {
+    HandleError::bad_data(format!("{kind}: {e}"))
+}
+
+impl Shared {
+    async fn decode(&self, record: &InboundRecord) -> Result<Alert, HandleError> {
+        let value = record
+            .value
+            .as_deref()
+            .ok_or_else(|| HandleError::bad_data("tombstone: an alert record has no value"))?;
+        let (schema_id, body) =
+            split_frame_with_limit(value, self.max_value_bytes).map_err(|e| bad(e.kind(), &e))?;
+        let writer = match self.schemas.schema_by_id(schema_id).await {
+            Ok(w) => w,
+            Err(e) if e.class() == vigil_schemas::ErrorClass::BadData => {
+                return Err(bad("unknown_schema_id", &e));
+            }
+            Err(e) => return Err(HandleError::transient(e)),
+        };
+        self.codec
+            .decode_with(&writer, body)
+            .map_err(|e| bad(e.kind(), &e))
+    }
+
+    /// Notifies `names` concurrently; returns the failures.
+    async fn notify(&self, alert: &Alert, names: &[String], reason: Reason) -> (usize, Vec<DeliveryError>) {
+        let sends = names.iter().filter_map(|n| self.receivers.get(n)).map(|r| {
+            let r = Arc::clone(r);
+            async move { r.deliver(alert, reason, &self.delivery, &self.metrics).await }
+        });
+        let results = futures::future::join_all(sends).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        (ok, results.into_iter().filter_map(Result::err).collect())
+    }
+
+    /// Parks the original record in the DLQ as `transient` with the reason, broker-acknowledged.
+    async fn dead_letter(
+        &self,
+        record: &InboundRecord,
+        errors: &[DeliveryError],
+        first_failed_ms: i64,
+    ) -> Result<(), HandleError> {
+        let error = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let attempts = errors.iter().map(|e| e.attempts).max().unwrap_or(1);
+        let dl = DeadLetterHeaders {
+            error_class: ErrorClass::Transient,
+            error: format!("undeliverable: {error}"),
+            origin_topic: record.topic.clone(),
+            origin_partition: record.partition,
+            origin_offset: record.offset,
+            origin_timestamp_ms: record.timestamp_ms,
+            consumer_group: self.group_id.clone(),
+            attempts,
+            first_failed_at_ms: first_failed_ms,
+            last_failed_at_ms: now_micros() / 1_000,
+            retry_not_before_ms: None,
+        };
+        let block = dl.to_headers();
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + block.len());
+        for (k, v) in &record.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        for (k, v) in &block {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        let mut out = FutureRecord::<[u8], [u8]>::to(&self.dlq_topic).headers(headers);
+        if let Some(k) = record.key.as_deref() {
+            out = out.key(k);
+        }
+        if let Some(v) = record.value.as_deref() {
+            out = out.payload(v);
+        }
+        if let Some(ts) = record.timestamp_ms {
+            out = out.timestamp(ts);
+        }
+        self.producer
+            .send(out, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| HandleError::transient(format!("dlq write failed: {e}")))?;
+        tracing::warn!(error, topic = record.topic, partition = record.partition, offset = record.offset, "alert undeliverable, dead-lettered");
+        Ok(())
+    }
+}
+
+impl Handler for Alerter {
+    async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
+        let s = &self.shared;
+        let alert = s.decode(record).await?;
+        let now = Instant::now();
+        if let Some(silence) = s.book.silenced_by(&alert) {
+            tracing::debug!(%silence, fingerprint = alert.fingerprint, "alert silenced");
+            s.metrics.alert(AlertOutcome::Silenced, &alert.fingerprint, &alert.rule_id);
+            return Ok(Outcome::Handled);
+        }
+        let routes = s.tree.resolve(&alert);
+        if routes.is_empty() {
+            s.metrics.alert(AlertOutcome::Unrouted, &alert.fingerprint, &alert.rule_id);
+            return Ok(Outcome::Handled);
+        }
+        let first_failed_ms = now_micros() / 1_000;
+        let (mut notified, mut grouped) = (false, false);
+        let mut failures = Vec::new();
+        for route in routes {
+            let dedup_key = format!("d\u{1f}{}\u{1f}{}", route.id, alert.fingerprint);
+            let dedup = Duration::from_millis(route.dedup_window_ms);
+            if s.book.mark(&dedup_key, dedup, alert.alert_id, now).is_some() {
+                continue;
+            }
+            let group_mark = if route.group_by.is_empty() {
+                None
+            } else {
+                let key = format!("g\u{1f}{}\u{1f}{}", route.id, group_key(&alert, &route.group_by));
+                let interval = Duration::from_millis(route.group_interval_ms);
+                if let Some(leader) = s.book.mark(&key, interval, alert.alert_id, now) {
+                    s.book.fold(leader);
+                    grouped = true;
+                    continue;
+                }
+                Some(key)
+            };
+            let (ok, errors) = s.notify(&alert, &route.receivers, Reason::Firing).await;
+            if ok == 0 {
+                // Nobody was told: forget the marks so a replay from the DLQ is not suppressed.
+                s.book.unmark(&dedup_key);
+                if let Some(k) = &group_mark {
+                    s.book.unmark(k);
+                }
+            } else {
+                notified = true;
+                s.book.activate(&alert, &route.id, now);
+                if !route.escalation.is_empty() {
+                    spawn_escalation(
+                        Arc::clone(&self.shared),
+                        alert.clone(),
+                        record.clone(),
+                        route.escalation.clone(),
+                        now,
+                    );
+                }
+            }
+            failures.extend(errors);
+        }
+        if notified {
+            if let Some(ts) = record.timestamp_ms {
+                let age_ms = (now_micros() / 1_000).saturating_sub(ts).max(0);
+                s.metrics.alert_age_seconds.observe(age_ms as f64 / 1_000.0);
+            }
+        }
+        let outcome = if !failures.is_empty() {
+            s.dead_letter(record, &failures, first_failed_ms).await?;
+            AlertOutcome::DeadLettered
+        } else if notified {
+            AlertOutcome::Delivered
+        } else if grouped {
+            AlertOutcome::Grouped
+        } else {
+            AlertOutcome::Suppressed
+        };
+        s.metrics.alert(outcome, &alert.fingerprint, &alert.rule_id);
+        Ok(Outcome::Handled)
+    }
+}
+
+/// Waits for each tier's delay and notifies it unless the alert was acknowledged (or forgotten)
+/// meanwhile; stops when the service stops.
+fn spawn_escalation(
+    shared: Arc<Shared>,
+    alert: Alert,
+    record: InboundRecord,
+    tiers: Vec<EscalationTier>,
+    started: Instant,
+) {
+    shared.metrics.pending_escalations.inc();
+    tokio::spawn(async move {
+        let mut stop = shared.stop.clone();
+        for (i, tier) in tiers.iter().enumerate() {
+            let at = tokio::time::Instant::from_std(started + Duration::from_millis(tier.after_ms));
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = stop.changed() => break,
+            }
+            if shared.book.acked(alert.alert_id) != Some(false) {
+                tracing::debug!(alert_id = %alert.alert_id, "escalation stopped: acknowledged or expired");
+                break;
+            }
+            let n = i + 1;
+            shared.book.escalated(alert.alert_id, n);
+            shared.metrics.escalations.with_label_values(&[&n.to_string()]).inc();
+            tracing::info!(alert_id = %alert.alert_id, tier = n, "escalating unacknowledged alert");
+            let first_failed_ms = now_micros() / 1_000;
+            let (_, errors) = shared.notify(&alert, &tier.receivers, Reason::Escalation(n)).await;
+            if !errors.is_empty() {
+                if let Err(e) = shared.dead_letter(&record, &errors, first_failed_ms).await {
+                    tracing::error!(error = %e, alert_id = %alert.alert_id, "escalation undeliverable and the dlq write failed");
+                }
+                shared.metrics.alerts.with_label_values(&[AlertOutcome::DeadLettered.as_str()]).inc();
+            }
+        }
+        shared.metrics.pending_escalations.dec();
+    });
+}
