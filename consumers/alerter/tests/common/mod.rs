@@ -1,0 +1,342 @@
+//! Shared setup of the alerter tests: a local HTTP receiver that records deliveries and can be
+//! told to fail, fresh topics, alert records, a running alerter and a DLQ reader.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::oneshot;
+use vigil_alerter::{AlerterConfig, AlerterService, ReceiverConfig, ReceiverKind, RouteConfig};
+use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_schemas::model::now_micros;
+use vigil_schemas::topics::value_subject;
+use vigil_schemas::{Alert, AvroRecord, Codec, SchemaId, SchemaRegistry, Severity};
+use vigil_topology::{KafkaClientConfig, Telemetry};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+    pub status: u16,
+}
+
+impl Delivery {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    log: Mutex<Vec<Delivery>>,
+    fail_next: AtomicU32,
+    down: AtomicBool,
+}
+
+/// A local HTTP receiver on 127.0.0.1:0: answers 200 and records every request, or 503 while
+/// told to fail.
+#[derive(Clone)]
+pub struct TestReceiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+async fn record(State(s): State<Arc<ReceiverState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let failing = s.down.load(Ordering::SeqCst)
+        || s
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    let status = if failing { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    s.log.lock().unwrap().push(Delivery {
+        path: uri.path().to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: body.to_vec(),
+        at: Instant::now(),
+        status: status.as_u16(),
+    });
+    status
+}
+
+impl TestReceiver {
+    pub async fn start() -> Self {
+        let state = Arc::new(ReceiverState::default());
+        let app = Router::new().fallback(record).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        TestReceiver { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The next `n` requests get 503.
+    pub fn fail_next(&self, n: u32) {
+        self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Every request gets 503 while down.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every request so far to `path`, failed ones included.
+    pub fn requests(&self, path: &str) -> Vec<Delivery> {
+        self.state.log.lock().unwrap().iter().filter(|d| d.path == path).cloned().collect()
+    }
+
+    /// Requests to `path` answered 200.
+    pub fn delivered(&self, path: &str) -> Vec<Delivery> {
+        self.requests(path).into_iter().filter(|d| d.status == 200).collect()
+    }
+
+    /// Waits until `path` has `n` successful deliveries.
+    pub async fn wait_delivered(&self, path: &str, n: usize, timeout: Duration) -> Vec<Delivery> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self.delivered(path);
+            if d.len() >= n {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {n} deliveries to {path}, got {}", d.len());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Fresh topics and a registered alert schema.
+pub struct Topics {
+    pub alerts: String,
+    pub dlq: String,
+    pub schema: SchemaId,
+}
+
+impl Topics {
+    pub async fn create(partitions: i32) -> Self {
+        let alerts = unique_name("at-alerts");
+        let dlq = unique_name("at-dlq");
+        vigil_e2e::create_topic(&alerts, partitions).await;
+        vigil_e2e::create_topic(&dlq, 1).await;
+        let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
+        let schema = registry
+            .register(&value_subject(&alerts), <Alert as AvroRecord>::SCHEMA_JSON)
+            .await
+            .unwrap();
+        Topics { alerts, dlq, schema }
+    }
+}
+
+/// Secrets written to files, as the config demands.
+pub struct Secrets {
+    pub dir: tempfile::TempDir,
+    pub api_token: String,
+    pub webhook_secret: String,
+}
+
+impl Secrets {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Secrets { dir, api_token: "test-token-123".into(), webhook_secret: "hook-secret".into() };
+        std::fs::write(s.path("api"), format!("{}\n", s.api_token)).unwrap();
+        std::fs::write(s.path("hook"), &s.webhook_secret).unwrap();
+        std::fs::write(s.path("pd"), "PDKEY").unwrap();
+        s
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub fn receiver(name: &str, kind: ReceiverKind, url: String, secrets: &Secrets) -> ReceiverConfig {
+    ReceiverConfig {
+        name: name.into(),
+        kind,
+        url: Some(url),
+        url_file: None,
+        secret_file: (kind == ReceiverKind::Webhook).then(|| secrets.path("hook")),
+        secret_env: None,
+        token_file: None,
+        routing_key_file: (kind == ReceiverKind::Pagerduty).then(|| secrets.path("pd")),
+        routing_key_env: None,
+        rate_limit_per_minute: 60_000,
+        rate_limit_burst: 1_000,
+        timeout_ms: 2_000,
+    }
+}
+
+/// A config with webhook receivers `hook`, `lead`, `lead2`, a Slack `slack` and a PagerDuty
+/// `pd`, all on `r` under their own path, and the given route tree.
+pub fn config(t: &Topics, r: &TestReceiver, secrets: &Secrets, route_yaml: &str) -> AlerterConfig {
+    let mut c = AlerterConfig::default();
+    c.kafka = KafkaClientConfig::new(kafka_bootstrap());
+    c.kafka.linger_ms = 0;
+    c.schema_registry_url = schema_registry_url();
+    c.group_id = unique_name("at-group");
+    c.alerts_topic = t.alerts.clone();
+    c.dlq_topic = t.dlq.clone();
+    c.commit_interval_ms = 200;
+    c.api.listen = "127.0.0.1:0".parse().unwrap();
+    c.api.bearer_token_file = Some(secrets.path("api"));
+    c.api.max_body_bytes = 1024;
+    c.delivery.max_attempts = 4;
+    c.delivery.initial_backoff_ms = 20;
+    c.delivery.max_backoff_ms = 100;
+    c.receivers = vec![
+        receiver("hook", ReceiverKind::Webhook, r.url("/hook"), secrets),
+        receiver("lead", ReceiverKind::Webhook, r.url("/lead"), secrets),
+        receiver("lead2", ReceiverKind::Webhook, r.url("/lead2"), secrets),
+        receiver("slack", ReceiverKind::Slack, r.url("/slack"), secrets),
+        receiver("pd", ReceiverKind::Pagerduty, r.url("/pd"), secrets),
+    ];
+    c.route = serde_yaml::from_str::<RouteConfig>(route_yaml).unwrap();
+    c.validate("test").unwrap();
+    c
+}
+
+pub fn alert(fingerprint: &str, rule: &str, severity: Severity) -> Alert {
+    let now = now_micros();
+    Alert {
+        alert_id: uuid::Uuid::new_v4(),
+        fingerprint: fingerprint.into(),
+        severity_id: severity,
+        rule_id: rule.into(),
+        rule_title: format!("rule {rule}"),
+        group_key: BTreeMap::new(),
+        window_start: now - 60_000_000,
+        window_end: now,
+        count: 7,
+        evidence_event_ids: vec![uuid::Uuid::new_v4().to_string()],
+        trace_ids: vec![],
+        first_seen: now - 1_000_000,
+        last_seen: now,
+        labels: BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]),
+        description: "seven bad signatures in a minute".into(),
+    }
+}
+
+pub fn producer() -> FutureProducer {
+    let mut c = vigil_e2e::client_config();
+    c.set("linger.ms", "0").set("enable.idempotence", "true");
+    c.create().unwrap()
+}
+
+pub async fn send_raw(p: &FutureProducer, topic: &str, key: &[u8], value: &[u8]) {
+    p.send(FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+pub async fn send(p: &FutureProducer, t: &Topics, a: &Alert) {
+    let value = Codec::<Alert>::new().unwrap().encode_framed(t.schema, a).unwrap();
+    send_raw(p, &t.alerts, a.fingerprint.as_bytes(), &value).await;
+}
+
+/// An alerter running in this process.
+pub struct Running {
+    pub telemetry: Telemetry,
+    pub api: SocketAddr,
+    pub handler: Arc<vigil_alerter::Alerter>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<vigil_consumer::RunSummary, vigil_alerter::AlerterError>>,
+}
+
+impl Running {
+    pub async fn start(config: AlerterConfig) -> Self {
+        let telemetry = Telemetry::new();
+        let service: AlerterService = vigil_alerter::build(&config, &telemetry).await.unwrap();
+        let api = service.api_addr;
+        let handler = service.handler.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let t = telemetry.clone();
+        let task = tokio::spawn(async move {
+            service
+                .run(&config, &t, async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        let r = Running { telemetry, api, handler, stop: Some(tx), task };
+        eventually("alerter ready", Duration::from_secs(60), || r.telemetry.health.is_ready()).await;
+        r
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A record read back from the DLQ.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads `n` records of `topic` from the beginning, or fewer after `timeout`.
+pub async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
+    let mut c: ClientConfig = vigil_e2e::client_config();
+    c.set("group.id", unique_name("at-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = c.create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if let Ok(Ok(m)) = tokio::time::timeout(left, consumer.recv()).await {
+            let mut headers = HashMap::new();
+            if let Some(h) = m.headers() {
+                for hh in h.iter() {
+                    if let Some(v) = hh.value {
+                        headers.insert(hh.key.to_owned(), String::from_utf8_lossy(v).into_owned());
+                    }
+                }
+            }
+            out.push(Read { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers });
+        }
+    }
+    out
+}
