@@ -389,7 +389,17 @@ async fn process<H: Handler>(
     if let Some(reason) = &rec.header_error {
         let record = raw_record(Vec::new());
         let step =
-            dead_letter_now(shared, &record, at, ErrorClass::BadData, reason, 0, cancel).await;
+            dead_letter_now(
+                shared,
+                &record,
+                at,
+                ErrorClass::BadData,
+                reason,
+                0,
+                cancel,
+                turn,
+            )
+            .await;
         return finish(step, rec.in_flight);
     }
 
@@ -440,6 +450,7 @@ async fn process<H: Handler>(
                         &reason,
                         0,
                         cancel,
+                        turn,
                     )
                     .await;
                     return finish(step, rec.in_flight);
@@ -565,7 +576,7 @@ async fn handle_with_retries<H: Handler>(
                     first,
                     now,
                 );
-                return park(shared, record, at, headers, Target::DeadLetter, cancel).await;
+                return park(shared, record, at, headers, Target::DeadLetter, cancel, turn).await;
             }
             ErrorClass::Transient if i < attempts => {
                 let backoff = config.retry.backoff(i);
@@ -601,10 +612,11 @@ async fn handle_with_retries<H: Handler>(
                             headers,
                             Target::Retry(&next.topic),
                             cancel,
+                            turn,
                         )
                         .await
                     }
-                    None => park(shared, record, at, headers, Target::DeadLetter, cancel).await,
+                    None => park(shared, record, at, headers, Target::DeadLetter, cancel, turn).await,
                 };
             }
         }
@@ -637,6 +649,7 @@ fn failure_headers(
 }
 
 /// Dead-letters a record that was never handed to the handler.
+#[allow(clippy::too_many_arguments)] // the record's coordinates, its failure and its place
 async fn dead_letter_now<H: Handler>(
     shared: &Shared<H>,
     record: &InboundRecord,
@@ -645,11 +658,12 @@ async fn dead_letter_now<H: Handler>(
     reason: &str,
     attempts: u32,
     cancel: &mut Cancel,
+    turn: &mut Turn,
 ) -> Step {
     let now = now_ms();
     let mut headers = failure_headers(&shared.config, record, class, reason, now, now);
     headers.attempts = attempts;
-    park(shared, record, at, headers, Target::DeadLetter, cancel).await
+    park(shared, record, at, headers, Target::DeadLetter, cancel, turn).await
 }
 
 /// Where a failed record goes.
@@ -676,8 +690,8 @@ fn is_permanent(e: &KafkaError) -> bool {
     )
 }
 
-/// Writes the original key, value and headers, plus `headers`, to the DLQ or a retry topic, and
-/// waits for the broker's acknowledgement. Transient write failures are retried with backoff
+/// Writes the original key, value and headers, plus `headers`, to the DLQ or a retry topic in the
+/// record's turn, and waits for the broker's acknowledgement. Transient write failures are retried with backoff
 /// until the write succeeds or the run stops.
 async fn park<H: Handler>(
     shared: &Shared<H>,
@@ -686,7 +700,11 @@ async fn park<H: Handler>(
     headers: DeadLetterHeaders,
     target: Target<'_>,
     cancel: &mut Cancel,
+    turn: &mut Turn,
 ) -> Step {
+    // Parked records keep the partition's order among the records' ordered side effects (a
+    // handler that passed its turn before failing has already given that place up).
+    turn.wait().await;
     let (topic, kind) = match target {
         Target::DeadLetter => (shared.config.dlq_topic.as_str(), "dlq"),
         Target::Retry(t) => (t, "retry"),

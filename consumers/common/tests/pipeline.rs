@@ -22,8 +22,10 @@ type Script = dyn Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sy
 /// the order of its in-turn side effect (successful calls only) and when it ended.
 struct Probe {
     max_delay_ms: u64,
+    /// Offsets whose calls take 100 ms longer, to finish after later records.
+    slow: Vec<i64>,
     script: Box<Script>,
-    starts: Mutex<Vec<i64>>,
+    starts: Mutex<Vec<(Instant, i64)>>,
     in_turn: Mutex<Vec<i64>>,
     ends: Mutex<Vec<(Instant, i64, u32)>>,
     active: AtomicUsize,
@@ -35,8 +37,17 @@ impl Probe {
         max_delay_ms: u64,
         script: impl Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sync + 'static,
     ) -> std::sync::Arc<Self> {
+        Self::with_slow(max_delay_ms, Vec::new(), script)
+    }
+
+    fn with_slow(
+        max_delay_ms: u64,
+        slow: Vec<i64>,
+        script: impl Fn(&InboundRecord) -> Result<Outcome, HandleError> + Send + Sync + 'static,
+    ) -> std::sync::Arc<Self> {
         std::sync::Arc::new(Self {
             max_delay_ms,
+            slow,
             script: Box::new(script),
             starts: Mutex::new(Vec::new()),
             in_turn: Mutex::new(Vec::new()),
@@ -48,6 +59,10 @@ impl Probe {
 
     fn delay(&self) -> Duration {
         Duration::from_millis(rand::thread_rng().gen_range(0..=self.max_delay_ms))
+    }
+
+    fn started(&self) -> Vec<i64> {
+        self.starts.lock().unwrap().iter().map(|(_, o)| *o).collect()
     }
 
     fn ended(&self) -> Vec<(Instant, i64, u32)> {
@@ -65,10 +80,17 @@ impl Handler for Probe {
         record: &InboundRecord,
         turn: &mut Turn,
     ) -> Result<Outcome, HandleError> {
-        self.starts.lock().unwrap().push(record.offset);
+        self.starts
+            .lock()
+            .unwrap()
+            .push((Instant::now(), record.offset));
         let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_active.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(self.delay()).await;
+        let mut delay = self.delay();
+        if self.slow.contains(&record.offset) {
+            delay += Duration::from_millis(100);
+        }
+        tokio::time::sleep(delay).await;
         let result = (self.script)(record);
         if result.is_ok() {
             turn.wait().await;
@@ -142,7 +164,7 @@ async fn out_of_order_completion_stores_offsets_in_order_and_keeps_turn_order() 
     let summary = running.stop().await.expect("clean run");
 
     let expected: Vec<i64> = (0..total as i64).collect();
-    assert_eq!(*probe.starts.lock().unwrap(), expected, "started in offset order");
+    assert_eq!(probe.started(), expected, "started in offset order");
     assert_eq!(*probe.in_turn.lock().unwrap(), expected, "turns taken in offset order");
     let completion: Vec<i64> = probe.ended().iter().map(|(_, o, _)| *o).collect();
     assert_ne!(completion, expected, "calls completed out of order");
@@ -161,7 +183,7 @@ async fn out_of_order_completion_stores_offsets_in_order_and_keeps_turn_order() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_data_and_transient_in_the_middle_of_a_window() {
+async fn bad_data_and_transient_in_the_middle_of_a_window_keep_order_and_semantics() {
     let topics = Topics::create(1).await;
     let total = 40;
     fill(&topics.source, total).await;
@@ -171,8 +193,9 @@ async fn bad_data_and_transient_in_the_middle_of_a_window() {
     config.retry.initial_backoff_ms = 150;
     config.retry.max_backoff_ms = 150;
     config.retry.jitter = vigil_consumer::Jitter::None;
-    let probe = Probe::new(10, |r| match (r.value.as_deref(), r.attempt) {
-        (Some(b"r10"), _) => Err(HandleError::bad_data("broken record")),
+    // r10 fails after r11: the DLQ still receives them in offset order.
+    let probe = Probe::with_slow(10, vec![10], |r| match (r.value.as_deref(), r.attempt) {
+        (Some(b"r10" | b"r11"), _) => Err(HandleError::bad_data("broken record")),
         (Some(b"r15"), 1 | 2) => Err(HandleError::transient("dependency down")),
         _ => Ok(Outcome::Handled),
     });
@@ -196,24 +219,36 @@ async fn bad_data_and_transient_in_the_middle_of_a_window() {
         .find(|(_, o, a)| *o == 15 && *a == 3)
         .map(|(t, _, _)| *t)
         .expect("r15 succeeded on its third attempt");
+    let r15_failed = ends
+        .iter()
+        .find(|(_, o, a)| *o == 15 && *a == 1)
+        .map(|(t, _, _)| *t)
+        .expect("r15 failed first");
     assert!(
-        ends.iter().any(|(t, o, _)| *o > 15 && *t < r15_resolved),
-        "later records of the window finished while r15 was retried"
+        probe
+            .starts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(t, o)| *o > 16 && *t > r15_failed && *t < r15_resolved),
+        "later records of the window were started while r15 was retried"
     );
-    let expected: Vec<i64> = (0..total as i64).filter(|o| *o != 10).collect();
+    let expected: Vec<i64> = (0..total as i64).filter(|o| *o != 10 && *o != 11).collect();
     assert_eq!(
         *probe.in_turn.lock().unwrap(),
         expected,
         "side effects in offset order; the retried record kept its place"
     );
-    assert_eq!(summary.dead_lettered, 1);
+    assert_eq!(summary.dead_lettered, 2);
     assert_eq!(summary.in_process_retries, 2);
-    assert_eq!(summary.handled, total as u64 - 1);
-    let dlq = read(&topics.dlq, 1).await;
-    assert_eq!(text(&dlq[0].value), "r10");
-    let h = DeadLetterHeaders::parse(&dlq[0].headers).expect("dlq headers");
-    assert_eq!((h.origin_partition, h.origin_offset), (0, 10));
-    assert_eq!(end_offsets(&topics.dlq, 1)[&0], 1, "only r10 dead-lettered");
+    assert_eq!(summary.handled, total as u64 - 2);
+    let dlq = read(&topics.dlq, 2).await;
+    for (r, offset) in dlq.iter().zip([10, 11]) {
+        assert_eq!(text(&r.value), format!("r{offset}"), "dead-lettered in offset order");
+        let h = DeadLetterHeaders::parse(&r.headers).expect("dlq headers");
+        assert_eq!((h.origin_partition, h.origin_offset), (0, offset));
+    }
+    assert_eq!(end_offsets(&topics.dlq, 1)[&0], 2, "only r10 and r11 dead-lettered");
     assert_eq!(
         committed(&topics.group, &topics.source, 1),
         end_offsets(&topics.source, 1)
@@ -246,7 +281,7 @@ async fn internal_error_in_a_window_stores_nothing_from_it_on_and_a_restart_resu
         } => assert_eq!((*partition, *offset), (0, 20)),
         other => panic!("expected an internal error, got {other:?}"),
     }
-    let started = first.starts.lock().unwrap().clone();
+    let started = first.started();
     assert!(
         started.iter().all(|o| *o < 20 + 8),
         "nothing started beyond the window: {started:?}"
@@ -263,7 +298,7 @@ async fn internal_error_in_a_window_stores_nothing_from_it_on_and_a_restart_resu
     eventually("the rest handled", || second.ended().len() >= total - 20).await;
     let summary = running.stop().await.expect("clean run");
     assert_eq!(
-        *second.starts.lock().unwrap(),
+        second.started(),
         (20..total as i64).collect::<Vec<_>>(),
         "restart begins at the failed record"
     );

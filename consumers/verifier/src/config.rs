@@ -75,6 +75,11 @@ pub struct VerifierConfig {
     /// Records queued per partition before the partition is paused.
     #[serde(default = "default_max_in_flight_per_partition")]
     pub max_in_flight_per_partition: usize,
+    /// Records of one partition verified at once (their signature checks batch together and
+    /// their produce acknowledgements overlap); verdicts are still judged and written in the
+    /// partition's order and offsets stored in order. 1 verifies one record at a time.
+    #[serde(default = "default_pipeline_depth")]
+    pub pipeline_depth: usize,
     /// How often stored offsets are committed.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
@@ -127,6 +132,9 @@ fn default_retry_topics() -> Vec<RetryTopic> {
     RuntimeConfig::new("verifier", "g", vec!["t".to_owned()]).retry_topics
 }
 fn default_max_in_flight_per_partition() -> usize {
+    64
+}
+fn default_pipeline_depth() -> usize {
     64
 }
 fn default_commit_interval_ms() -> u64 {
@@ -208,6 +216,7 @@ impl VerifierConfig {
         c.retry_topics = self.retry_topics.clone();
         c.dlq_topic = self.dlq_topic.clone();
         c.max_in_flight_per_partition = self.max_in_flight_per_partition;
+        c.pipeline_depth = self.pipeline_depth;
         c.commit_interval_ms = self.commit_interval_ms;
         c.shutdown_timeout_ms = self.shutdown_timeout_ms;
         c
@@ -341,6 +350,7 @@ mod tests {
             ("verified_topic", Box::new(|c| c.verified_topic = c.raw_topic.clone())),
             ("schema_registry_url", Box::new(|c| c.schema_registry_url = "x".into())),
             ("max_in_flight_per_partition", Box::new(|c| c.max_in_flight_per_partition = 0)),
+            ("pipeline_depth", Box::new(|c| c.pipeline_depth = 0)),
         ];
         for (key, mutate) in cases {
             let mut c = VerifierConfig::default();

@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use vigil_consumer::key_registry::{KeyDecision, KeyRegistry, decide};
-use vigil_consumer::{HandleError, Handler, InboundRecord, Outcome};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use vigil_consumer::key_registry::{KeyDecision, KeyRegistry, KeyView, decide};
+use vigil_consumer::{HandleError, Handler, InboundRecord, Outcome, Turn};
 use vigil_schemas::model::{TimestampMicros, format_rfc3339, now_micros};
 use vigil_schemas::wire::split_frame_with_limit;
 use vigil_schemas::{
@@ -75,53 +76,71 @@ impl Verdict {
     }
 }
 
+/// How long a verdict waits for room in the producer queue before the attempt counts as failed.
+const PRODUCER_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
 impl Verifier {
-    async fn verdict(
+    /// Checks the signature (batched with the other records in flight); `None` for an unknown
+    /// key. Pure, so it runs before the record's turn.
+    async fn check_signature(
         &self,
-        record: &InboundRecord,
         value: &[u8],
         sig: &SignatureHeaders,
-        event: &VerificationEvent,
-        now: TimestampMicros,
-    ) -> Result<Verdict, HandleError> {
-        let key_id = sig.key_id.as_str();
-        let Some(view) = self.registry.get(key_id) else {
-            return Ok(Verdict::reject(SignatureState::Untrusted, "unknown key"));
+    ) -> Result<Option<(Arc<KeyView>, bool)>, HandleError> {
+        let Some(view) = self.registry.get(sig.key_id.as_str()) else {
+            return Ok(None);
         };
         let ok = self
             .checker
             .check(value, &sig.signature, &view.public_key)
             .await
-            .map_err(|e| HandleError::transient(e))?;
+            .map_err(HandleError::transient)?;
+        Ok(Some((view, ok)))
+    }
+
+    /// Judges the record from its signature check. Stateful (the replay memory), so it runs in
+    /// the record's turn: verdicts come out as if records were handled one at a time.
+    fn judge(
+        &self,
+        record: &InboundRecord,
+        sig: &SignatureHeaders,
+        event: &VerificationEvent,
+        checked: Option<(Arc<KeyView>, bool)>,
+        now: TimestampMicros,
+    ) -> Verdict {
+        let key_id = sig.key_id.as_str();
+        let Some((view, ok)) = checked else {
+            return Verdict::reject(SignatureState::Untrusted, "unknown key");
+        };
         if !ok {
-            return Ok(Verdict::reject(SignatureState::Bad, "signature does not verify"));
+            return Verdict::reject(SignatureState::Bad, "signature does not verify");
         }
         match decide(Some(&view), event.occurred_at, now) {
             KeyDecision::Valid => {}
             KeyDecision::Revoked { reason } => {
-                return Ok(Verdict::reject(SignatureState::Revoked, format!("key revoked: {reason}")));
+                return Verdict::reject(SignatureState::Revoked, format!("key revoked: {reason}"));
             }
             KeyDecision::Untrusted { reason } => {
-                return Ok(Verdict::reject(SignatureState::Untrusted, reason));
+                return Verdict::reject(SignatureState::Untrusted, reason);
             }
             KeyDecision::Expired { grace_until } => {
                 let at = format_rfc3339(grace_until).unwrap_or_else(|| grace_until.to_string());
-                return Ok(Verdict::reject(
+                return Verdict::reject(
                     SignatureState::Untrusted,
                     format!("key rotated; grace ended at {at}"),
-                ));
+                );
             }
         }
         let skew_us = event.occurred_at.saturating_sub(now).saturating_abs();
         if skew_us > self.max_skew_us {
-            return Ok(Verdict::reject(
+            return Verdict::reject(
                 SignatureState::Bad,
                 format!(
                     "clock skew {} ms exceeds {} ms",
                     skew_us / 1_000,
                     self.max_skew_us / 1_000
                 ),
-            ));
+            );
         }
         let origin = self
             .origin_hasher
@@ -139,19 +158,21 @@ impl Verifier {
             check
         };
         if check == NonceCheck::Replayed {
-            return Ok(Verdict::reject(SignatureState::Bad, "nonce replayed"));
+            return Verdict::reject(SignatureState::Bad, "nonce replayed");
         }
-        Ok(Verdict {
+        Verdict {
             state: SignatureState::Valid,
             reason: None,
-        })
+        }
     }
 
-    async fn publish(
+    /// Hands the verdict to the producer (queued in call order, which the idempotent producer
+    /// keeps per partition) and returns the acknowledgement to wait for.
+    async fn enqueue(
         &self,
         record: &InboundRecord,
         verified: &VerifiedEvent,
-    ) -> Result<(), HandleError> {
+    ) -> Result<DeliveryFuture, HandleError> {
         let value = self
             .verified_codec
             .encode_framed(self.verified_schema, verified)
@@ -175,16 +196,37 @@ impl Verifier {
         if let Some(k) = record.key.as_deref() {
             out = out.key(k);
         }
-        self.producer
-            .send(out, Duration::from_secs(0))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| HandleError::transient(format!("publish verified event: {e}")))
+        let deadline = Instant::now() + PRODUCER_QUEUE_WAIT;
+        loop {
+            match self.producer.send_result(out) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
+                    out = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => {
+                    return Err(HandleError::transient(format!("publish verified event: {e}")));
+                }
+            }
+        }
     }
 }
 
 impl Handler for Verifier {
     async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
+        self.handle_in_turn(record, &mut Turn::solo()).await
+    }
+
+    /// Decodes and checks the signature concurrently with the other records in flight, then, in
+    /// the record's turn, judges (replay memory) and queues the verdict, so verdicts are judged
+    /// and written in the partition's order; the acknowledgement is awaited after the turn.
+    async fn handle_in_turn(
+        &self,
+        record: &InboundRecord,
+        turn: &mut Turn,
+    ) -> Result<Outcome, HandleError> {
         let started = Instant::now();
         let m = &self.metrics;
         let value = record
@@ -218,8 +260,10 @@ impl Handler for Verifier {
             .raw_codec
             .decode_with(&writer, body)
             .map_err(|e| bad(m, e.kind(), &e))?;
+        let checked = self.check_signature(value, &sig).await?;
+        turn.wait().await;
         let now = now_micros();
-        let verdict = self.verdict(record, value, &sig, &event, now).await?;
+        let verdict = self.judge(record, &sig, &event, checked, now);
         m.verify_duration.observe(started.elapsed().as_secs_f64());
         let event_id = event.event_id.to_string();
         let verified = VerifiedEvent {
@@ -235,7 +279,15 @@ impl Handler for Verifier {
             origin_partition: record.partition,
             origin_offset: record.offset,
         };
-        self.publish(record, &verified).await?;
+        let delivery = self.enqueue(record, &verified).await?;
+        turn.pass().await;
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => {
+                return Err(HandleError::transient(format!("publish verified event: {e}")));
+            }
+            Err(_) => return Err(HandleError::transient("publish verified event: producer closed")),
+        }
         EventVerified {
             metrics: m,
             state: verified.state,
