@@ -1,0 +1,261 @@
+//! `CorrelatorConfig`: one TOML file per deployment, `VIGIL_*` overrides for addresses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vigil_consumer::RuntimeConfig;
+use vigil_schemas::topics;
+use vigil_topology::KafkaClientConfig;
+
+use crate::engine::EngineSettings;
+
+/// A configuration value that is out of range or unreadable, named by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value is out of range.
+    #[error("correlator.{key}: {reason}")]
+    Invalid {
+        /// The offending key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration (unknown keys included).
+    #[error("cannot parse {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// How the correlator consumes, correlates and alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelatorConfig {
+    /// Kafka connection; `VIGIL_KAFKA_BOOTSTRAP` overrides `bootstrap_servers`.
+    #[serde(default = "default_kafka")]
+    pub kafka: KafkaClientConfig,
+    /// Schema registry URL; `VIGIL_SCHEMA_REGISTRY_URL` overrides it.
+    #[serde(default = "default_schema_registry_url")]
+    pub schema_registry_url: String,
+    /// Consumer group of the correlator.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Topic of verified events.
+    #[serde(default = "default_verified_topic")]
+    pub verified_topic: String,
+    /// Topic alerts are written to.
+    #[serde(default = "default_alerts_topic")]
+    pub alerts_topic: String,
+    /// Dead-letter topic for undecodable records.
+    #[serde(default = "default_dlq_topic")]
+    pub dlq_topic: String,
+    /// Directory of Sigma rule files (`*.yml`); `VIGIL_RULES_DIR` overrides it.
+    #[serde(default = "default_rules_dir")]
+    pub rules_dir: PathBuf,
+    /// How often the rule directory is checked for changes (0: only on SIGHUP).
+    #[serde(default = "default_reload_poll_ms")]
+    pub reload_poll_ms: u64,
+    /// How far behind the newest event time an event may arrive and still count.
+    #[serde(default = "default_allowed_lateness_ms")]
+    pub allowed_lateness_ms: u64,
+    /// Bound of correlation state (group keys over all rules); evictions are counted.
+    #[serde(default = "default_max_state_keys")]
+    pub max_state_keys: usize,
+    /// Most evidence event ids and trace ids per alert.
+    #[serde(default = "default_max_evidence")]
+    pub max_evidence: usize,
+    /// Rebuild windows on start by replaying the verified topic up to the committed offsets.
+    #[serde(default = "default_true")]
+    pub rebuild_on_start: bool,
+    /// Most events the start-up replay reads.
+    #[serde(default = "default_rebuild_max_events")]
+    pub rebuild_max_events: usize,
+    /// How long the start-up replay may take before the correlator starts with what it read.
+    #[serde(default = "default_rebuild_timeout_ms")]
+    pub rebuild_timeout_ms: u64,
+    /// Records queued per partition before the partition is paused.
+    #[serde(default = "default_max_in_flight_per_partition")]
+    pub max_in_flight_per_partition: usize,
+    /// How often stored offsets are committed.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// How long a shutdown waits for records being handled.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+}
+
+fn default_kafka() -> KafkaClientConfig {
+    KafkaClientConfig::new("127.0.0.1:9092")
+}
+fn default_schema_registry_url() -> String {
+    "http://127.0.0.1:8081".to_owned()
+}
+fn default_group_id() -> String {
+    "vigil-correlator".to_owned()
+}
+fn default_verified_topic() -> String {
+    topics::EVENTS_VERIFIED.to_owned()
+}
+fn default_alerts_topic() -> String {
+    topics::ALERTS.to_owned()
+}
+fn default_dlq_topic() -> String {
+    topics::DLQ.to_owned()
+}
+fn default_rules_dir() -> PathBuf {
+    PathBuf::from("rules")
+}
+fn default_reload_poll_ms() -> u64 {
+    2_000
+}
+fn default_allowed_lateness_ms() -> u64 {
+    30_000
+}
+fn default_max_state_keys() -> usize {
+    100_000
+}
+fn default_max_evidence() -> usize {
+    20
+}
+fn default_true() -> bool {
+    true
+}
+fn default_rebuild_max_events() -> usize {
+    2_000_000
+}
+fn default_rebuild_timeout_ms() -> u64 {
+    120_000
+}
+fn default_max_in_flight_per_partition() -> usize {
+    256
+}
+fn default_commit_interval_ms() -> u64 {
+    5_000
+}
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        // An empty document takes every default; it cannot fail to parse.
+        match toml::from_str("") {
+            Ok(c) => c,
+            Err(_) => unreachable_default(),
+        }
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_default() -> CorrelatorConfig {
+    panic!("an empty correlator config parses")
+}
+
+impl CorrelatorConfig {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a TOML file, or the defaults when `path` is `None`; then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let shown = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &shown)?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok());
+        Ok(config)
+    }
+
+    /// Applies `VIGIL_KAFKA_BOOTSTRAP`, `VIGIL_SCHEMA_REGISTRY_URL` and `VIGIL_RULES_DIR`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("VIGIL_KAFKA_BOOTSTRAP").filter(|v| !v.trim().is_empty()) {
+            self.kafka.bootstrap_servers = v;
+        }
+        if let Some(v) = get("VIGIL_SCHEMA_REGISTRY_URL").filter(|v| !v.trim().is_empty()) {
+            self.schema_registry_url = v;
+        }
+        if let Some(v) = get("VIGIL_RULES_DIR").filter(|v| !v.trim().is_empty()) {
+            self.rules_dir = PathBuf::from(v);
+        }
+    }
+
+    /// Returns the consumer runtime configuration: one record at a time per partition, since
+    /// window state depends on event order.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        let mut c = RuntimeConfig::new("correlator", &self.group_id, vec![self.verified_topic.clone()]);
+        c.dlq_topic = self.dlq_topic.clone();
+        c.max_in_flight_per_partition = self.max_in_flight_per_partition;
+        c.pipeline_depth = 1;
+        c.commit_interval_ms = self.commit_interval_ms;
+        c.shutdown_timeout_ms = self.shutdown_timeout_ms;
+        c
+    }
+
+    /// Returns the engine bounds.
+    pub fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            allowed_lateness_us: i64::try_from(self.allowed_lateness_ms)
+                .unwrap_or(i64::MAX / 1_000)
+                .saturating_mul(1_000),
+            max_state_keys: self.max_state_keys,
+            max_evidence: self.max_evidence,
+        }
+    }
+
+    /// Checks every value, naming the first offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate().map_err(|e| invalid("kafka", e.to_string()))?;
+        if !self.schema_registry_url.starts_with("http://")
+            && !self.schema_registry_url.starts_with("https://")
+        {
+            return Err(invalid("schema_registry_url", "must be an http(s) URL"));
+        }
+        for (key, topic) in [
+            ("verified_topic", &self.verified_topic),
+            ("alerts_topic", &self.alerts_topic),
+            ("dlq_topic", &self.dlq_topic),
+        ] {
+            if topic.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if self.max_state_keys == 0 {
+            return Err(invalid("max_state_keys", "must be at least 1"));
+        }
+        if self.max_evidence == 0 || self.max_evidence > 1_000 {
+            return Err(invalid("max_evidence", "must be 1..=1000"));
+        }
+        self.runtime_config().validate().map_err(|e| invalid("runtime", e.to_string()))?;
+        Ok(())
+    }
+}
