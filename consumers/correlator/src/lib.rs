@@ -24,3 +24,6 @@ pub use config::{ConfigError, CorrelatorConfig};
 pub use engine::{Correlator, EngineSettings, EngineStats, fingerprint};
 pub use rules::{RuleError, RulePack};
 pub use service::{CorrelatorError, run};
+
+#[cfg(test)]
+mod tests;
