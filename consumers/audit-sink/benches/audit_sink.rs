@@ -146,9 +146,20 @@ struct Running {
     task: tokio::task::JoinHandle<Result<vigil_audit_sink::sink::SinkSummary, vigil_audit_sink::AuditError>>,
 }
 
+/// The Kafka settings of the in-process sinks: `from_env` plus `BENCH_LIBRDKAFKA`
+/// (`key=value,key=value` pass-through, for experiments).
+fn kafka() -> KafkaClientConfig {
+    let mut k = KafkaClientConfig::from_env();
+    for kv in std::env::var("BENCH_LIBRDKAFKA").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (key, value) = kv.split_once('=').expect("BENCH_LIBRDKAFKA is key=value,...");
+        k.librdkafka.insert(key.to_owned(), value.to_owned());
+    }
+    k
+}
+
 fn start_sink(cfg: AuditSinkConfig, store: AuditStore) -> Running {
     let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
-    let sink = AuditSink::new(cfg, KafkaClientConfig::from_env(), store, EventSigner::from_seed(&[22; 32]), metrics.clone(), Arc::new(Health::default())).unwrap();
+    let sink = AuditSink::new(cfg, kafka(), store, EventSigner::from_seed(&[22; 32]), metrics.clone(), Arc::new(Health::default())).unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(sink.run(async move {
         let _ = rx.await;
