@@ -190,6 +190,7 @@ async fn main() {
     config.retry_topics = Vec::new();
     config.verify_batch_max = batch_max;
     config.max_in_flight_per_partition = 1_000;
+    config.pipeline_depth = env_or("BENCH_PIPELINE_DEPTH", 64);
     let telemetry = Telemetry::new();
     let t = telemetry.clone();
     let cfg = config.clone();
@@ -218,7 +219,9 @@ async fn main() {
     let (cpu, wall, n) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64(), verdicts(&telemetry) - n0);
     let per_cpu = n / cpu;
     eprintln!(
-        "pipeline: batch_max={batch_max} partitions={partitions}: {n:.0} events in {wall:.2}s wall ({:.0}/s), {cpu:.2} cpu-s => {per_cpu:.0} events per cpu-second; ratio to ceiling {:.2}",
+        "pipeline: batch_max={batch_max} depth={} linger_ms={} partitions={partitions}: {n:.0} events in {wall:.2}s wall ({:.0}/s), {cpu:.2} cpu-s => {per_cpu:.0} events per cpu-second; ratio to ceiling {:.2}",
+        config.pipeline_depth,
+        config.kafka.linger_ms,
         n / wall,
         per_cpu / ceiling_per_cpu_s
     );

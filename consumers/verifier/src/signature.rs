@@ -1,7 +1,7 @@
 //! Signature checks, one at a time or in opportunistic batches.
 //!
-//! The consumer runtime hands each partition's records over one at a time and waits for the
-//! handler, so the records in flight at any moment are one per busy partition. In batched mode
+//! The consumer runtime pipelines each partition's records (`pipeline_depth`, 64 by default), so
+//! up to that many checks per busy partition wait at once. In batched mode
 //! every handler submits its check to one verification thread, which takes whatever has queued
 //! up (at most `verify_batch_max`) and checks it with `verify_batch`: under load the queue fills
 //! while the previous batch runs, so batches grow with load without any added waiting, and an
