@@ -65,16 +65,25 @@ struct Pending {
     group: Vec<(String, String)>,
 }
 
-/// Remembers trace ids of recent events so alerts can name them; bounded FIFO.
+/// What an alert needs of an evidence event that the Sigma engine does not keep: its trace id
+/// and its exact `occurred_at` (Sigma event refs carry whole seconds only).
+#[derive(Debug, Clone)]
+struct Remembered {
+    trace_id: Option<String>,
+    occurred_at_us: i64,
+}
+
+/// Remembers recent rule-matching events so alerts can name their traces and exact times;
+/// bounded FIFO.
 #[derive(Debug, Default)]
 struct TraceMemory {
-    map: HashMap<String, String>,
+    map: HashMap<String, Remembered>,
     order: VecDeque<String>,
     cap: usize,
 }
 
 impl TraceMemory {
-    fn insert(&mut self, event_id: &str, trace_id: &str) {
+    fn insert(&mut self, event_id: &str, remembered: Remembered) {
         if self.cap == 0 || self.map.contains_key(event_id) {
             return;
         }
@@ -83,7 +92,7 @@ impl TraceMemory {
         {
             self.map.remove(&old);
         }
-        self.map.insert(event_id.to_owned(), trace_id.to_owned());
+        self.map.insert(event_id.to_owned(), remembered);
         self.order.push_back(event_id.to_owned());
     }
 }
@@ -230,9 +239,6 @@ impl Correlator {
         self.watermark_us = self.watermark_us.max(occurred_at_us);
         let event_id = field_string(fields, "event_id");
         let trace_id = field_string(fields, "trace_id");
-        if !trace_id.is_empty() && !event_id.is_empty() {
-            self.traces.insert(&event_id, &trace_id);
-        }
         let before = self.sigma.state_count();
         let results = self
             .sigma
@@ -241,15 +247,34 @@ impl Correlator {
         if before >= self.settings.max_state_keys && after < before {
             self.stats.evictions += (before - after) as u64;
         }
+        // Only events some rule matched can become evidence: remembering just those keeps the
+        // bounded memory on the events alerts will ask about.
+        if !results.is_empty() && !event_id.is_empty() {
+            let trace = (!trace_id.is_empty()).then(|| trace_id.clone());
+            self.traces.insert(&event_id, Remembered { trace_id: trace, occurred_at_us });
+        }
         let mut alerts = Vec::new();
         let mut matched: Vec<&str> = Vec::new();
         for r in &results {
             let rule_id = r.header.rule_id.as_deref().unwrap_or(&r.header.rule_title);
             if let Some(c) = r.as_correlation() {
+                // rsigma groups events lacking a group-by field under "absent" and drops that
+                // field from the key; "no client_ip" is no group, so such windows never alert.
+                let grouped_by = self
+                    .pack
+                    .sigma
+                    .correlations
+                    .iter()
+                    .find(|k| k.id.as_deref().unwrap_or(&k.title) == rule_id)
+                    .map_or(0, |k| k.group_by.len());
+                if c.group_key.len() < grouped_by {
+                    continue;
+                }
                 let mut evidence: Vec<String> = Vec::new();
                 let mut first_us = occurred_at_us;
                 for e in c.event_refs.iter().flatten() {
-                    first_us = first_us.min(e.timestamp.saturating_mul(1_000_000));
+                    let exact = e.id.as_ref().and_then(|id| self.traces.map.get(id)).map(|m| m.occurred_at_us);
+                    first_us = first_us.min(exact.unwrap_or_else(|| e.timestamp.saturating_mul(1_000_000)));
                     if let Some(id) = &e.id {
                         evidence.push(id.clone());
                     }
@@ -424,7 +449,7 @@ impl Correlator {
             if traces.len() >= self.settings.max_evidence {
                 break;
             }
-            if let Some(t) = self.traces.map.get(id)
+            if let Some(t) = self.traces.map.get(id).and_then(|m| m.trace_id.as_ref())
                 && !traces.contains(t)
             {
                 traces.push(t.clone());

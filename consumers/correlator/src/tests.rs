@@ -1,0 +1,128 @@
+//! Pure unit tests: rule errors and every correlation type, absence included.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::engine::{Correlator, EngineSettings};
+use crate::rules::RulePack;
+
+const DET: &str = "title: Bad\nid: d-bad\nname: bad\nlogsource: {product: vigil}\ndetection:\n  sel:\n    state: bad\n  condition: sel\n---\ntitle: Ok\nid: d-ok\nname: ok\nlogsource: {product: vigil}\ndetection:\n  sel:\n    state: valid\n  condition: sel\n";
+
+fn engine(corr: &str) -> Correlator {
+    let pack = RulePack::from_sources(&[(PathBuf::from("r.yml"), format!("{DET}---\n{corr}"))])
+        .unwrap_or_else(|e| panic!("pack: {e}"));
+    Correlator::new(Arc::new(pack), EngineSettings::default()).unwrap_or_else(|e| panic!("engine: {e}"))
+}
+
+fn feed(c: &mut Correlator, events: &[(i64, serde_json::Value)]) -> Vec<String> {
+    let mut fired = Vec::new();
+    for (i, (secs, v)) in events.iter().enumerate() {
+        let mut v = v.clone();
+        v["event_id"] = json!(format!("e{i}"));
+        fired.extend(c.process_fields(&v, 1_800_000_000_000_000 + secs * 1_000_000).into_iter().map(|a| a.rule_id));
+    }
+    fired
+}
+
+#[test]
+fn bad_rule_names_file_line_and_reason() {
+    let text = format!("{DET}---\ntitle: x\nid: x\nlogsource: {{product: vigil}}\ndetection:\n  sel:\n    state: bad\n  condition: sel or\n");
+    let e = RulePack::from_sources(&[(PathBuf::from("f.yml"), text)]).err().unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(e.file, PathBuf::from("f.yml"));
+    assert_eq!(e.line, 25);
+    assert!(e.reason.contains("ondition"), "{}", e.reason);
+    let missing = RulePack::from_sources(&[(PathBuf::from("g.yml"), format!("{DET}---\ntitle: a\nid: a\ncorrelation:\n  type: absence\n  rules: [bad]\n  followed-by: [nope]\n  timespan: 5m\n"))]);
+    let e = missing.err().unwrap_or_else(|| panic!("accepted"));
+    assert_eq!((e.line, e.reason.contains("nope")), (24, true), "{e}");
+    let yaml = RulePack::from_sources(&[(PathBuf::from("h.yml"), "title: [\n".to_owned())]);
+    // The flow sequence is unterminated: the parser notices at the end of input, line 2.
+    assert_eq!(yaml.err().map(|e| e.line), Some(2));
+}
+
+#[test]
+fn event_count_fires_once_per_filled_window_per_group() {
+    let mut c = engine("title: n\nid: c-n\ncorrelation:\n  type: event_count\n  rules: [bad]\n  group-by: [key_id]\n  timespan: 60s\n  condition: {gte: 3}\n");
+    let bad = |k: &str| json!({"state": "bad", "key_id": k});
+    let fired = feed(&mut c, &[(0, bad("a")), (1, bad("b")), (2, bad("a")), (3, bad("a")), (4, bad("a")), (200, bad("b")), (201, bad("b"))]);
+    assert_eq!(fired, vec!["c-n"]);
+}
+
+#[test]
+fn value_count_counts_distinct_values() {
+    let mut c = engine("title: v\nid: c-v\ncorrelation:\n  type: value_count\n  rules: [bad]\n  group-by: [trace_id]\n  timespan: 60s\n  condition: {gte: 2, field: platform}\n");
+    let ev = |p: &str| json!({"state": "bad", "trace_id": "t", "platform": p});
+    assert!(feed(&mut c, &[(0, ev("rust")), (1, ev("rust"))]).is_empty());
+    assert_eq!(feed(&mut c, &[(2, ev("js"))]), vec!["c-v"]);
+}
+
+#[test]
+fn temporal_and_temporal_ordered() {
+    let t = "title: t\nid: c-t\ncorrelation:\n  type: temporal\n  rules: [bad, ok]\n  group-by: [key_id]\n  timespan: 60s\n  condition: {gte: 2}\n";
+    let mut c = engine(t);
+    let fired = feed(&mut c, &[(0, json!({"state": "valid", "key_id": "k"})), (1, json!({"state": "bad", "key_id": "k"}))]);
+    assert_eq!(fired, vec!["c-t"]);
+    let mut o = engine(&t.replace("type: temporal", "type: temporal_ordered").replace("c-t", "c-o"));
+    let wrong_order = feed(&mut o, &[(0, json!({"state": "valid", "key_id": "k"})), (1, json!({"state": "bad", "key_id": "k"}))]);
+    assert!(wrong_order.is_empty());
+    let right = feed(&mut o, &[(2, json!({"state": "bad", "key_id": "j"})), (3, json!({"state": "valid", "key_id": "j"}))]);
+    assert_eq!(right, vec!["c-o"]);
+}
+
+#[test]
+fn absence_fires_only_without_follow_up_after_lateness() {
+    let mut c = engine("title: a\nid: c-a\ncorrelation:\n  type: absence\n  rules: [bad]\n  followed-by: [ok]\n  group-by: [key_id]\n  timespan: 60s\n");
+    let fired = feed(
+        &mut c,
+        &[
+            (0, json!({"state": "bad", "key_id": "open"})),
+            (0, json!({"state": "bad", "key_id": "closed"})),
+            (10, json!({"state": "valid", "key_id": "closed"})),
+            // 60 s + 30 s lateness not yet passed:
+            (80, json!({"state": "other"})),
+        ],
+    );
+    assert!(fired.is_empty());
+    assert_eq!(feed(&mut c, &[(95, json!({"state": "other"}))]), vec!["c-a"]);
+    assert_eq!(c.state_keys(), 0);
+}
+
+#[test]
+fn late_events_are_dropped_and_state_is_bounded() {
+    let pack = RulePack::from_sources(&[(PathBuf::from("r.yml"), format!("{DET}---\ntitle: n\nid: c-n\ncorrelation:\n  type: event_count\n  rules: [bad]\n  group-by: [key_id]\n  timespan: 60s\n  condition: {{gte: 1000}}\n"))])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let settings = EngineSettings { max_state_keys: 100, ..EngineSettings::default() };
+    let mut c = Correlator::new(Arc::new(pack), settings).unwrap_or_else(|e| panic!("{e}"));
+    let many: Vec<(i64, serde_json::Value)> = (0..500).map(|i| (0, json!({"state": "bad", "key_id": format!("k{i}")}))).collect();
+    feed(&mut c, &many);
+    assert!(c.state_keys() <= 100, "{}", c.state_keys());
+    assert!(c.stats().evictions > 0);
+    feed(&mut c, &[(100, json!({"state": "valid"})), (10, json!({"state": "bad"}))]);
+    assert_eq!(c.stats().late, 1);
+}
+
+#[test]
+fn reload_keeps_half_filled_windows() {
+    let corr = "title: n\nid: c-n\ncorrelation:\n  type: event_count\n  rules: [bad]\n  group-by: [key_id]\n  timespan: 60s\n  condition: {gte: 3}\n";
+    let mut c = engine(corr);
+    feed(&mut c, &[(0, json!({"state": "bad", "key_id": "k"})), (1, json!({"state": "bad", "key_id": "k"}))]);
+    let pack = RulePack::from_sources(&[(PathBuf::from("r.yml"), format!("{DET}---\n{corr}"))]).unwrap_or_else(|e| panic!("{e}"));
+    c.reload(Arc::new(pack)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(feed(&mut c, &[(2, json!({"state": "bad", "key_id": "k"}))]), vec!["c-n"]);
+}
+
+#[test]
+fn events_without_a_group_by_field_form_no_group_and_first_seen_is_exact() {
+    let mut c = engine("title: n\nid: c-n\ncorrelation:\n  type: event_count\n  rules: [bad]\n  group-by: [client_ip]\n  timespan: 60s\n  condition: {gte: 3}\n");
+    let no_ip: Vec<(i64, serde_json::Value)> = (0..5).map(|i| (i, json!({"state": "bad", "key_id": format!("k{i}")}))).collect();
+    assert!(feed(&mut c, &no_ip).is_empty(), "missing client_ip is no group");
+    let t0 = 1_800_000_000_000_000 + 10_250_000;
+    let mut fired = Vec::new();
+    for i in 0..3 {
+        let v = json!({"state": "bad", "client_ip": "10.0.0.1", "event_id": format!("ip{i}")});
+        fired.extend(c.process_fields(&v, t0 + i * 100_000));
+    }
+    assert_eq!(fired.len(), 1);
+    assert_eq!((fired[0].first_seen, fired[0].last_seen), (t0, t0 + 200_000));
+}
