@@ -62,7 +62,11 @@ fn error(status: StatusCode, reason: impl std::fmt::Display) -> Response {
 /// Compares digests so neither the length nor a common prefix of the token leaks through timing.
 fn token_matches(expected: &[u8; 32], presented: &str) -> bool {
     let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    expected.iter().zip(got.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    expected
+        .iter()
+        .zip(got.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
@@ -75,8 +79,10 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
         Some(t) if token_matches(&state.token_digest, t.trim()) => next.run(req).await,
         _ => {
             let mut r = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             r
         }
     };
@@ -89,6 +95,7 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
 }
 
 /// Reads a JSON body; an empty body is `T::default()` when `allow_empty`.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per request
 fn parse_body<T: for<'de> Deserialize<'de> + Default>(
     body: Result<Bytes, BytesRejection>,
     allow_empty: bool,
@@ -127,7 +134,10 @@ async fn ack(
     }
     let ids = state.book.ack(&id, &req.by, &req.comment);
     if ids.is_empty() {
-        return error(StatusCode::NOT_FOUND, "no active alert with this id or fingerprint");
+        return error(
+            StatusCode::NOT_FOUND,
+            "no active alert with this id or fingerprint",
+        );
     }
     tracing::info!(%id, by = req.by, count = ids.len(), "alert acknowledged");
     axum::Json(json!({ "acknowledged": ids })).into_response()
@@ -167,7 +177,12 @@ async fn create_silence(
             None => return error(StatusCode::BAD_REQUEST, "ends_at: not an RFC 3339 time"),
         },
         (None, Some(d)) => now_ms.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)),
-        _ => return error(StatusCode::BAD_REQUEST, "give exactly one of ends_at and duration_ms"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of ends_at and duration_ms",
+            );
+        }
     };
     match state
         .book

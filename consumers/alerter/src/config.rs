@@ -407,16 +407,21 @@ pub fn read_secret(
     file: Option<&Path>,
     env: Option<&str>,
 ) -> Result<Option<String>, ConfigError> {
+    // Name the key actually used, so the operator looks at the right place.
+    let used = match (file, env) {
+        (None, Some(_)) => key.replace("_file", "_env"),
+        _ => key.to_owned(),
+    };
     let secret = |reason: String| ConfigError::Secret {
-        key: key.to_owned(),
+        key: used.clone(),
         reason,
     };
     let value = match (file, env) {
-        (Some(p), _) => std::fs::read_to_string(p)
-            .map_err(|e| secret(format!("{}: {e}", p.display())))?,
-        (None, Some(var)) => {
-            std::env::var(var).map_err(|_| secret(format!("environment variable {var} is not set")))?
+        (Some(p), _) => {
+            std::fs::read_to_string(p).map_err(|e| secret(format!("{}: {e}", p.display())))?
         }
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| secret(format!("environment variable {var} is not set")))?,
         (None, None) => return Ok(None),
     };
     let value = value.trim().to_owned();
@@ -502,7 +507,10 @@ impl AlerterConfig {
         if !(1_024..=64 * 1024 * 1024).contains(&self.max_value_bytes) {
             return Err(invalid(
                 "max_value_bytes".into(),
-                format!("must be between 1024 and 67108864, got {}", self.max_value_bytes),
+                format!(
+                    "must be between 1024 and 67108864, got {}",
+                    self.max_value_bytes
+                ),
             ));
         }
         if self.api.bearer_token_file.is_none() && self.api.bearer_token_env.is_none() {
@@ -514,20 +522,39 @@ impl AlerterConfig {
         if !(256..=16 * 1024 * 1024).contains(&self.api.max_body_bytes) {
             return Err(invalid(
                 "api.max_body_bytes".into(),
-                format!("must be between 256 and 16777216, got {}", self.api.max_body_bytes),
+                format!(
+                    "must be between 256 and 16777216, got {}",
+                    self.api.max_body_bytes
+                ),
             ));
         }
         for (key, v, lo, hi) in [
-            ("state.max_dedup_entries", self.state.max_dedup_entries, 1, 10_000_000),
-            ("state.max_active_alerts", self.state.max_active_alerts, 1, 1_000_000),
+            (
+                "state.max_dedup_entries",
+                self.state.max_dedup_entries,
+                1,
+                10_000_000,
+            ),
+            (
+                "state.max_active_alerts",
+                self.state.max_active_alerts,
+                1,
+                1_000_000,
+            ),
             ("state.max_silences", self.state.max_silences, 1, 100_000),
         ] {
             if !(lo..=hi).contains(&v) {
-                return Err(invalid(key.into(), format!("must be between {lo} and {hi}, got {v}")));
+                return Err(invalid(
+                    key.into(),
+                    format!("must be between {lo} and {hi}, got {v}"),
+                ));
             }
         }
         if self.state.active_ttl_ms < 1_000 {
-            return Err(invalid("state.active_ttl_ms".into(), "must be >= 1000".into()));
+            return Err(invalid(
+                "state.active_ttl_ms".into(),
+                "must be >= 1000".into(),
+            ));
         }
         let d = &self.delivery;
         if !(1..=50).contains(&d.max_attempts) {
@@ -546,7 +573,10 @@ impl AlerterConfig {
         for (i, r) in self.receivers.iter().enumerate() {
             let key = |k: &str| format!("receivers[{i}].{k}");
             if r.name.trim().is_empty() || !names.insert(r.name.as_str()) {
-                return Err(invalid(key("name"), format!("{:?} is empty or repeated", r.name)));
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is empty or repeated", r.name),
+                ));
             }
             match (&r.url, &r.url_file) {
                 (Some(_), Some(_)) => {
@@ -556,12 +586,18 @@ impl AlerterConfig {
                     return Err(invalid(key("url"), "url or url_file is required".into()));
                 }
                 (Some(u), None) if !u.starts_with("http://") && !u.starts_with("https://") => {
-                    return Err(invalid(key("url"), format!("must be an http(s) URL, got {u:?}")));
+                    return Err(invalid(
+                        key("url"),
+                        format!("must be an http(s) URL, got {u:?}"),
+                    ));
                 }
                 _ => {}
             }
             if r.secret_file.is_some() && r.secret_env.is_some() {
-                return Err(invalid(key("secret_file"), "set secret_file or secret_env".into()));
+                return Err(invalid(
+                    key("secret_file"),
+                    "set secret_file or secret_env".into(),
+                ));
             }
             if r.kind == ReceiverKind::Pagerduty
                 && r.routing_key_file.is_none()
@@ -601,17 +637,26 @@ fn validate_route(
 ) -> Result<(), ConfigError> {
     for (j, r) in route.receivers.iter().enumerate() {
         if !names.contains(r.as_str()) {
-            return Err(invalid(format!("{at}.receivers[{j}]"), format!("unknown receiver {r:?}")));
+            return Err(invalid(
+                format!("{at}.receivers[{j}]"),
+                format!("unknown receiver {r:?}"),
+            ));
         }
     }
     for (j, s) in route.matcher.severity.iter().enumerate() {
         if crate::route::parse_severity(s).is_none() {
-            return Err(invalid(format!("{at}.match.severity[{j}]"), format!("unknown severity {s:?}")));
+            return Err(invalid(
+                format!("{at}.match.severity[{j}]"),
+                format!("unknown severity {s:?}"),
+            ));
         }
     }
     if let Some(e) = &route.escalation {
         if e.tiers.is_empty() {
-            return Err(invalid(format!("{at}.escalation.tiers"), "must not be empty".into()));
+            return Err(invalid(
+                format!("{at}.escalation.tiers"),
+                "must not be empty".into(),
+            ));
         }
         for (t, tier) in e.tiers.iter().enumerate() {
             if tier.after_ms == 0 || tier.receivers.is_empty() {
@@ -666,7 +711,12 @@ mod tests {
             err.to_string(),
             "f.yaml: alerter.route.routes[0].receivers[0]: unknown receiver \"b\""
         );
-        let no_token = AlerterConfig::default().validate("<defaults>").expect_err("token");
-        assert!(no_token.to_string().contains("api.bearer_token_file"), "{no_token}");
+        let no_token = AlerterConfig::default()
+            .validate("<defaults>")
+            .expect_err("token");
+        assert!(
+            no_token.to_string().contains("api.bearer_token_file"),
+            "{no_token}"
+        );
     }
 }

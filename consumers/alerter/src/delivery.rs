@@ -102,8 +102,12 @@ impl Receiver {
             (None, Some(f)) => read_secret(&key("url_file"), Some(f), None)?.unwrap_or_default(),
             (None, None) => PAGERDUTY_EVENTS_URL.to_owned(),
         };
-        let secret = read_secret(&key("secret_file"), c.secret_file.as_deref(), c.secret_env.as_deref())?
-            .map(String::into_bytes);
+        let secret = read_secret(
+            &key("secret_file"),
+            c.secret_file.as_deref(),
+            c.secret_env.as_deref(),
+        )?
+        .map(String::into_bytes);
         let token = read_secret(&key("token_file"), c.token_file.as_deref(), None)?;
         let routing_key = read_secret(
             &key("routing_key_file"),
@@ -159,7 +163,10 @@ impl Receiver {
                 req = req.bearer_auth(t);
             }
         }
-        let resp = req.send().await.map_err(|e| Failure::Retryable(describe(e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Retryable(describe(e)))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -197,7 +204,10 @@ impl Receiver {
         let wait = self.bucket.take(Instant::now());
         if wait > Duration::from_millis(policy.rate_limit_max_wait_ms) {
             self.bucket.give_back();
-            return Err(fail(format!("rate limited (next slot in {} ms)", wait.as_millis()), 0));
+            return Err(fail(
+                format!("rate limited (next slot in {} ms)", wait.as_millis()),
+                0,
+            ));
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -219,17 +229,32 @@ impl Receiver {
                     return Ok(());
                 }
                 Err(Failure::Permanent(why)) => {
-                    tracing::warn!(receiver = self.name, error = why, "delivery refused by receiver");
+                    tracing::warn!(
+                        receiver = self.name,
+                        error = why,
+                        "delivery refused by receiver"
+                    );
                     return Err(fail(why, attempt));
                 }
                 Err(Failure::Retryable(why)) => {
                     if attempt >= policy.max_attempts {
-                        tracing::warn!(receiver = self.name, error = why, attempt, "delivery failed, retry budget spent");
+                        tracing::warn!(
+                            receiver = self.name,
+                            error = why,
+                            attempt,
+                            "delivery failed, retry budget spent"
+                        );
                         return Err(fail(why, attempt));
                     }
                     metrics.retries.with_label_values(&[&self.name]).inc();
                     let wait = backoff(policy, attempt, &mut rand::thread_rng());
-                    tracing::debug!(receiver = self.name, error = why, attempt, wait_ms = wait.as_millis() as u64, "delivery failed, retrying");
+                    tracing::debug!(
+                        receiver = self.name,
+                        error = why,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "delivery failed, retrying"
+                    );
                     tokio::time::sleep(wait).await;
                 }
             }

@@ -68,7 +68,10 @@ impl AlerterMetrics {
             &["receiver", "kind", "outcome"],
         )?;
         let retries = IntCounterVec::new(
-            Opts::new("vigil_alerter_delivery_retries_total", "Delivery attempts after a failure."),
+            Opts::new(
+                "vigil_alerter_delivery_retries_total",
+                "Delivery attempts after a failure.",
+            ),
             &["receiver"],
         )?;
         let escalations = IntCounterVec::new(
@@ -83,7 +86,9 @@ impl AlerterMetrics {
                 "vigil_alerter_delivery_duration_seconds",
                 "Time to deliver one notification, retries and rate-limit waits included.",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+            ]),
             &["kind"],
         )?;
         let alert_age_seconds = Histogram::with_opts(
@@ -91,7 +96,9 @@ impl AlerterMetrics {
                 "vigil_alerter_alert_age_seconds",
                 "Time from the alert record's Kafka timestamp to its first notification.",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
         )?;
         let dedup_entries = IntGauge::new(
             "vigil_alerter_dedup_entries",
@@ -111,7 +118,10 @@ impl AlerterMetrics {
             "Alerts with an escalation timer running.",
         )?;
         let api_requests = IntCounterVec::new(
-            Opts::new("vigil_alerter_api_requests_total", "HTTP API requests, by status code."),
+            Opts::new(
+                "vigil_alerter_api_requests_total",
+                "HTTP API requests, by status code.",
+            ),
             &["status"],
         )?;
         registry.register(Box::new(alerts.clone()))?;
@@ -145,7 +155,12 @@ impl AlerterMetrics {
     /// Counts one consumed alert and logs it.
     pub(crate) fn alert(&self, outcome: AlertOutcome, fingerprint: &str, rule_id: &str) {
         self.alerts.with_label_values(&[outcome.as_str()]).inc();
-        tracing::debug!(outcome = outcome.as_str(), fingerprint, rule_id, "alert handled");
+        tracing::debug!(
+            outcome = outcome.as_str(),
+            fingerprint,
+            rule_id,
+            "alert handled"
+        );
     }
 
     /// Returns the count of alerts with `outcome` (tests, bench).

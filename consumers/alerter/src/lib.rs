@@ -94,12 +94,14 @@ pub async fn build(
     config: &AlerterConfig,
     telemetry: &Telemetry,
 ) -> Result<AlerterService, AlerterError> {
-    let metrics =
-        AlerterMetrics::register(&telemetry.registry).map_err(AlerterError::Metrics)?;
+    let metrics = AlerterMetrics::register(&telemetry.registry).map_err(AlerterError::Metrics)?;
     let tree = route::RouteTree::compile(&config.route).map_err(AlerterError::Route)?;
     let mut receivers = HashMap::new();
     for (i, r) in config.receivers.iter().enumerate() {
-        receivers.insert(r.name.clone(), Arc::new(delivery::Receiver::from_config(r, i)?));
+        receivers.insert(
+            r.name.clone(),
+            Arc::new(delivery::Receiver::from_config(r, i)?),
+        );
     }
     let token = config::read_secret(
         "api.bearer_token_file",
@@ -143,10 +145,12 @@ pub async fn build(
             addr: config.api.listen,
             source,
         })?;
-    let api_addr = listener.local_addr().map_err(|source| AlerterError::Listen {
-        addr: config.api.listen,
-        source,
-    })?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|source| AlerterError::Listen {
+            addr: config.api.listen,
+            source,
+        })?;
     let api_task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "alerter api stopped");

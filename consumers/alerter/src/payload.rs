@@ -217,7 +217,12 @@ mod tests {
     fn slack_payload_has_text_and_blocks() {
         let a = alert("r1", Severity::Critical, &[]);
         let b = slack_body(&a, Reason::Escalation(2));
-        assert!(b["text"].as_str().unwrap().starts_with("[CRITICAL] title of r1 (escalation tier 2"));
+        assert!(
+            b["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[CRITICAL] title of r1 (escalation tier 2")
+        );
         assert_eq!(b["blocks"][0]["type"], "header");
         assert_eq!(b["blocks"].as_array().unwrap().len(), 4);
     }

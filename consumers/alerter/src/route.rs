@@ -55,7 +55,7 @@ impl Matcher {
     /// Returns true when `alert` satisfies every condition.
     pub fn matches(&self, alert: &Alert) -> bool {
         (self.severity.is_empty() || self.severity.contains(&alert.severity_id))
-            && (self.rule_id.is_empty() || self.rule_id.iter().any(|r| *r == alert.rule_id))
+            && (self.rule_id.is_empty() || self.rule_id.contains(&alert.rule_id))
             && self
                 .labels
                 .iter()
@@ -132,7 +132,10 @@ fn compile_node(c: &RouteConfig, id: &str, parent: &RouteSettings) -> Result<Nod
         } else {
             c.receivers.clone()
         },
-        group_by: c.group_by.clone().unwrap_or_else(|| parent.group_by.clone()),
+        group_by: c
+            .group_by
+            .clone()
+            .unwrap_or_else(|| parent.group_by.clone()),
         group_interval_ms: c.group_interval_ms.unwrap_or(parent.group_interval_ms),
         dedup_window_ms: c.dedup_window_ms.unwrap_or(parent.dedup_window_ms),
         escalation,
@@ -205,7 +208,10 @@ pub(crate) mod tests {
             trace_ids: vec![],
             first_seen: 1,
             last_seen: 2,
-            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             description: "why".into(),
         }
     }
@@ -236,9 +242,15 @@ pub(crate) mod tests {
             ]
         );
         let low_sec = alert("r9", Severity::Low, &[("team", "sec")]);
-        assert_eq!(ids(&t, &low_sec), vec![("route.routes[1]".into(), vec!["slack".into()])]);
+        assert_eq!(
+            ids(&t, &low_sec),
+            vec![("route.routes[1]".into(), vec!["slack".into()])]
+        );
         let other = alert("r2", Severity::High, &[]);
-        assert_eq!(ids(&t, &other), vec![("route".into(), vec!["default".into()])]);
+        assert_eq!(
+            ids(&t, &other),
+            vec![("route".into(), vec!["default".into()])]
+        );
     }
 
     #[test]

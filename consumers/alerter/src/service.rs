@@ -79,10 +79,18 @@ impl Shared {
     }
 
     /// Notifies `names` concurrently; returns the failures.
-    async fn notify(&self, alert: &Alert, names: &[String], reason: Reason) -> (usize, Vec<DeliveryError>) {
+    async fn notify(
+        &self,
+        alert: &Alert,
+        names: &[String],
+        reason: Reason,
+    ) -> (usize, Vec<DeliveryError>) {
         let sends = names.iter().filter_map(|n| self.receivers.get(n)).map(|r| {
             let r = Arc::clone(r);
-            async move { r.deliver(alert, reason, &self.delivery, &self.metrics).await }
+            async move {
+                r.deliver(alert, reason, &self.delivery, &self.metrics)
+                    .await
+            }
         });
         let results = futures::future::join_all(sends).await;
         let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -143,7 +151,13 @@ impl Shared {
             .send(out, Duration::from_secs(30))
             .await
             .map_err(|(e, _)| HandleError::transient(format!("dlq write failed: {e}")))?;
-        tracing::warn!(error, topic = record.topic, partition = record.partition, offset = record.offset, "alert undeliverable, dead-lettered");
+        tracing::warn!(
+            error,
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            "alert undeliverable, dead-lettered"
+        );
         Ok(())
     }
 }
@@ -155,12 +169,14 @@ impl Handler for Alerter {
         let now = Instant::now();
         if let Some(silence) = s.book.silenced_by(&alert) {
             tracing::debug!(%silence, fingerprint = alert.fingerprint, "alert silenced");
-            s.metrics.alert(AlertOutcome::Silenced, &alert.fingerprint, &alert.rule_id);
+            s.metrics
+                .alert(AlertOutcome::Silenced, &alert.fingerprint, &alert.rule_id);
             return Ok(Outcome::Handled);
         }
         let routes = s.tree.resolve(&alert);
         if routes.is_empty() {
-            s.metrics.alert(AlertOutcome::Unrouted, &alert.fingerprint, &alert.rule_id);
+            s.metrics
+                .alert(AlertOutcome::Unrouted, &alert.fingerprint, &alert.rule_id);
             return Ok(Outcome::Handled);
         }
         let first_failed_ms = now_micros() / 1_000;
@@ -169,13 +185,20 @@ impl Handler for Alerter {
         for route in routes {
             let dedup_key = format!("d\u{1f}{}\u{1f}{}", route.id, alert.fingerprint);
             let dedup = Duration::from_millis(route.dedup_window_ms);
-            if s.book.mark(&dedup_key, dedup, alert.alert_id, now).is_some() {
+            if s.book
+                .mark(&dedup_key, dedup, alert.alert_id, now)
+                .is_some()
+            {
                 continue;
             }
             let group_mark = if route.group_by.is_empty() {
                 None
             } else {
-                let key = format!("g\u{1f}{}\u{1f}{}", route.id, group_key(&alert, &route.group_by));
+                let key = format!(
+                    "g\u{1f}{}\u{1f}{}",
+                    route.id,
+                    group_key(&alert, &route.group_by)
+                );
                 let interval = Duration::from_millis(route.group_interval_ms);
                 if let Some(leader) = s.book.mark(&key, interval, alert.alert_id, now) {
                     s.book.fold(leader);
@@ -206,11 +229,9 @@ impl Handler for Alerter {
             }
             failures.extend(errors);
         }
-        if notified {
-            if let Some(ts) = record.timestamp_ms {
-                let age_ms = (now_micros() / 1_000).saturating_sub(ts).max(0);
-                s.metrics.alert_age_seconds.observe(age_ms as f64 / 1_000.0);
-            }
+        if notified && let Some(ts) = record.timestamp_ms {
+            let age_ms = (now_micros() / 1_000).saturating_sub(ts).max(0);
+            s.metrics.alert_age_seconds.observe(age_ms as f64 / 1_000.0);
         }
         let outcome = if !failures.is_empty() {
             s.dead_letter(record, &failures, first_failed_ms).await?;
@@ -251,15 +272,25 @@ fn spawn_escalation(
             }
             let n = i + 1;
             shared.book.escalated(alert.alert_id, n);
-            shared.metrics.escalations.with_label_values(&[&n.to_string()]).inc();
+            shared
+                .metrics
+                .escalations
+                .with_label_values(&[&n.to_string()])
+                .inc();
             tracing::info!(alert_id = %alert.alert_id, tier = n, "escalating unacknowledged alert");
             let first_failed_ms = now_micros() / 1_000;
-            let (_, errors) = shared.notify(&alert, &tier.receivers, Reason::Escalation(n)).await;
+            let (_, errors) = shared
+                .notify(&alert, &tier.receivers, Reason::Escalation(n))
+                .await;
             if !errors.is_empty() {
                 if let Err(e) = shared.dead_letter(&record, &errors, first_failed_ms).await {
                     tracing::error!(error = %e, alert_id = %alert.alert_id, "escalation undeliverable and the dlq write failed");
                 }
-                shared.metrics.alerts.with_label_values(&[AlertOutcome::DeadLettered.as_str()]).inc();
+                shared
+                    .metrics
+                    .alerts
+                    .with_label_values(&[AlertOutcome::DeadLettered.as_str()])
+                    .inc();
             }
         }
         shared.metrics.pending_escalations.dec();

@@ -116,10 +116,10 @@ impl AlertBook {
     /// the existing mark (the caller suppresses) or `None` (the caller notifies).
     pub fn mark(&self, key: &str, window: Duration, alert_id: Uuid, now: Instant) -> Option<Uuid> {
         let mut g = self.lock();
-        if let Some(m) = g.marks.get(key) {
-            if m.expires > now {
-                return Some(m.alert_id);
-            }
+        if let Some(m) = g.marks.get(key)
+            && m.expires > now
+        {
+            return Some(m.alert_id);
         }
         let expires = now + window;
         g.marks.insert(key.to_owned(), Mark { expires, alert_id });
@@ -220,7 +220,11 @@ impl AlertBook {
     /// `id`; returns the acknowledged alert ids (empty: nothing matched).
     pub fn ack(&self, id: &str, by: &str, comment: &str) -> Vec<Uuid> {
         let ack = Ack {
-            by: if by.is_empty() { "api".into() } else { by.to_owned() },
+            by: if by.is_empty() {
+                "api".into()
+            } else {
+                by.to_owned()
+            },
             comment: comment.to_owned(),
             at_ms: now_ms(),
         };
@@ -237,13 +241,13 @@ impl AlertBook {
         };
         let mut done = Vec::new();
         for u in ids {
-            if let Some(a) = g.active.get_mut(&u) {
-                if a.expires > now {
-                    if a.ack.is_none() {
-                        a.ack = Some(ack.clone());
-                    }
-                    done.push(u);
+            if let Some(a) = g.active.get_mut(&u)
+                && a.expires > now
+            {
+                if a.ack.is_none() {
+                    a.ack = Some(ack.clone());
                 }
+                done.push(u);
             }
         }
         done
@@ -414,12 +418,16 @@ mod tests {
         };
         let past = b.add_silence(m.clone(), now_ms() - 1, "x".into(), String::new());
         assert!(matches!(past, Err(SilenceError::Invalid(_))));
-        let s = b.add_silence(m.clone(), future, "x".into(), String::new()).unwrap();
+        let s = b
+            .add_silence(m.clone(), future, "x".into(), String::new())
+            .unwrap();
         assert_eq!(b.silenced_by(&alert("r1", Severity::Low, &[])), Some(s.id));
         assert_eq!(b.silenced_by(&alert("r2", Severity::Low, &[])), None);
-        b.add_silence(m.clone(), future, "x".into(), String::new()).unwrap();
+        b.add_silence(m.clone(), future, "x".into(), String::new())
+            .unwrap();
         assert_eq!(
-            b.add_silence(m, future, "x".into(), String::new()).unwrap_err(),
+            b.add_silence(m, future, "x".into(), String::new())
+                .unwrap_err(),
             SilenceError::Full(2)
         );
         assert!(b.remove_silence(s.id));

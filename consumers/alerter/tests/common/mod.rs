@@ -1,7 +1,12 @@
 //! Shared setup of the alerter tests: a local HTTP receiver that records deliveries and can be
 //! told to fail, fresh topics, alert records, a running alerter and a DLQ reader.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, dead_code)]
+#![allow(
+    clippy::field_reassign_with_default,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    dead_code
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -57,13 +62,21 @@ pub struct TestReceiver {
     state: Arc<ReceiverState>,
 }
 
-async fn record(State(s): State<Arc<ReceiverState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(
+    State(s): State<Arc<ReceiverState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let failing = s.down.load(Ordering::SeqCst)
-        || s
-            .fail_next
+        || s.fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-    let status = if failing { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     s.log.lock().unwrap().push(Delivery {
         path: uri.path().to_owned(),
         headers: headers
@@ -103,12 +116,22 @@ impl TestReceiver {
 
     /// Every request so far to `path`, failed ones included.
     pub fn requests(&self, path: &str) -> Vec<Delivery> {
-        self.state.log.lock().unwrap().iter().filter(|d| d.path == path).cloned().collect()
+        self.state
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.path == path)
+            .cloned()
+            .collect()
     }
 
     /// Requests to `path` answered 200.
     pub fn delivered(&self, path: &str) -> Vec<Delivery> {
-        self.requests(path).into_iter().filter(|d| d.status == 200).collect()
+        self.requests(path)
+            .into_iter()
+            .filter(|d| d.status == 200)
+            .collect()
     }
 
     /// Waits until `path` has `n` successful deliveries.
@@ -119,7 +142,11 @@ impl TestReceiver {
             if d.len() >= n {
                 return d;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {n} deliveries to {path}, got {}", d.len());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} deliveries to {path}, got {}",
+                d.len()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -143,7 +170,11 @@ impl Topics {
             .register(&value_subject(&alerts), <Alert as AvroRecord>::SCHEMA_JSON)
             .await
             .unwrap();
-        Topics { alerts, dlq, schema }
+        Topics {
+            alerts,
+            dlq,
+            schema,
+        }
     }
 }
 
@@ -157,7 +188,11 @@ pub struct Secrets {
 impl Secrets {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let s = Secrets { dir, api_token: "test-token-123".into(), webhook_secret: "hook-secret".into() };
+        let s = Secrets {
+            dir,
+            api_token: "test-token-123".into(),
+            webhook_secret: "hook-secret".into(),
+        };
         std::fs::write(s.path("api"), format!("{}\n", s.api_token)).unwrap();
         std::fs::write(s.path("hook"), &s.webhook_secret).unwrap();
         std::fs::write(s.path("pd"), "PDKEY").unwrap();
@@ -243,14 +278,20 @@ pub fn producer() -> FutureProducer {
 }
 
 pub async fn send_raw(p: &FutureProducer, topic: &str, key: &[u8], value: &[u8]) {
-    p.send(FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    p.send(
+        FutureRecord::to(topic).key(key).payload(value),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .unwrap();
 }
 
 pub async fn send(p: &FutureProducer, t: &Topics, a: &Alert) {
-    let value = Codec::<Alert>::new().unwrap().encode_framed(t.schema, a).unwrap();
+    let value = Codec::<Alert>::new()
+        .unwrap()
+        .encode_framed(t.schema, a)
+        .unwrap();
     send_raw(p, &t.alerts, a.fingerprint.as_bytes(), &value).await;
 }
 
@@ -278,8 +319,17 @@ impl Running {
                 })
                 .await
         });
-        let r = Running { telemetry, api, handler, stop: Some(tx), task };
-        eventually("alerter ready", Duration::from_secs(60), || r.telemetry.health.is_ready()).await;
+        let r = Running {
+            telemetry,
+            api,
+            handler,
+            stop: Some(tx),
+            task,
+        };
+        eventually("alerter ready", Duration::from_secs(60), || {
+            r.telemetry.health.is_ready()
+        })
+        .await;
         r
     }
 
@@ -335,7 +385,11 @@ pub async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
                     }
                 }
             }
-            out.push(Read { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers });
+            out.push(Read {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers,
+            });
         }
     }
     out
