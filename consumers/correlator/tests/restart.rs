@@ -1,0 +1,198 @@
+//! Restarts in the middle of a correlation window: after a clean shutdown, an aborted task and
+//! a `kill -9` of a correlator process, the start-up rebuild (replay of the verified topic up
+//! to the committed offsets) keeps the half-filled window, so the burst still alerts exactly
+//! once; and a restart after the alert does not fire it again. The killed correlator is this
+//! test binary re-executed with `VIGIL_CORRELATOR_CHILD_CONFIG` set.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use vigil_correlator::CorrelatorConfig;
+use vigil_schemas::SignatureState;
+use vigil_topology::Telemetry;
+
+const CHILD_ENV: &str = "VIGIL_CORRELATOR_CHILD_CONFIG";
+const CHILD_TEST: &str = "kill_9_mid_window_still_fires_once";
+const PARTITIONS: i32 = 3;
+
+fn committed(group: &str, topic: &str) -> i64 {
+    let mut c = vigil_e2e::client_config();
+    c.set("group.id", group);
+    let consumer: BaseConsumer = c.create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Sends `n` bad-signature verdicts for `key`, returning their event ids.
+async fn bad(feeder: &Feeder, key: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let e = event(key);
+        ids.push(e.event_id.to_string());
+        feeder
+            .send(&feeder.verdict(e, SignatureState::Bad, Some("signature does not verify"), key))
+            .await;
+    }
+    ids
+}
+
+enum Stop {
+    Clean,
+    Abort,
+}
+
+/// 3 of 5 bad signatures, a restart, 2 more: one alert naming all 5 (or none without rebuild).
+async fn restart_mid_window(stop: Stop, rebuild: bool) -> (Vec<ReadAlert>, Vec<String>, u64) {
+    let topics = Topics::create(PARTITIONS).await;
+    let feeder = Feeder::new(&topics.verified).await;
+    let mut config = topics.config();
+    config.rebuild_on_start = rebuild;
+    let first = Running::start(config.clone());
+    first.ready().await;
+    let mut ids = bad(&feeder, "k-restart", 3).await;
+    first.evaluated(3).await;
+    eventually("3 offsets committed", Duration::from_secs(30), || {
+        committed(&config.group_id, &topics.verified) == 3
+    })
+    .await;
+    match stop {
+        Stop::Clean => {
+            first.stop().await;
+        }
+        Stop::Abort => first.abort().await,
+    }
+    let second = Running::start(config);
+    second.ready().await;
+    let replayed = metric(&second.telemetry, "vigil_correlator_rebuild_events_total");
+    ids.extend(bad(&feeder, "k-restart", 2).await);
+    second.evaluated(2).await;
+    let mut alerts = AlertReader::new(&topics.alerts);
+    alerts.until(1, Duration::from_secs(if rebuild { 30 } else { 3 })).await;
+    alerts.settle(Duration::from_secs(3)).await;
+    second.stop().await;
+    (alerts.seen, ids, replayed)
+}
+
+fn assert_one_burst_alert(alerts: &[ReadAlert], ids: &[String]) {
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0].alert;
+    assert_eq!(a.rule_id, "vigil-bad-signature-per-key");
+    assert_eq!(a.group_key.get("key_id").map(String::as_str), Some("k-restart"));
+    assert_eq!(a.count, 5);
+    let mut got = a.evidence_event_ids.clone();
+    got.sort();
+    let mut want = ids.to_vec();
+    want.sort();
+    assert_eq!(got, want, "evidence names the events from before and after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_restart_mid_window_still_fires_once() {
+    let (alerts, ids, replayed) = restart_mid_window(Stop::Clean, true).await;
+    assert_eq!(replayed, 3, "the 3 committed events were replayed into the window");
+    assert_one_burst_alert(&alerts, &ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_task_mid_window_still_fires_once() {
+    let (alerts, ids, _) = restart_mid_window(Stop::Abort, true).await;
+    assert_one_burst_alert(&alerts, &ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_rebuild_the_half_window_is_lost() {
+    // Control: proves the rebuild, not re-delivery, is what keeps the window.
+    let (alerts, _, replayed) = restart_mid_window(Stop::Clean, false).await;
+    assert_eq!(replayed, 0);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_the_alert_does_not_fire_it_again() {
+    let topics = Topics::create(PARTITIONS).await;
+    let feeder = Feeder::new(&topics.verified).await;
+    let config = topics.config();
+    let first = Running::start(config.clone());
+    first.ready().await;
+    bad(&feeder, "k-restart", 5).await;
+    let mut alerts = AlertReader::new(&topics.alerts);
+    assert_eq!(alerts.until(1, Duration::from_secs(30)).await.len(), 1);
+    first.stop().await;
+    let second = Running::start(config);
+    second.ready().await;
+    assert_eq!(metric(&second.telemetry, "vigil_correlator_rebuild_events_total"), 5);
+    // 4 more in the same 5-minute window: the replayed burst already fired and reset, so
+    // 4 < 5 and nothing fires (a replay that re-emitted, or kept the count, would).
+    bad(&feeder, "k-restart", 4).await;
+    second.evaluated(4).await;
+    alerts.settle(Duration::from_secs(3)).await;
+    assert_eq!(alerts.seen.len(), 1, "{:#?}", alerts.seen);
+    // The 5th after the restart is a new burst: exactly one more alert, same fingerprint.
+    bad(&feeder, "k-restart", 1).await;
+    alerts.until(2, Duration::from_secs(30)).await;
+    alerts.settle(Duration::from_secs(2)).await;
+    assert_eq!(alerts.seen.len(), 2, "{:#?}", alerts.seen);
+    assert_eq!(alerts.seen[0].alert.fingerprint, alerts.seen[1].alert.fingerprint);
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_window_still_fires_once() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        // Child role: run the correlator until killed.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = CorrelatorConfig::from_toml(&text, &path).unwrap();
+        vigil_correlator::run(&config, &Telemetry::new(), std::future::pending()).await.unwrap();
+        return;
+    }
+    let topics = Topics::create(PARTITIONS).await;
+    let feeder = Feeder::new(&topics.verified).await;
+    let group = vigil_e2e::unique_name("ct-group");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("correlator.toml");
+    std::fs::write(&path, topics.config_toml(&group)).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ids = bad(&feeder, "k-restart", 3).await;
+    eventually("the child committed 3 offsets", Duration::from_secs(60), || {
+        committed(&group, &topics.verified) == 3
+    })
+    .await;
+    // SIGKILL: no shutdown, no final commit, no leaving the group.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut config = topics.config();
+    config.group_id = group;
+    let second = Running::start(config);
+    // The dead member holds its partitions until its session times out.
+    eventually("correlator ready", Duration::from_secs(90), || second.telemetry.health.is_ready()).await;
+    assert_eq!(metric(&second.telemetry, "vigil_correlator_rebuild_events_total"), 3);
+    ids.extend(bad(&feeder, "k-restart", 2).await);
+    let mut alerts = AlertReader::new(&topics.alerts);
+    alerts.until(1, Duration::from_secs(30)).await;
+    alerts.settle(Duration::from_secs(3)).await;
+    assert_one_burst_alert(&alerts.seen, &ids);
+    second.stop().await;
+}
