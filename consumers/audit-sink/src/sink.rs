@@ -262,8 +262,8 @@ impl AuditSink {
 
         let (tx, mut rx) = mpsc::channel::<Sealed>(1);
         let writer = Writer::new(&self, producer.clone());
+        let digest_state = DigestState::load(&self.store, &cfg.topic, &committed).await?;
         let mut writer_committed = committed;
-        let digest_state = DigestState::load(&self.store, &cfg.topic).await?;
         let writer_task = tokio::spawn(async move {
             let mut digests = digest_state;
             let mut out = SinkSummary::default();
@@ -587,12 +587,27 @@ struct DigestState {
 }
 
 impl DigestState {
-    async fn load(store: &AuditStore, topic: &str) -> Result<Self, AuditError> {
+    /// Loads the digest chain's head; rows already stored but not covered by the last digest
+    /// (a crash after a batch and before its digest, or the batch replayed at start) count as
+    /// pending, so the next digest — at the latest the one written on stop — covers them.
+    async fn load(
+        store: &AuditStore,
+        topic: &str,
+        committed: &BTreeMap<i32, PartitionHead>,
+    ) -> Result<Self, AuditError> {
         let last = store.last_digest(topic).await?;
+        let covered: BTreeMap<i32, u64> = last
+            .as_ref()
+            .map(|d| d.partitions.iter().copied().zip(d.next_seqs.iter().copied()).collect())
+            .unwrap_or_default();
+        let uncovered: u64 = committed
+            .values()
+            .map(|h| h.next_seq.saturating_sub(covered.get(&h.partition).copied().unwrap_or(0)))
+            .sum();
         Ok(DigestState {
             next_seq: last.as_ref().map_or(0, |d| d.digest_seq + 1),
             prev_hash: last.as_ref().map_or([0; 32], |d| d.digest_hash),
-            pending_events: 0,
+            pending_events: uncovered,
             last_at: Instant::now(),
         })
     }
