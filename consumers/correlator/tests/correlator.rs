@@ -315,3 +315,46 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
     }
     correlator.stop().await;
 }
+
+/// Events through Kafka per second: a backlog of verdicts (90% valid, 5% bad signatures over
+/// 5 000 keys, 3% unknown key, 2% revoked) drained by one correlator with the built-in pack.
+/// `VIGIL_BENCH_CORRELATOR_EVENTS` sets the backlog (scripts/bench-correlator runs it large,
+/// in release); the default keeps the test suite fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_drains_through_kafka_with_every_revoked_use_alerted() {
+    let n: usize = std::env::var("VIGIL_BENCH_CORRELATOR_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let topics = Topics::create(3).await;
+    let feeder = Feeder::new(&topics.verified).await;
+    let verdicts: Vec<_> = (0..n)
+        .map(|i| {
+            let key = format!("k{}", i % 5_000);
+            let (state, reason) = match i % 100 {
+                0..90 => (SignatureState::Valid, None),
+                90..95 => (SignatureState::Bad, Some("signature does not verify")),
+                95..98 => (SignatureState::Untrusted, Some("unknown key")),
+                _ => (SignatureState::Revoked, Some("key revoked: leak")),
+            };
+            let e = VerificationEvent::new(EventClass::Authentication, "logon", Status::Success, Producer::rust("api"))
+                .with_subject(Subject::principal(format!("user{}", i % 1_000)).with_key_id(key.clone()))
+                .with_trace(trace(i / 3));
+            feeder.verdict(e, state, reason, &key)
+        })
+        .collect();
+    let produce = std::time::Instant::now();
+    feeder.send_many(&verdicts).await;
+    let produced = produce.elapsed();
+    let correlator = Running::start(topics.config());
+    correlator.ready().await;
+    let t = std::time::Instant::now();
+    eventually("backlog drained", Duration::from_secs(600), || correlator.events() >= n as u64).await;
+    let took = t.elapsed();
+    let raised = metric(&correlator.telemetry, "vigil_correlator_alerts_total");
+    eprintln!(
+        "correlator end-to-end (Kafka in and out, 3 partitions, built-in pack): {n} events in {took:.2?} = {:.0} events/s, {raised} alerts (produce {:.0} events/s)",
+        n as f64 / took.as_secs_f64(),
+        n as f64 / produced.as_secs_f64()
+    );
+    // Every revoked use is its own detection alert; bursts add a few correlation alerts.
+    assert!(raised >= (n / 50) as u64, "{raised} alerts for {n} events");
+    correlator.stop().await;
+}

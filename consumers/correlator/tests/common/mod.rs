@@ -132,6 +132,32 @@ impl Feeder {
             .unwrap();
     }
 
+    /// Sends many verdicts with up to 10 000 deliveries in flight (for throughput runs).
+    pub async fn send_many(&self, verdicts: &[VerifiedEvent]) {
+        for chunk in verdicts.chunks(10_000) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for v in chunk {
+                let value = self.codec.encode_framed(self.schema, v).unwrap();
+                let key = v.key_id.clone().unwrap_or_default();
+                loop {
+                    match self.producer.send_result(FutureRecord::to(&self.topic).key(key.as_bytes()).payload(&value)) {
+                        Ok(f) => {
+                            pending.push(f);
+                            break;
+                        }
+                        Err((e, _)) => {
+                            assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "{e}");
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }
+            for f in pending {
+                f.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+
     /// Sends raw bytes (poison) to the verified topic.
     pub async fn send_raw(&self, key: &[u8], value: &[u8]) {
         self.producer
