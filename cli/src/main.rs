@@ -32,6 +32,8 @@ enum Command {
     Dlq(commands::dlq::DlqArgs),
     /// Migrate, verify and export the ClickHouse audit trail.
     Audit(commands::audit::AuditArgs),
+    /// Check rule files and backtest them offline over a JSON-lines file.
+    Rules(commands::rules::RulesArgs),
 }
 
 #[tokio::main]
@@ -45,6 +47,7 @@ async fn main() -> ExitCode {
         Command::Keys(args) => commands::keys::run(args).await,
         Command::Dlq(args) => commands::dlq::run(args).await,
         Command::Audit(args) => commands::audit::run(args).await,
+        Command::Rules(args) => commands::rules::run(args).await,
     };
     match result {
         Ok(code) => code,

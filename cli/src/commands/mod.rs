@@ -1,8 +1,10 @@
 //! One module per `vigil` subcommand.
 
+pub mod alerter;
 pub mod audit;
 pub mod dlq;
 pub mod keys;
 pub mod produce;
+pub mod rules;
 pub mod run;
 pub mod topology;

@@ -14,7 +14,8 @@ pub struct RunArgs {
     /// The service to run.
     #[arg(value_enum)]
     pub service: Service,
-    /// Deployment config file (TOML); every key also has a `VIGIL_…` environment override.
+    /// Deployment config file (TOML; YAML for the alerter, whose routing tree nests); addresses
+    /// also come from `VIGIL_…` environment variables.
     #[arg(long, env = "VIGIL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address of the `/metrics`, `/healthz` and `/readyz` server.
@@ -29,6 +30,10 @@ pub enum Service {
     Verifier,
     /// Stores verified events in ClickHouse as a hash-chained audit trail.
     AuditSink,
+    /// Routes alerts to webhook / Slack / PagerDuty receivers, with dedup, silences and escalation.
+    Alerter,
+    /// Evaluates Sigma detection and correlation rules over verified events.
+    Correlator,
 }
 
 /// Runs the chosen service.
@@ -36,6 +41,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match args.service {
         Service::Verifier => run_verifier(&args).await,
         Service::AuditSink => super::audit::run_sink(args.config.as_deref(), args.metrics_listen).await,
+        Service::Alerter => super::alerter::run_alerter(args.config.as_deref(), args.metrics_listen).await,
+        Service::Correlator => super::rules::run_correlator(args.config.as_deref(), args.metrics_listen).await,
     }
 }
 
