@@ -221,6 +221,10 @@ impl KafkaClientConfig {
             .set("isolation.level", "read_committed")
             .set("queued.max.messages.kbytes", prefetch_kb.to_string())
             .set("queued.min.messages", "1000")
+            // librdkafka's default (1000 ms) leaves a partition unfetched for a whole second once
+            // its prefetch queue reached the bound; measured by the audit sink's bench, that
+            // capped a backlog drain at a third of ClickHouse's insert rate.
+            .set("fetch.queue.backoff.ms", "10")
             .set(
                 "fetch.max.bytes",
                 self.max_message_bytes.max(per_partition as u32).to_string(),
@@ -256,6 +260,7 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
     }
 
     #[test]
