@@ -421,19 +421,21 @@ impl Demo {
         self.start_readers()?;
 
         // Verifier: built first so the demo can watch its key registry apply the revocation.
-        let mut vc = vigil_verifier::VerifierConfig::default();
-        vc.kafka = self.kafka.clone();
-        vc.schema_registry_url = self.registry_url.clone();
-        vc.group_id = self.names.group("verifier");
-        vc.raw_topic = self.names.raw.clone();
-        vc.verified_topic = self.names.verified.clone();
-        vc.keys_topic = self.names.keys.clone();
-        vc.dlq_topic = self.names.dlq.clone();
-        vc.retry_topics = Vec::new();
-        vc.commit_interval_ms = 200;
-        vc.shutdown_timeout_ms = 5_000;
-        vc.key_registry_load_timeout_ms = 20_000;
-        vc.verifier_id = Some(format!("{}-verifier", self.names.prefix));
+        let vc = vigil_verifier::VerifierConfig {
+            kafka: self.kafka.clone(),
+            schema_registry_url: self.registry_url.clone(),
+            group_id: self.names.group("verifier"),
+            raw_topic: self.names.raw.clone(),
+            verified_topic: self.names.verified.clone(),
+            keys_topic: self.names.keys.clone(),
+            dlq_topic: self.names.dlq.clone(),
+            retry_topics: Vec::new(),
+            commit_interval_ms: 200,
+            shutdown_timeout_ms: 5_000,
+            key_registry_load_timeout_ms: 20_000,
+            verifier_id: Some(format!("{}-verifier", self.names.prefix)),
+            ..Default::default()
+        };
         let vt = Telemetry::new();
         let (verifier, registry_task) = vigil_verifier::build(&vc, &vt).await.context("verifier")?;
         self.key_registry = Some(Arc::clone(verifier.key_registry()));
@@ -449,18 +451,20 @@ impl Demo {
             }),
         });
 
-        let mut cc = vigil_correlator::CorrelatorConfig::default();
-        cc.kafka = self.kafka.clone();
-        cc.schema_registry_url = self.registry_url.clone();
-        cc.group_id = self.names.group("correlator");
-        cc.verified_topic = self.names.verified.clone();
-        cc.alerts_topic = self.names.alerts.clone();
-        cc.dlq_topic = self.names.dlq.clone();
-        cc.rules_dir = rules_dir;
-        cc.reload_poll_ms = 0;
-        cc.rebuild_on_start = false;
-        cc.commit_interval_ms = 200;
-        cc.shutdown_timeout_ms = 5_000;
+        let cc = vigil_correlator::CorrelatorConfig {
+            kafka: self.kafka.clone(),
+            schema_registry_url: self.registry_url.clone(),
+            group_id: self.names.group("correlator"),
+            verified_topic: self.names.verified.clone(),
+            alerts_topic: self.names.alerts.clone(),
+            dlq_topic: self.names.dlq.clone(),
+            rules_dir,
+            reload_poll_ms: 0,
+            rebuild_on_start: false,
+            commit_interval_ms: 200,
+            shutdown_timeout_ms: 5_000,
+            ..Default::default()
+        };
         cc.validate()?;
         let ct = Telemetry::new();
         readiness.push(("correlator", ct.health.clone()));
@@ -1342,8 +1346,12 @@ fn print_human(s: &Value) {
     println!("DLQ entries: {} {}", s["dlq"]["entries"], s["dlq"]["by_class"]);
     println!("Audit rows in ClickHouse: {}", s["audit"]["rows"]);
     let v = &s["audit"]["verify"];
-    println!("vigil audit verify: {} ({} rows, {} digests, {} signatures re-verified, {} findings)",
+    if v.is_null() {
+        println!("vigil audit verify: not run");
+    } else {
+        println!("vigil audit verify: {} ({} rows, {} digests, {} signatures re-verified, {} findings)",
         if v["clean"].as_bool() == Some(true) { "clean" } else { "NOT clean" }, v["rows"], v["digests"], v["signatures_valid"], v["findings"]);
+    }
     if let Some(m) = s["soc_queries"].as_object() {
         for (name, q) in m {
             println!();
