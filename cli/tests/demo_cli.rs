@@ -16,7 +16,10 @@ fn demo_ci_passes_and_cleans_up() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["demo", "--ci", "--events-per-platform", "50"])
         .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
-        .env("VIGIL_SCHEMA_REGISTRY_URL", vigil_e2e::schema_registry_url())
+        .env(
+            "VIGIL_SCHEMA_REGISTRY_URL",
+            vigil_e2e::schema_registry_url(),
+        )
         .env("VIGIL_CLICKHOUSE_URL", vigil_e2e::clickhouse_url())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -40,15 +43,24 @@ fn demo_ci_passes_and_cleans_up() {
         }
         if started.elapsed() > Duration::from_secs(115) {
             let _ = child.kill();
-            panic!("vigil demo --ci still running after 115s:\n{}", err.join().unwrap());
+            panic!(
+                "vigil demo --ci still running after 115s:\n{}",
+                err.join().unwrap()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let elapsed = started.elapsed();
     let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(elapsed < Duration::from_secs(110), "took {elapsed:?}");
-    assert!(stderr.contains("vigil-demo-"), "the namespace is printed: {stderr}");
+    assert!(
+        stderr.contains("vigil-demo-"),
+        "the namespace is printed: {stderr}"
+    );
 
     let s: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(s["ok"], true, "{stdout}");
@@ -72,7 +84,11 @@ fn demo_ci_passes_and_cleans_up() {
     assert_eq!(s["events"]["per_platform"]["js"]["revoked"], 3);
 
     for attack in ["brute_force", "revoked_key", "replayed_nonce"] {
-        assert_eq!(s["alerts"]["expected"][attack]["fired"], true, "{attack}: {}", s["alerts"]);
+        assert_eq!(
+            s["alerts"]["expected"][attack]["fired"], true,
+            "{attack}: {}",
+            s["alerts"]
+        );
     }
     let distinct = s["webhook"]["distinct_alerts"].as_u64().unwrap();
     assert!(distinct >= 3, "{}", s["webhook"]);
@@ -87,20 +103,36 @@ fn demo_ci_passes_and_cleans_up() {
     assert_eq!(s["audit"]["verify"]["rows"], 165);
     assert_eq!(s["audit"]["verify"]["signatures_valid"], 151);
 
-    let by_key = s["soc_queries"]["failed_verifications_by_key_24h"]["rows"].as_array().unwrap();
-    let python = by_key.iter().find(|r| r["key_id"] == "demo-python").unwrap();
+    let by_key = s["soc_queries"]["failed_verifications_by_key_24h"]["rows"]
+        .as_array()
+        .unwrap();
+    let python = by_key
+        .iter()
+        .find(|r| r["key_id"] == "demo-python")
+        .unwrap();
     assert_eq!(python["bad"], 8);
-    let top = s["soc_queries"]["top_rejected_producers"]["rows"].as_array().unwrap();
+    let top = s["soc_queries"]["top_rejected_producers"]["rows"]
+        .as_array()
+        .unwrap();
     assert_eq!(top[0]["platform"], "python", "{top:?}");
 
     // The run's topics were deleted at the end (deletion reaches metadata asynchronously).
     let consumer: BaseConsumer = vigil_e2e::client_config().create().unwrap();
-    let prefix = format!("{}.", s["namespace"]["consumer_group_prefix"].as_str().unwrap());
+    let prefix = format!(
+        "{}.",
+        s["namespace"]["consumer_group_prefix"].as_str().unwrap()
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let md = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
-        let left: Vec<String> =
-            md.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(&prefix)).collect();
+        let md = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        let left: Vec<String> = md
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
         if left.is_empty() {
             break;
         }

@@ -88,12 +88,27 @@ const SOC_QUERIES: [&str; 2] = ["failed_verifications_by_key_24h", "top_rejected
 
 /// The built-in rule pack, embedded so the demo runs from any directory.
 const RULES: [(&str, &str); 6] = [
-    ("cross-platform-auth.yml", include_str!("../../../rules/cross-platform-auth.yml")),
-    ("key-revocation.yml", include_str!("../../../rules/key-revocation.yml")),
-    ("key-rotation.yml", include_str!("../../../rules/key-rotation.yml")),
+    (
+        "cross-platform-auth.yml",
+        include_str!("../../../rules/cross-platform-auth.yml"),
+    ),
+    (
+        "key-revocation.yml",
+        include_str!("../../../rules/key-revocation.yml"),
+    ),
+    (
+        "key-rotation.yml",
+        include_str!("../../../rules/key-rotation.yml"),
+    ),
     ("replay.yml", include_str!("../../../rules/replay.yml")),
-    ("signature-failures.yml", include_str!("../../../rules/signature-failures.yml")),
-    ("unknown-key.yml", include_str!("../../../rules/unknown-key.yml")),
+    (
+        "signature-failures.yml",
+        include_str!("../../../rules/signature-failures.yml"),
+    ),
+    (
+        "unknown-key.yml",
+        include_str!("../../../rules/unknown-key.yml"),
+    ),
 ];
 
 /// The names of one run.
@@ -112,7 +127,11 @@ struct Names {
 
 impl Names {
     fn topic(&self, builtin: &str) -> String {
-        format!("{}{}", self.prefix, builtin.strip_prefix("vigil").unwrap_or(builtin))
+        format!(
+            "{}{}",
+            self.prefix,
+            builtin.strip_prefix("vigil").unwrap_or(builtin)
+        )
     }
     fn group(&self, service: &str) -> String {
         format!("{}-{service}", self.prefix)
@@ -129,9 +148,27 @@ struct PlatformSpec {
 }
 
 const PLATFORMS: [PlatformSpec; 3] = [
-    PlatformSpec { platform: Platform::Rust, name: "rust", service: "payments-api", host: "pay-01", key_id: "demo-rust" },
-    PlatformSpec { platform: Platform::Python, name: "python", service: "fraud-scoring", host: "ml-02", key_id: "demo-python" },
-    PlatformSpec { platform: Platform::Js, name: "js", service: "web-checkout", host: "edge-03", key_id: "demo-js" },
+    PlatformSpec {
+        platform: Platform::Rust,
+        name: "rust",
+        service: "payments-api",
+        host: "pay-01",
+        key_id: "demo-rust",
+    },
+    PlatformSpec {
+        platform: Platform::Python,
+        name: "python",
+        service: "fraud-scoring",
+        host: "ml-02",
+        key_id: "demo-python",
+    },
+    PlatformSpec {
+        platform: Platform::Js,
+        name: "js",
+        service: "web-checkout",
+        host: "edge-03",
+        key_id: "demo-js",
+    },
 ];
 
 /// One verdict read back from the verified topic.
@@ -227,7 +264,9 @@ fn seed() -> [u8; 32] {
     s
 }
 
-fn shutdown_future(rx: &watch::Sender<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+fn shutdown_future(
+    rx: &watch::Sender<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut rx = rx.subscribe();
     async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -267,7 +306,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         registry_url: env_or("VIGIL_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
         clickhouse_url: env_or("VIGIL_CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-        workdir: tempfile::Builder::new().prefix("vigil-demo-").tempdir().context("creating a work folder")?,
+        workdir: tempfile::Builder::new()
+            .prefix("vigil-demo-")
+            .tempdir()
+            .context("creating a work folder")?,
         stop,
         services: Vec::new(),
         background: Vec::new(),
@@ -305,7 +347,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(why) = &interrupted {
         demo.progress(&format!("stopped early: {why}"));
-        demo.stages.push(StageResult { stage: "run", ok: false, detail: why.clone(), ms: 0 });
+        demo.stages.push(StageResult {
+            stage: "run",
+            ok: false,
+            detail: why.clone(),
+            ms: 0,
+        });
     }
     demo.teardown(args.keep).await;
     let summary = demo.summary();
@@ -318,11 +365,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for f in &failed {
         eprintln!("stage {} did not see what it should: {}", f.stage, f.detail);
     }
-    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 impl Demo {
@@ -331,8 +385,16 @@ impl Demo {
     }
 
     fn record(&mut self, stage: &'static str, ok: bool, detail: String, since: Instant) {
-        self.progress(&format!("{} {stage}: {detail}", if ok { "ok  " } else { "FAIL" }));
-        self.stages.push(StageResult { stage, ok, detail, ms: since.elapsed().as_millis() });
+        self.progress(&format!(
+            "{} {stage}: {detail}",
+            if ok { "ok  " } else { "FAIL" }
+        ));
+        self.stages.push(StageResult {
+            stage,
+            ok,
+            detail,
+            ms: since.elapsed().as_millis(),
+        });
     }
 
     fn counts(&self) -> String {
@@ -369,7 +431,10 @@ impl Demo {
         for spec in &mut topology.topics {
             spec.name = self.names.topic(&spec.name);
             spec.partitions = spec.partitions.min(DEMO_PARTITIONS);
-            spec.schema_subject = spec.schema_subject.as_ref().map(|_| value_subject(&spec.name));
+            spec.schema_subject = spec
+                .schema_subject
+                .as_ref()
+                .map(|_| value_subject(&spec.name));
         }
         self.names.all_topics = topology.topics.iter().map(|t| t.name.clone()).collect();
         let admin = TopologyAdmin::connect(&self.kafka)?;
@@ -381,17 +446,25 @@ impl Demo {
             .await
             .map_err(|_| anyhow!("topology apply: no answer from Kafka within 20s"))??;
         let n = self.names.all_topics.len();
-        self.record("topology", true, format!("{n} topics created under {}.*", self.names.prefix), t0);
+        self.record(
+            "topology",
+            true,
+            format!("{n} topics created under {}.*", self.names.prefix),
+            t0,
+        );
         Ok(())
     }
 
     /// Registers one Ed25519 key per platform in the run's key registry topic.
     async fn keys(&mut self) -> anyhow::Result<KeyStatusWriter> {
         let t0 = Instant::now();
-        let writer = KeyStatusWriter::new(&self.names.keys, &self.registry_url, &self.kafka).await?;
+        let writer =
+            KeyStatusWriter::new(&self.names.keys, &self.registry_url, &self.kafka).await?;
         for p in &PLATFORMS {
             let signer = self.signer(p.key_id)?;
-            writer.write(&key_status(p.key_id, signer.public_key(), KeyState::Active)).await?;
+            writer
+                .write(&key_status(p.key_id, signer.public_key(), KeyState::Active))
+                .await?;
         }
         let ids: Vec<&str> = PLATFORMS.iter().map(|p| p.key_id).collect();
         self.record("keys", true, format!("registered {}", ids.join(", ")), t0);
@@ -399,7 +472,10 @@ impl Demo {
     }
 
     fn signer(&self, key_id: &str) -> anyhow::Result<EventSigner> {
-        let seed = self.key_seeds.get(key_id).ok_or_else(|| anyhow!("no seed for {key_id}"))?;
+        let seed = self
+            .key_seeds
+            .get(key_id)
+            .ok_or_else(|| anyhow!("no seed for {key_id}"))?;
         Ok(EventSigner::from_seed(seed).with_key_id(KeyId::new(key_id)?))
     }
 
@@ -437,9 +513,11 @@ impl Demo {
             ..Default::default()
         };
         let vt = Telemetry::new();
-        let (verifier, registry_task) = vigil_verifier::build(&vc, &vt).await.context("verifier")?;
+        let (verifier, registry_task) =
+            vigil_verifier::build(&vc, &vt).await.context("verifier")?;
         self.key_registry = Some(Arc::clone(verifier.key_registry()));
-        let runtime = ConsumerRuntime::new(vc.runtime_config(), &vc.kafka, &vt).context("verifier runtime")?;
+        let runtime = ConsumerRuntime::new(vc.runtime_config(), &vc.kafka, &vt)
+            .context("verifier runtime")?;
         let shutdown = shutdown_future(&self.stop);
         let mut readiness = vec![("verifier", vt.health.clone())];
         self.services.push(Service {
@@ -472,7 +550,10 @@ impl Demo {
         self.services.push(Service {
             name: "correlator",
             task: tokio::spawn(async move {
-                vigil_correlator::run(&cc, &ct, shutdown).await.map(|_| ()).map_err(|e| format!("{e:#}"))
+                vigil_correlator::run(&cc, &ct, shutdown)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
             }),
         });
 
@@ -502,7 +583,11 @@ impl Demo {
         self.services.push(Service {
             name: "alerter",
             task: tokio::spawn(async move {
-                alerter.run(&ac, &at, shutdown).await.map(|_| ()).map_err(|e| format!("{e:#}"))
+                alerter
+                    .run(&ac, &at, shutdown)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
             }),
         });
 
@@ -532,14 +617,20 @@ impl Demo {
         self.services.push(Service {
             name: "audit-sink",
             task: tokio::spawn(async move {
-                sink.run(shutdown).await.map(|_| ()).map_err(|e| format!("{e:#}"))
+                sink.run(shutdown)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
             }),
         });
 
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
-            let waiting: Vec<&str> =
-                readiness.iter().filter(|(_, h)| !h.is_ready()).map(|(n, _)| *n).collect();
+            let waiting: Vec<&str> = readiness
+                .iter()
+                .filter(|(_, h)| !h.is_ready())
+                .map(|(n, _)| *n)
+                .collect();
             if waiting.is_empty() {
                 break;
             }
@@ -554,7 +645,9 @@ impl Demo {
         self.record(
             "services",
             true,
-            format!("verifier, correlator, alerter, audit-sink ready; webhook receiver on {hook_addr}"),
+            format!(
+                "verifier, correlator, alerter, audit-sink ready; webhook receiver on {hook_addr}"
+            ),
             t0,
         );
         Ok(())
@@ -667,7 +760,10 @@ impl Demo {
     }
 
     fn add_sent(&mut self, platform: &str, n: u64) {
-        *self.sent_by_platform.entry(platform.to_owned()).or_default() += n;
+        *self
+            .sent_by_platform
+            .entry(platform.to_owned())
+            .or_default() += n;
         self.sent.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -675,7 +771,10 @@ impl Demo {
     async fn normal_traffic(&mut self) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let schema = SchemaRegistry::new(&self.registry_url)?
-            .register(&value_subject(&self.names.raw), <VerificationEvent as AvroRecord>::SCHEMA_JSON)
+            .register(
+                &value_subject(&self.names.raw),
+                <VerificationEvent as AvroRecord>::SCHEMA_JSON,
+            )
             .await
             .context("registering the raw event schema")?;
         for (idx, p) in PLATFORMS.iter().enumerate() {
@@ -692,15 +791,21 @@ impl Demo {
         }
         let emitters = self.emitters.clone();
         let reports = tokio::task::spawn_blocking(move || {
-            emitters.iter().map(|e| e.flush(Duration::from_secs(20))).collect::<Vec<_>>()
+            emitters
+                .iter()
+                .map(|e| e.flush(Duration::from_secs(20)))
+                .collect::<Vec<_>>()
         })
         .await?;
         let pending: u64 = reports.iter().map(|r| r.in_flight + r.spooled).sum();
         let expected = self.per_platform * PLATFORMS.len() as u64;
-        let ok = self.wait("verifier judges the normal traffic", Duration::from_secs(30), |s| {
-            s.verdicts.len() as u64 >= expected
-        })
-        .await;
+        let ok = self
+            .wait(
+                "verifier judges the normal traffic",
+                Duration::from_secs(30),
+                |s| s.verdicts.len() as u64 >= expected,
+            )
+            .await;
         let detail = format!(
             "{expected} events from 3 emitters (rust, python, js); {pending} left unacknowledged; {}",
             self.counts()
@@ -714,7 +819,9 @@ impl Demo {
     /// use of a key after its revocation, and one poison record.
     async fn attacks(&mut self, writer: &KeyStatusWriter) -> anyhow::Result<()> {
         let t0 = Instant::now();
-        let schema = self.schema.ok_or_else(|| anyhow!("raw schema not registered"))?;
+        let schema = self
+            .schema
+            .ok_or_else(|| anyhow!("raw schema not registered"))?;
         let mut pc = ClientConfig::new();
         pc.set("bootstrap.servers", &self.kafka.bootstrap_servers)
             .set("linger.ms", "1")
@@ -725,7 +832,10 @@ impl Demo {
 
         // Brute force: someone without the python key signs under its key id.
         let python = &PLATFORMS[1];
-        let forger = RecordSigner::new(EventSigner::generate().with_key_id(KeyId::new(python.key_id)?), schema)?;
+        let forger = RecordSigner::new(
+            EventSigner::generate().with_key_id(KeyId::new(python.key_id)?),
+            schema,
+        )?;
         for i in 0..BRUTE_FORCE_EVENTS {
             let e = VerificationEvent::new(
                 EventClass::Authorization,
@@ -734,7 +844,9 @@ impl Demo {
                 Producer::new(python.platform, "0.1.0", python.service).with_host(python.host),
             )
             .with_subject(
-                Subject::principal(format!("svc-batch-{i}")).with_key_id(python.key_id).with_client_ip("203.0.113.66"),
+                Subject::principal(format!("svc-batch-{i}"))
+                    .with_key_id(python.key_id)
+                    .with_client_ip("203.0.113.66"),
             )
             .with_message("forged: signed with a key the registry does not hold");
             send_signed(&producer, &raw, &forger.sign(&e)?).await?;
@@ -744,13 +856,17 @@ impl Demo {
         // Replay: one correctly signed record sent twice (same nonce, same bytes).
         let rust = &PLATFORMS[0];
         let replayer = RecordSigner::new(self.signer(rust.key_id)?, schema)?;
-        let record = replayer.sign(&normal_event(rust, 0, 0).with_message("captured and replayed"))?;
+        let record =
+            replayer.sign(&normal_event(rust, 0, 0).with_message("captured and replayed"))?;
         send_signed(&producer, &raw, &record).await?;
         send_signed(&producer, &raw, &record).await?;
         self.add_sent(rust.name, 2);
 
         // Events signed by a key nobody registered.
-        let rogue = RecordSigner::new(EventSigner::generate().with_key_id(KeyId::new("demo-rogue")?), schema)?;
+        let rogue = RecordSigner::new(
+            EventSigner::generate().with_key_id(KeyId::new("demo-rogue")?),
+            schema,
+        )?;
         for i in 0..UNKNOWN_KEY_EVENTS {
             let e = VerificationEvent::new(
                 EventClass::SignatureVerification,
@@ -758,39 +874,63 @@ impl Demo {
                 Status::Success,
                 Producer::new(Platform::Other, "0.0.1", "unknown-tool").with_host("laptop-17"),
             )
-            .with_subject(Subject::principal(format!("intruder-{i}")).with_key_id("demo-rogue").with_client_ip("198.51.100.9"));
+            .with_subject(
+                Subject::principal(format!("intruder-{i}"))
+                    .with_key_id("demo-rogue")
+                    .with_client_ip("198.51.100.9"),
+            );
             send_signed(&producer, &raw, &rogue.sign(&e)?).await?;
         }
         self.add_sent("other", UNKNOWN_KEY_EVENTS);
 
         // Revocation of the js key, then the js platform keeps signing with it.
         let js = &PLATFORMS[2];
-        let mut revoked = key_status(js.key_id, self.signer(js.key_id)?.public_key(), KeyState::Revoked);
+        let mut revoked = key_status(
+            js.key_id,
+            self.signer(js.key_id)?.public_key(),
+            KeyState::Revoked,
+        );
         revoked.revoked_at = Some(now_micros());
         revoked.reason = Some("key found in a public build log".to_owned());
         revoked.updated_by = "vigil demo".to_owned();
         writer.write(&revoked).await?;
-        let registry = self.key_registry.clone().ok_or_else(|| anyhow!("verifier key registry missing"))?;
+        let registry = self
+            .key_registry
+            .clone()
+            .ok_or_else(|| anyhow!("verifier key registry missing"))?;
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !registry.get(js.key_id).is_some_and(|k| k.status.state == KeyState::Revoked) {
+        while !registry
+            .get(js.key_id)
+            .is_some_and(|k| k.status.state == KeyState::Revoked)
+        {
             if Instant::now() > deadline {
-                bail!("the verifier did not apply the revocation of {} within 15s", js.key_id);
+                bail!(
+                    "the verifier did not apply the revocation of {} within 15s",
+                    js.key_id
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Events after the revocation instant (microsecond clock) are judged against it.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let emitter = self.emitters.get(2).cloned().ok_or_else(|| anyhow!("js emitter missing"))?;
+        let emitter = self
+            .emitters
+            .get(2)
+            .cloned()
+            .ok_or_else(|| anyhow!("js emitter missing"))?;
         for i in 0..REVOKED_EVENTS {
             emitter.emit(normal_event(js, 2, 1_000 + i).with_message("signed after revocation"))?;
         }
-        let report = tokio::task::spawn_blocking(move || emitter.flush(Duration::from_secs(15))).await?;
+        let report =
+            tokio::task::spawn_blocking(move || emitter.flush(Duration::from_secs(15))).await?;
         self.add_sent(js.name, REVOKED_EVENTS);
 
         // Poison: bytes that are neither framed Avro nor signed.
         producer
             .send(
-                FutureRecord::to(&raw).key("poison").payload(&b"\x00\x00\x00\xff\xffnot avro, not signed"[..]),
+                FutureRecord::to(&raw)
+                    .key("poison")
+                    .payload(&b"\x00\x00\x00\xff\xffnot avro, not signed"[..]),
                 Duration::from_secs(20),
             )
             .await
@@ -801,7 +941,12 @@ impl Demo {
              {REVOKED_EVENTS} events after revoking {}, {POISON_RECORDS} poison record",
             python.key_id, js.key_id
         );
-        self.record("attacks", report.in_flight + report.spooled == 0, detail, t0);
+        self.record(
+            "attacks",
+            report.in_flight + report.spooled == 0,
+            detail,
+            t0,
+        );
         Ok(())
     }
 
@@ -825,7 +970,9 @@ impl Demo {
     }
 
     fn expected_verdicts(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed).saturating_sub(POISON_RECORDS)
+        self.sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(POISON_RECORDS)
     }
 
     /// Waits for every verdict, the DLQ entry, the expected alerts and their deliveries.
@@ -839,7 +986,8 @@ impl Demo {
                 && EXPECTED_RULES.iter().all(|(_, r)| rules.contains(r))
                 && undelivered(s).is_empty()
         };
-        self.wait("pipeline", Duration::from_secs(40), complete).await;
+        self.wait("pipeline", Duration::from_secs(40), complete)
+            .await;
         // A short quiet period catches anything extra (a second DLQ entry, a late alert).
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let s = lock(&self.seen);
@@ -853,22 +1001,39 @@ impl Demo {
         ]
         .into_iter()
         .collect();
-        let replays = s.verdicts.iter().filter(|v| v.reason == "nonce replayed").count();
+        let replays = s
+            .verdicts
+            .iter()
+            .filter(|v| v.reason == "nonce replayed")
+            .count();
         let verifier_ok = s.verdicts.len() as u64 == expected
             && s.undecodable_verdicts == 0
             && replays == 1
-            && want.iter().all(|(k, v)| by_state.get(*k).copied().unwrap_or(0) == *v);
-        let verifier_detail = format!("{} verdicts (expected {expected}): {by_state:?}, replays {replays}", s.verdicts.len());
+            && want
+                .iter()
+                .all(|(k, v)| by_state.get(*k).copied().unwrap_or(0) == *v);
+        let verifier_detail = format!(
+            "{} verdicts (expected {expected}): {by_state:?}, replays {replays}",
+            s.verdicts.len()
+        );
         let rules: BTreeSet<&str> = s.alerts.iter().map(|a| a.rule_id.as_str()).collect();
-        let missing: Vec<&str> =
-            EXPECTED_RULES.iter().filter(|(_, r)| !rules.contains(r)).map(|(_, r)| *r).collect();
+        let missing: Vec<&str> = EXPECTED_RULES
+            .iter()
+            .filter(|(_, r)| !rules.contains(r))
+            .map(|(_, r)| *r)
+            .collect();
         let alerts_detail = if missing.is_empty() {
-            format!("{} alerts, rules {}", s.alerts.len(), rules.iter().copied().collect::<Vec<_>>().join(", "))
+            format!(
+                "{} alerts, rules {}",
+                s.alerts.len(),
+                rules.iter().copied().collect::<Vec<_>>().join(", ")
+            )
         } else {
             format!("missing alerts of {}", missing.join(", "))
         };
         let undelivered = undelivered(&s);
-        let fingerprints: BTreeSet<&str> = s.alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        let fingerprints: BTreeSet<&str> =
+            s.alerts.iter().map(|a| a.fingerprint.as_str()).collect();
         let bad_sigs = s.deliveries.iter().filter(|d| !d.signature_ok).count();
         let webhook_ok = undelivered.is_empty() && bad_sigs == 0 && !fingerprints.is_empty();
         let webhook_detail = format!(
@@ -878,8 +1043,12 @@ impl Demo {
             undelivered.len()
         );
         let dlq_classes = count_by(s.dlq.iter().map(|(c, _)| c.as_str()));
-        let dlq_ok = s.dlq.len() as u64 == POISON_RECORDS && dlq_classes.get("bad_data").copied() == Some(POISON_RECORDS);
-        let dlq_detail = format!("{} entries {dlq_classes:?} (expected {POISON_RECORDS} bad_data)", s.dlq.len());
+        let dlq_ok = s.dlq.len() as u64 == POISON_RECORDS
+            && dlq_classes.get("bad_data").copied() == Some(POISON_RECORDS);
+        let dlq_detail = format!(
+            "{} entries {dlq_classes:?} (expected {POISON_RECORDS} bad_data)",
+            s.dlq.len()
+        );
         drop(s);
         self.record("verifier", verifier_ok, verifier_detail, t0);
         self.record("alerts", missing.is_empty(), alerts_detail, t0);
@@ -888,7 +1057,10 @@ impl Demo {
     }
 
     fn store(&self) -> anyhow::Result<AuditStore> {
-        Ok(AuditStore::connect(&self.clickhouse_url, &self.names.database)?)
+        Ok(AuditStore::connect(
+            &self.clickhouse_url,
+            &self.names.database,
+        )?)
     }
 
     /// Waits until ClickHouse holds one audit row per verdict.
@@ -918,7 +1090,11 @@ impl Demo {
         }
         self.audit_rows = rows;
         let ok = rows == Some(verdicts);
-        let mut detail = format!("{} rows in {}.audit_events for {verdicts} verdicts", rows.unwrap_or(0), self.names.database);
+        let mut detail = format!(
+            "{} rows in {}.audit_events for {verdicts} verdicts",
+            rows.unwrap_or(0),
+            self.names.database
+        );
         if let Some(e) = error {
             detail.push_str(&format!(" (last error: {e})"));
         }
@@ -928,7 +1104,9 @@ impl Demo {
     async fn count_rows(&self) -> anyhow::Result<u64> {
         let store = self.store()?;
         let rows = query_json(&store, "SELECT count() AS n FROM audit_events", None).await?;
-        rows.first().and_then(|r| as_u64(&r["n"])).ok_or_else(|| anyhow!("count() returned nothing"))
+        rows.first()
+            .and_then(|r| as_u64(&r["n"]))
+            .ok_or_else(|| anyhow!("count() returned nothing"))
     }
 
     /// Stops every service through the shared switch (the audit sink writes its final digest).
@@ -945,7 +1123,11 @@ impl Demo {
             }
         }
         let ok = errors.is_empty();
-        let detail = if ok { "all four services stopped cleanly".to_owned() } else { errors.join("; ") };
+        let detail = if ok {
+            "all four services stopped cleanly".to_owned()
+        } else {
+            errors.join("; ")
+        };
         self.record("shutdown", ok, detail, t0);
     }
 
@@ -1023,18 +1205,31 @@ impl Demo {
             };
             match answer {
                 Ok(rows) => {
-                    self.soc.insert(name, json!({"question": q.question(), "rows": rows}));
+                    self.soc
+                        .insert(name, json!({"question": q.question(), "rows": rows}));
                 }
                 Err(e) => errors.push(format!("{name}: {e:#}")),
             }
         }
-        let by_key = self.soc.get("failed_verifications_by_key_24h").map(|v| v["rows"].clone()).unwrap_or_default();
+        let by_key = self
+            .soc
+            .get("failed_verifications_by_key_24h")
+            .map(|v| v["rows"].clone())
+            .unwrap_or_default();
         let row = |key: &str| {
-            by_key.as_array().and_then(|rows| rows.iter().find(|r| r["key_id"].as_str() == Some(key))).cloned()
+            by_key
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["key_id"].as_str() == Some(key)))
+                .cloned()
         };
-        let python_bad = row("demo-python").and_then(|r| as_u64(&r["bad"])).unwrap_or(0);
-        let js_revoked = row("demo-js").and_then(|r| as_u64(&r["revoked"])).unwrap_or(0);
-        let ok = errors.is_empty() && python_bad == BRUTE_FORCE_EVENTS && js_revoked == REVOKED_EVENTS;
+        let python_bad = row("demo-python")
+            .and_then(|r| as_u64(&r["bad"]))
+            .unwrap_or(0);
+        let js_revoked = row("demo-js")
+            .and_then(|r| as_u64(&r["revoked"]))
+            .unwrap_or(0);
+        let ok =
+            errors.is_empty() && python_bad == BRUTE_FORCE_EVENTS && js_revoked == REVOKED_EVENTS;
         let mut detail = format!(
             "failed verifications by key: demo-python bad {python_bad}, demo-js revoked {js_revoked}"
         );
@@ -1049,7 +1244,10 @@ impl Demo {
         self.stop.send_replace(true);
         for s in self.services.drain(..) {
             let abort = s.task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), s.task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), s.task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -1089,9 +1287,15 @@ impl Demo {
         match tokio::time::timeout(Duration::from_secs(10), drop_db).await {
             Ok(Ok(())) => removed.push(format!("database {}", self.names.database)),
             Ok(Err(e)) => self.progress(&format!("could not drop {}: {e:#}", self.names.database)),
-            Err(_) => self.progress(&format!("could not drop {}: no answer within 10s", self.names.database)),
+            Err(_) => self.progress(&format!(
+                "could not drop {}: no answer within 10s",
+                self.names.database
+            )),
         }
-        self.progress(&format!("stopped all services; removed {}", removed.join(" and ")));
+        self.progress(&format!(
+            "stopped all services; removed {}",
+            removed.join(" and ")
+        ));
     }
 
     async fn delete_topics(&self) -> anyhow::Result<()> {
@@ -1100,9 +1304,10 @@ impl Demo {
         let admin: AdminClient<DefaultClientContext> = c.create()?;
         let names: Vec<&str> = self.names.all_topics.iter().map(String::as_str).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = tokio::time::timeout(Duration::from_secs(15), admin.delete_topics(&names, &opts))
-            .await
-            .map_err(|_| anyhow!("no answer within 15s"))??;
+        let results =
+            tokio::time::timeout(Duration::from_secs(15), admin.delete_topics(&names, &opts))
+                .await
+                .map_err(|_| anyhow!("no answer within 15s"))??;
         for r in results {
             r.map_err(|(t, e)| anyhow!("{t}: {e}"))?;
         }
@@ -1116,7 +1321,12 @@ impl Demo {
         let mut names: BTreeSet<String> = self.sent_by_platform.keys().cloned().collect();
         names.extend(s.verdicts.iter().map(|v| v.platform.clone()));
         for p in names {
-            let states = count_by(s.verdicts.iter().filter(|v| v.platform == p).map(|v| v.state.as_str()));
+            let states = count_by(
+                s.verdicts
+                    .iter()
+                    .filter(|v| v.platform == p)
+                    .map(|v| v.state.as_str()),
+            );
             let get = |k: &str| states.get(k).copied().unwrap_or(0);
             platforms.insert(
                 p.clone(),
@@ -1132,7 +1342,9 @@ impl Demo {
         }
         let mut rules: BTreeMap<&str, (String, String, u64, BTreeSet<&str>)> = BTreeMap::new();
         for a in &s.alerts {
-            let e = rules.entry(a.rule_id.as_str()).or_insert_with(|| (a.title.clone(), a.severity.clone(), 0, BTreeSet::new()));
+            let e = rules
+                .entry(a.rule_id.as_str())
+                .or_insert_with(|| (a.title.clone(), a.severity.clone(), 0, BTreeSet::new()));
             e.2 += 1;
             e.3.insert(a.fingerprint.as_str());
         }
@@ -1153,7 +1365,12 @@ impl Demo {
         let max_count = s.alerts.iter().map(|a| a.count).max().unwrap_or(0);
         let expected: serde_json::Map<String, Value> = EXPECTED_RULES
             .iter()
-            .map(|(attack, rule)| ((*attack).to_owned(), json!({"rule_id": rule, "fired": rules.contains_key(rule)})))
+            .map(|(attack, rule)| {
+                (
+                    (*attack).to_owned(),
+                    json!({"rule_id": rule, "fired": rules.contains_key(rule)}),
+                )
+            })
             .collect();
         let failed: Vec<Value> = self
             .stages
@@ -1214,8 +1431,12 @@ impl Demo {
 
 /// Alert fingerprints not yet delivered to the webhook with a valid HMAC.
 fn undelivered(s: &Seen) -> BTreeSet<String> {
-    let delivered: BTreeSet<&str> =
-        s.deliveries.iter().filter(|d| d.signature_ok).map(|d| d.fingerprint.as_str()).collect();
+    let delivered: BTreeSet<&str> = s
+        .deliveries
+        .iter()
+        .filter(|d| d.signature_ok)
+        .map(|d| d.fingerprint.as_str())
+        .collect();
     s.alerts
         .iter()
         .filter(|a| !delivered.contains(a.fingerprint.as_str()))
@@ -1232,11 +1453,16 @@ fn count_by<'a>(items: impl Iterator<Item = &'a str>) -> BTreeMap<String, u64> {
 }
 
 fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// Runs `sql` and returns its rows as JSON objects.
-async fn query_json(store: &AuditStore, sql: &str, limit: Option<u32>) -> anyhow::Result<Vec<Value>> {
+async fn query_json(
+    store: &AuditStore,
+    sql: &str,
+    limit: Option<u32>,
+) -> anyhow::Result<Vec<Value>> {
     let mut q = store.client().query_raw(sql);
     if let Some(l) = limit {
         q = q.param("limit", l);
@@ -1258,11 +1484,20 @@ async fn query_json(store: &AuditStore, sql: &str, limit: Option<u32>) -> anyhow
 async fn send_signed(p: &FutureProducer, topic: &str, r: &SignedRecord) -> anyhow::Result<()> {
     let mut headers = OwnedHeaders::new();
     for (k, v) in &r.headers {
-        headers = headers.insert(Header { key: k.as_str(), value: Some(v.as_slice()) });
+        headers = headers.insert(Header {
+            key: k.as_str(),
+            value: Some(v.as_slice()),
+        });
     }
-    p.send(FutureRecord::to(topic).key(&r.key).payload(&r.value).headers(headers), Duration::from_secs(20))
-        .await
-        .map_err(|(e, _)| anyhow!("sending to {topic}: {e}"))?;
+    p.send(
+        FutureRecord::to(topic)
+            .key(&r.key)
+            .payload(&r.value)
+            .headers(headers),
+        Duration::from_secs(20),
+    )
+    .await
+    .map_err(|(e, _)| anyhow!("sending to {topic}: {e}"))?;
     Ok(())
 }
 
@@ -1273,14 +1508,19 @@ fn normal_event(p: &PlatformSpec, platform_idx: u64, i: u64) -> VerificationEven
         1 => (EventClass::SignatureVerification, "verify"),
         _ => (EventClass::Authorization, "authorize"),
     };
-    VerificationEvent::new(class, activity, Status::Success, Producer::new(p.platform, "0.1.0", p.service).with_host(p.host))
-        .with_subject(
-            Subject::principal(format!("user-{:02}", i % 23))
-                .with_key_id(p.key_id)
-                .with_client_ip(format!("10.{}.0.{}", platform_idx + 1, i % 200 + 1))
-                .with_tenant("acme-bank"),
-        )
-        .with_message(format!("{activity} ok"))
+    VerificationEvent::new(
+        class,
+        activity,
+        Status::Success,
+        Producer::new(p.platform, "0.1.0", p.service).with_host(p.host),
+    )
+    .with_subject(
+        Subject::principal(format!("user-{:02}", i % 23))
+            .with_key_id(p.key_id)
+            .with_client_ip(format!("10.{}.0.{}", platform_idx + 1, i % 200 + 1))
+            .with_tenant("acme-bank"),
+    )
+    .with_message(format!("{activity} ok"))
 }
 
 /// A key registry entry for `public_key`, valid from an hour ago.
@@ -1302,16 +1542,25 @@ fn key_status(key_id: &str, public_key: &PublicKey, state: KeyState) -> KeyStatu
 }
 
 /// The webhook receiver: records each delivery, checking its HMAC like a real receiver would.
-async fn receive(State(state): State<Arc<(Shared, Vec<u8>)>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(state): State<Arc<(Shared, Vec<u8>)>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let timestamp = header(vigil_alerter::payload::TIMESTAMP_HEADER).and_then(|t| t.parse::<i64>().ok());
+    let timestamp =
+        header(vigil_alerter::payload::TIMESTAMP_HEADER).and_then(|t| t.parse::<i64>().ok());
     let signature_ok = match (timestamp, header(vigil_alerter::payload::SIGNATURE_HEADER)) {
         (Some(t), Some(sig)) => vigil_alerter::payload::verify(&state.1, t, &body, sig),
         _ => false,
     };
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let text = |field: &str| v["alert"][field].as_str().unwrap_or_default().to_owned();
-    lock(&state.0).deliveries.push(Delivery { rule_id: text("rule_id"), fingerprint: text("fingerprint"), signature_ok });
+    lock(&state.0).deliveries.push(Delivery {
+        rule_id: text("rule_id"),
+        fingerprint: text("fingerprint"),
+        signature_ok,
+    });
     StatusCode::OK
 }
 
@@ -1319,15 +1568,33 @@ async fn receive(State(state): State<Arc<(Shared, Vec<u8>)>>, headers: HeaderMap
 fn print_human(s: &Value) {
     let ok = s["ok"].as_bool().unwrap_or(false);
     println!();
-    println!("Vigil demo {} in {:.1}s — namespace {}", if ok { "passed" } else { "FAILED" },
-        s["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0, s["namespace"]["consumer_group_prefix"].as_str().unwrap_or(""));
+    println!(
+        "Vigil demo {} in {:.1}s — namespace {}",
+        if ok { "passed" } else { "FAILED" },
+        s["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        s["namespace"]["consumer_group_prefix"]
+            .as_str()
+            .unwrap_or("")
+    );
     println!();
     println!("Events per platform (sent / as judged by the verifier)");
-    println!("  {:<8} {:>6} {:>9} {:>6} {:>5} {:>8} {:>10}", "platform", "sent", "verified", "valid", "bad", "revoked", "untrusted");
+    println!(
+        "  {:<8} {:>6} {:>9} {:>6} {:>5} {:>8} {:>10}",
+        "platform", "sent", "verified", "valid", "bad", "revoked", "untrusted"
+    );
     if let Some(m) = s["events"]["per_platform"].as_object() {
         for (p, v) in m {
             let n = |k: &str| v[k].as_u64().unwrap_or(0);
-            println!("  {:<8} {:>6} {:>9} {:>6} {:>5} {:>8} {:>10}", p, n("sent"), n("verified"), n("valid"), n("bad"), n("revoked"), n("untrusted"));
+            println!(
+                "  {:<8} {:>6} {:>9} {:>6} {:>5} {:>8} {:>10}",
+                p,
+                n("sent"),
+                n("verified"),
+                n("valid"),
+                n("bad"),
+                n("revoked"),
+                n("untrusted")
+            );
         }
     }
     println!("  reasons: {}", s["events"]["by_reason"]);
@@ -1335,22 +1602,43 @@ fn print_human(s: &Value) {
     println!("Alerts fired ({} records)", s["alerts"]["fired"]);
     if let Some(rows) = s["alerts"]["by_rule"].as_array() {
         for a in rows {
-            println!("  {:<38} {:<9} fired {:>3}, distinct {:>2}, webhook {:>2}  {}",
-                a["rule_id"].as_str().unwrap_or(""), a["severity"].as_str().unwrap_or(""),
-                a["fired"], a["distinct"], a["webhook_deliveries"], a["title"].as_str().unwrap_or(""));
+            println!(
+                "  {:<38} {:<9} fired {:>3}, distinct {:>2}, webhook {:>2}  {}",
+                a["rule_id"].as_str().unwrap_or(""),
+                a["severity"].as_str().unwrap_or(""),
+                a["fired"],
+                a["distinct"],
+                a["webhook_deliveries"],
+                a["title"].as_str().unwrap_or("")
+            );
         }
     }
     println!();
-    println!("Webhook deliveries: {} ({} with a valid HMAC) for {} distinct alerts",
-        s["webhook"]["deliveries"], s["webhook"]["hmac_valid"], s["webhook"]["distinct_alerts"]);
-    println!("DLQ entries: {} {}", s["dlq"]["entries"], s["dlq"]["by_class"]);
+    println!(
+        "Webhook deliveries: {} ({} with a valid HMAC) for {} distinct alerts",
+        s["webhook"]["deliveries"], s["webhook"]["hmac_valid"], s["webhook"]["distinct_alerts"]
+    );
+    println!(
+        "DLQ entries: {} {}",
+        s["dlq"]["entries"], s["dlq"]["by_class"]
+    );
     println!("Audit rows in ClickHouse: {}", s["audit"]["rows"]);
     let v = &s["audit"]["verify"];
     if v.is_null() {
         println!("vigil audit verify: not run");
     } else {
-        println!("vigil audit verify: {} ({} rows, {} digests, {} signatures re-verified, {} findings)",
-        if v["clean"].as_bool() == Some(true) { "clean" } else { "NOT clean" }, v["rows"], v["digests"], v["signatures_valid"], v["findings"]);
+        println!(
+            "vigil audit verify: {} ({} rows, {} digests, {} signatures re-verified, {} findings)",
+            if v["clean"].as_bool() == Some(true) {
+                "clean"
+            } else {
+                "NOT clean"
+            },
+            v["rows"],
+            v["digests"],
+            v["signatures_valid"],
+            v["findings"]
+        );
     }
     if let Some(m) = s["soc_queries"].as_object() {
         for (name, q) in m {
@@ -1363,9 +1651,20 @@ fn print_human(s: &Value) {
     }
     println!();
     for st in s["stages"].as_array().into_iter().flatten() {
-        println!("  [{}] {:<15} {:>6} ms  {}", if st["ok"].as_bool() == Some(true) { "ok" } else { "!!" },
-            st["stage"].as_str().unwrap_or(""), st["ms"], st["detail"].as_str().unwrap_or(""));
+        println!(
+            "  [{}] {:<15} {:>6} ms  {}",
+            if st["ok"].as_bool() == Some(true) {
+                "ok"
+            } else {
+                "!!"
+            },
+            st["stage"].as_str().unwrap_or(""),
+            st["ms"],
+            st["detail"].as_str().unwrap_or("")
+        );
     }
     println!();
-    println!("Services ran inside this command for the demo; `vigil run <service>` runs each for real.");
+    println!(
+        "Services ran inside this command for the demo; `vigil run <service>` runs each for real."
+    );
 }
