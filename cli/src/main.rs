@@ -34,12 +34,16 @@ enum Command {
     Audit(commands::audit::AuditArgs),
     /// Check rule files and backtest them offline over a JSON-lines file.
     Rules(commands::rules::RulesArgs),
+    /// Push real events through every service in a throwaway namespace and show what each saw.
+    Demo(commands::demo::DemoArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    vigil_topology::telemetry::init_tracing(cli.log_format, "warn,vigil=info");
+    // The demo's own progress lines replace the services' info logs.
+    let filter = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "warn,vigil=info" };
+    vigil_topology::telemetry::init_tracing(cli.log_format, filter);
     let result = match cli.command {
         Command::Topology(args) => commands::topology::run(args).await,
         Command::Produce(args) => commands::produce::run(args).await,
@@ -48,6 +52,7 @@ async fn main() -> ExitCode {
         Command::Dlq(args) => commands::dlq::run(args).await,
         Command::Audit(args) => commands::audit::run(args).await,
         Command::Rules(args) => commands::rules::run(args).await,
+        Command::Demo(args) => commands::demo::run(args).await,
     };
     match result {
         Ok(code) => code,

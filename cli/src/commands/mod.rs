@@ -2,6 +2,7 @@
 
 pub mod alerter;
 pub mod audit;
+pub mod demo;
 pub mod dlq;
 pub mod keys;
 pub mod produce;
