@@ -19,6 +19,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use vigil_topology::InternalEvent;
 
 use crate::config::RuntimeConfig;
@@ -388,18 +389,17 @@ async fn process<H: Handler>(
 
     if let Some(reason) = &rec.header_error {
         let record = raw_record(Vec::new());
-        let step =
-            dead_letter_now(
-                shared,
-                &record,
-                at,
-                ErrorClass::BadData,
-                reason,
-                0,
-                cancel,
-                turn,
-            )
-            .await;
+        let step = dead_letter_now(
+            shared,
+            &record,
+            at,
+            ErrorClass::BadData,
+            reason,
+            0,
+            cancel,
+            turn,
+        )
+        .await;
         return finish(step, rec.in_flight);
     }
 
@@ -515,7 +515,8 @@ async fn handle_with_retries<H: Handler>(
     for i in 1..=attempts {
         record.attempt = history.attempts.saturating_add(i);
         let started = Instant::now();
-        let result = AssertUnwindSafe(shared.handler.handle_in_turn(record, turn))
+        let span = record_span(&config.service, record);
+        let result = AssertUnwindSafe(shared.handler.handle_in_turn(record, turn).instrument(span))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -576,7 +577,16 @@ async fn handle_with_retries<H: Handler>(
                     first,
                     now,
                 );
-                return park(shared, record, at, headers, Target::DeadLetter, cancel, turn).await;
+                return park(
+                    shared,
+                    record,
+                    at,
+                    headers,
+                    Target::DeadLetter,
+                    cancel,
+                    turn,
+                )
+                .await;
             }
             ErrorClass::Transient if i < attempts => {
                 let backoff = config.retry.backoff(i);
@@ -616,7 +626,18 @@ async fn handle_with_retries<H: Handler>(
                         )
                         .await
                     }
-                    None => park(shared, record, at, headers, Target::DeadLetter, cancel, turn).await,
+                    None => {
+                        park(
+                            shared,
+                            record,
+                            at,
+                            headers,
+                            Target::DeadLetter,
+                            cancel,
+                            turn,
+                        )
+                        .await
+                    }
                 };
             }
         }
@@ -663,7 +684,16 @@ async fn dead_letter_now<H: Handler>(
     let now = now_ms();
     let mut headers = failure_headers(&shared.config, record, class, reason, now, now);
     headers.attempts = attempts;
-    park(shared, record, at, headers, Target::DeadLetter, cancel, turn).await
+    park(
+        shared,
+        record,
+        at,
+        headers,
+        Target::DeadLetter,
+        cancel,
+        turn,
+    )
+    .await
 }
 
 /// Where a failed record goes.
@@ -790,5 +820,86 @@ async fn park<H: Handler>(
                 }
             }
         }
+    }
+}
+
+/// Returns the span a record is handled in: every log line of the handler carries the record's
+/// coordinates and, from the `traceparent` and `ce_id` headers the producer SDK writes, its
+/// trace id and event id.
+fn record_span(service: &str, record: &InboundRecord) -> tracing::Span {
+    let (trace_id, event_id) = trace_and_event_ids(record);
+    tracing::info_span!(
+        "record",
+        service = %service,
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+        attempt = record.attempt,
+        trace_id = trace_id.unwrap_or(""),
+        event_id = event_id.unwrap_or(""),
+    )
+}
+
+/// Reads the trace id (W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`) and the event id
+/// (CloudEvents `ce_id`, a UUID) from the headers; malformed values are ignored, since headers
+/// come from outside the process.
+fn trace_and_event_ids(record: &InboundRecord) -> (Option<&str>, Option<&str>) {
+    let header = |name: &str| {
+        record
+            .header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let trace_id = header("traceparent")
+        .and_then(|tp| tp.split('-').nth(1))
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+    let event_id = header("ce_id").filter(|id| uuid::Uuid::parse_str(id).is_ok());
+    (trace_id, event_id)
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    fn record(headers: &[(&str, &[u8])]) -> InboundRecord {
+        InboundRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Some(v.to_vec())))
+                .collect(),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn trace_and_event_ids_come_from_valid_headers_only() {
+        let r = record(&[
+            (
+                "traceparent",
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("ce_id", b"0b7e3c1e-8d5c-4f7a-9a53-2f1c5d4e6b7a"),
+        ]);
+        assert_eq!(
+            trace_and_event_ids(&r),
+            (
+                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+                Some("0b7e3c1e-8d5c-4f7a-9a53-2f1c5d4e6b7a")
+            )
+        );
+        let hostile = record(&[
+            ("traceparent", b"00-zz-\xff-01"),
+            ("ce_id", b"not-a-uuid\n"),
+        ]);
+        assert_eq!(trace_and_event_ids(&hostile), (None, None));
+        assert_eq!(
+            trace_and_event_ids(&record(&[("ce_id", &[0xff, 0xfe])])),
+            (None, None)
+        );
     }
 }
