@@ -255,7 +255,10 @@ impl KeyRegistry {
         let schemas =
             SchemaRegistry::new(&config.schema_registry_url).map_err(KeyRegistryError::Registry)?;
         let own_id = schemas
-            .register(&value_subject(&config.topic), vigil_schemas::schema::KEY_STATUS_AVSC)
+            .register(
+                &value_subject(&config.topic),
+                vigil_schemas::schema::KEY_STATUS_AVSC,
+            )
             .await
             .map_err(KeyRegistryError::Registry)?;
         let codec = Codec::<KeyStatus>::new().map_err(KeyRegistryError::Encode)?;
@@ -268,18 +271,20 @@ impl KeyRegistry {
             .set("isolation.level", "read_uncommitted")
             // A revocation must reach every verifier fast; the topic is small, idle polls are cheap.
             .set("fetch.wait.max.ms", "50");
-        let consumer: StreamConsumer = client.create().map_err(|source| KeyRegistryError::Kafka {
-            what: "create key registry consumer",
-            source,
-        })?;
+        let consumer: StreamConsumer =
+            client.create().map_err(|source| KeyRegistryError::Kafka {
+                what: "create key registry consumer",
+                source,
+            })?;
         let topic = config.topic.clone();
         let ends = {
-            let probe: BaseConsumer = kafka.consumer("vigil-key-registry-probe").create().map_err(
-                |source| KeyRegistryError::Kafka {
+            let probe: BaseConsumer = kafka
+                .consumer("vigil-key-registry-probe")
+                .create()
+                .map_err(|source| KeyRegistryError::Kafka {
                     what: "create metadata client",
                     source,
-                },
-            )?;
+                })?;
             let topic = topic.clone();
             tokio::task::spawn_blocking(move || high_watermarks(&probe, &topic))
                 .await
@@ -385,7 +390,9 @@ impl KeyRegistry {
                 self.metrics.updates.with_label_values(&["upsert"]).inc();
             }
         }
-        self.metrics.keys.set(i64::try_from(self.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .keys
+            .set(i64::try_from(self.len()).unwrap_or(i64::MAX));
         self.applied.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -407,13 +414,15 @@ fn read<'a>(
     lock: &'a RwLock<HashMap<String, Arc<KeyView>>>,
 ) -> std::sync::RwLockReadGuard<'a, HashMap<String, Arc<KeyView>>> {
     // A writer panicking mid-insert leaves a consistent map (insert is one call): keep serving.
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<'a>(
     lock: &'a RwLock<HashMap<String, Arc<KeyView>>>,
 ) -> std::sync::RwLockWriteGuard<'a, HashMap<String, Arc<KeyView>>> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn uuid_like() -> String {
@@ -517,7 +526,11 @@ async fn follow(
             remaining.remove(&partition);
         }
         let Some(key) = key else {
-            registry.metrics.updates.with_label_values(&["invalid"]).inc();
+            registry
+                .metrics
+                .updates
+                .with_label_values(&["invalid"])
+                .inc();
             tracing::warn!(partition, offset, "key status without a record key ignored");
             continue;
         };
@@ -526,8 +539,18 @@ async fn follow(
             Some(v) => match decode_status(&schemas, own_id, &codec, &v).await {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    registry.metrics.updates.with_label_values(&["invalid"]).inc();
-                    tracing::warn!(partition, offset, key_id = key, error = e, "undecodable key status ignored");
+                    registry
+                        .metrics
+                        .updates
+                        .with_label_values(&["invalid"])
+                        .inc();
+                    tracing::warn!(
+                        partition,
+                        offset,
+                        key_id = key,
+                        error = e,
+                        "undecodable key status ignored"
+                    );
                     continue;
                 }
             },
@@ -565,12 +588,17 @@ impl KeyStatusWriter {
         let schemas =
             SchemaRegistry::new(schema_registry_url).map_err(KeyRegistryError::Registry)?;
         let schema_id = schemas
-            .register(&value_subject(topic), vigil_schemas::schema::KEY_STATUS_AVSC)
+            .register(
+                &value_subject(topic),
+                vigil_schemas::schema::KEY_STATUS_AVSC,
+            )
             .await
             .map_err(KeyRegistryError::Registry)?;
         let mut config = kafka.producer();
         // An operator waits on the command: one record, sent at once.
-        config.set("linger.ms", "0").set("message.timeout.ms", "30000");
+        config
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", "30000");
         let producer: FutureProducer =
             config.create().map_err(|source| KeyRegistryError::Kafka {
                 what: "create key status producer",
@@ -626,7 +654,10 @@ mod tests {
         KeyStatus {
             key_id: "k1".into(),
             algorithm: "ed25519".into(),
-            public_key: EventSigner::from_seed(&[3; 32]).public_key().to_bytes().to_vec(),
+            public_key: EventSigner::from_seed(&[3; 32])
+                .public_key()
+                .to_bytes()
+                .to_vec(),
             state,
             valid_from: 1_000,
             grace_until: None,
@@ -651,14 +682,19 @@ mod tests {
     fn active_rotated_and_unknown_keys() {
         let active = view(status(KeyState::Active));
         assert_eq!(active.decide(2_000, 5_000), KeyDecision::Valid);
-        assert!(matches!(active.decide(500, 5_000), KeyDecision::Untrusted { .. }));
+        assert!(matches!(
+            active.decide(500, 5_000),
+            KeyDecision::Untrusted { .. }
+        ));
         let mut s = status(KeyState::Rotated);
         s.grace_until = Some(10_000);
         let rotated = view(s);
         assert_eq!(rotated.decide(2_000, 10_000), KeyDecision::Valid);
         assert_eq!(
             rotated.decide(2_000, 10_001),
-            KeyDecision::Expired { grace_until: 10_000 }
+            KeyDecision::Expired {
+                grace_until: 10_000
+            }
         );
         assert!(matches!(decide(None, 0, 0), KeyDecision::Untrusted { .. }));
     }
@@ -672,11 +708,16 @@ mod tests {
         assert_eq!(normal.decide(4_999, 9_000), KeyDecision::Valid);
         assert_eq!(
             normal.decide(5_000, 9_000),
-            KeyDecision::Revoked { reason: "leaked".into() }
+            KeyDecision::Revoked {
+                reason: "leaked".into()
+            }
         );
         s.emergency = true;
         let emergency = view(s);
-        assert!(matches!(emergency.decide(2_000, 9_000), KeyDecision::Revoked { .. }));
+        assert!(matches!(
+            emergency.decide(2_000, 9_000),
+            KeyDecision::Revoked { .. }
+        ));
     }
 
     #[test]

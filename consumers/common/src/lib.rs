@@ -61,9 +61,7 @@ mod worker;
 
 pub use config::{ConfigError, Jitter, RetryPolicy, RetryTopic, RuntimeConfig};
 pub use dead_letter::{DeadLetterHeaderError, DeadLetterHeaders};
-pub use handler::{
-    ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader, Turn,
-};
+pub use handler::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader, Turn};
 pub use metrics::ConsumerMetrics;
 pub use runtime::{ConsumerRuntime, ParkError, RunSummary, RuntimeError};
 pub use shutdown::shutdown_signal;

@@ -62,7 +62,12 @@ impl Probe {
     }
 
     fn started(&self) -> Vec<i64> {
-        self.starts.lock().unwrap().iter().map(|(_, o)| *o).collect()
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, o)| *o)
+            .collect()
     }
 
     fn ended(&self) -> Vec<(Instant, i64, u32)> {
@@ -111,7 +116,15 @@ async fn fill(topic: &str, n: usize) {
     let producer = producer();
     for i in 0..n {
         let v = format!("r{i}");
-        produce(&producer, topic, Some(0), Some(b"k"), Some(v.as_bytes()), &[]).await;
+        produce(
+            &producer,
+            topic,
+            Some(0),
+            Some(b"k"),
+            Some(v.as_bytes()),
+            &[],
+        )
+        .await;
     }
 }
 
@@ -165,7 +178,11 @@ async fn out_of_order_completion_stores_offsets_in_order_and_keeps_turn_order() 
 
     let expected: Vec<i64> = (0..total as i64).collect();
     assert_eq!(probe.started(), expected, "started in offset order");
-    assert_eq!(*probe.in_turn.lock().unwrap(), expected, "turns taken in offset order");
+    assert_eq!(
+        *probe.in_turn.lock().unwrap(),
+        expected,
+        "turns taken in offset order"
+    );
     let completion: Vec<i64> = probe.ended().iter().map(|(_, o, _)| *o).collect();
     assert_ne!(completion, expected, "calls completed out of order");
     let max_active = probe.max_active.load(Ordering::SeqCst);
@@ -173,7 +190,10 @@ async fn out_of_order_completion_stores_offsets_in_order_and_keeps_turn_order() 
         (2..=8).contains(&max_active),
         "calls overlapped, within the depth: {max_active}"
     );
-    assert!(samples > 3, "commits were watched while handling ({samples})");
+    assert!(
+        samples > 3,
+        "commits were watched while handling ({samples})"
+    );
     assert_eq!(summary.handled, total as u64);
     assert_eq!(summary.unfinished, 0);
     assert_eq!(
@@ -244,11 +264,19 @@ async fn bad_data_and_transient_in_the_middle_of_a_window_keep_order_and_semanti
     assert_eq!(summary.handled, total as u64 - 2);
     let dlq = read(&topics.dlq, 2).await;
     for (r, offset) in dlq.iter().zip([10, 11]) {
-        assert_eq!(text(&r.value), format!("r{offset}"), "dead-lettered in offset order");
+        assert_eq!(
+            text(&r.value),
+            format!("r{offset}"),
+            "dead-lettered in offset order"
+        );
         let h = DeadLetterHeaders::parse(&r.headers).expect("dlq headers");
         assert_eq!((h.origin_partition, h.origin_offset), (0, offset));
     }
-    assert_eq!(end_offsets(&topics.dlq, 1)[&0], 2, "only r10 and r11 dead-lettered");
+    assert_eq!(
+        end_offsets(&topics.dlq, 1)[&0],
+        2,
+        "only r10 and r11 dead-lettered"
+    );
     assert_eq!(
         committed(&topics.group, &topics.source, 1),
         end_offsets(&topics.source, 1)
@@ -303,5 +331,8 @@ async fn internal_error_in_a_window_stores_nothing_from_it_on_and_a_restart_resu
         "restart begins at the failed record"
     );
     assert_eq!(summary.handled, total as u64 - 20);
-    assert_eq!(committed(&topics.group, &topics.source, 1)[&0], total as i64);
+    assert_eq!(
+        committed(&topics.group, &topics.source, 1)[&0],
+        total as i64
+    );
 }
