@@ -9,6 +9,7 @@ use serde::Deserialize;
 use vigil_consumer::{RetryTopic, RuntimeConfig};
 use vigil_schemas::topics;
 use vigil_topology::KafkaClientConfig;
+use vigil_topology::config_file::{self, ConfigFormat};
 
 /// A configuration value that is out of range or unreadable, named by its key.
 #[derive(Debug, thiserror::Error)]
@@ -23,23 +24,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The file could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid YAML for this configuration (unknown keys included).
-    #[error("cannot parse {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message.
-        message: String,
-    },
+    /// The file could not be read or parsed (unknown keys included).
+    #[error(transparent)]
+    File(#[from] config_file::ConfigFileError),
     /// A secret named by the configuration could not be read.
     #[error("alerter.{key}: cannot read secret: {reason}")]
     Secret {
@@ -434,37 +421,19 @@ pub fn read_secret(
 impl AlerterConfig {
     /// Parses a YAML document; `path` names it in errors.
     pub fn from_yaml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        Ok(config_file::parse(text, path, ConfigFormat::Yaml)?)
     }
 
     /// Reads a YAML file (or the defaults), then applies the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut config = match path {
-            Some(p) => {
-                let shown = p.display().to_string();
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: shown.clone(),
-                    source,
-                })?;
-                Self::from_yaml(&text, &shown)?
-            }
-            None => Self::default(),
-        };
+        let mut config = config_file::load(path, ConfigFormat::Yaml, Self::default)?;
         config.apply_env(|k| std::env::var(k).ok());
         Ok(config)
     }
 
     /// Applies `VIGIL_KAFKA_BOOTSTRAP` and `VIGIL_SCHEMA_REGISTRY_URL` from `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        if let Some(v) = get("VIGIL_KAFKA_BOOTSTRAP").filter(|v| !v.trim().is_empty()) {
-            self.kafka.bootstrap_servers = v;
-        }
-        if let Some(v) = get("VIGIL_SCHEMA_REGISTRY_URL").filter(|v| !v.trim().is_empty()) {
-            self.schema_registry_url = v;
-        }
+        config_file::apply_address_env(&get, &mut self.kafka, &mut self.schema_registry_url);
     }
 
     /// Returns the consumer runtime configuration of the alerter.

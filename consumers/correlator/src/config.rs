@@ -6,6 +6,7 @@ use serde::Deserialize;
 use vigil_consumer::RuntimeConfig;
 use vigil_schemas::topics;
 use vigil_topology::KafkaClientConfig;
+use vigil_topology::config_file::{self, ConfigFormat};
 
 use crate::engine::EngineSettings;
 
@@ -20,23 +21,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The file could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this configuration (unknown keys included).
-    #[error("cannot parse {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message.
-        message: String,
-    },
+    /// The file could not be read or parsed (unknown keys included).
+    #[error(transparent)]
+    File(#[from] config_file::ConfigFileError),
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -173,38 +160,20 @@ fn unreachable_default() -> CorrelatorConfig {
 impl CorrelatorConfig {
     /// Parses a TOML document.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        Ok(config_file::parse(text, path, ConfigFormat::Toml)?)
     }
 
     /// Reads a TOML file, or the defaults when `path` is `None`; then applies the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut config = match path {
-            Some(p) => {
-                let shown = p.display().to_string();
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: shown.clone(),
-                    source,
-                })?;
-                Self::from_toml(&text, &shown)?
-            }
-            None => Self::default(),
-        };
+        let mut config = config_file::load(path, ConfigFormat::Toml, Self::default)?;
         config.apply_env(|k| std::env::var(k).ok());
         Ok(config)
     }
 
     /// Applies `VIGIL_KAFKA_BOOTSTRAP`, `VIGIL_SCHEMA_REGISTRY_URL` and `VIGIL_RULES_DIR`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        if let Some(v) = get("VIGIL_KAFKA_BOOTSTRAP").filter(|v| !v.trim().is_empty()) {
-            self.kafka.bootstrap_servers = v;
-        }
-        if let Some(v) = get("VIGIL_SCHEMA_REGISTRY_URL").filter(|v| !v.trim().is_empty()) {
-            self.schema_registry_url = v;
-        }
-        if let Some(v) = get("VIGIL_RULES_DIR").filter(|v| !v.trim().is_empty()) {
+        config_file::apply_address_env(&get, &mut self.kafka, &mut self.schema_registry_url);
+        if let Some(v) = config_file::env_value(&get, "VIGIL_RULES_DIR") {
             self.rules_dir = PathBuf::from(v);
         }
     }
@@ -212,7 +181,11 @@ impl CorrelatorConfig {
     /// Returns the consumer runtime configuration: one record at a time per partition, since
     /// window state depends on event order.
     pub fn runtime_config(&self) -> RuntimeConfig {
-        let mut c = RuntimeConfig::new("correlator", &self.group_id, vec![self.verified_topic.clone()]);
+        let mut c = RuntimeConfig::new(
+            "correlator",
+            &self.group_id,
+            vec![self.verified_topic.clone()],
+        );
         c.dlq_topic = self.dlq_topic.clone();
         c.max_in_flight_per_partition = self.max_in_flight_per_partition;
         c.pipeline_depth = 1;
@@ -234,7 +207,9 @@ impl CorrelatorConfig {
 
     /// Checks every value, naming the first offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.kafka.validate().map_err(|e| invalid("kafka", e.to_string()))?;
+        self.kafka
+            .validate()
+            .map_err(|e| invalid("kafka", e.to_string()))?;
         if !self.schema_registry_url.starts_with("http://")
             && !self.schema_registry_url.starts_with("https://")
         {
@@ -255,7 +230,9 @@ impl CorrelatorConfig {
         if self.max_evidence == 0 || self.max_evidence > 1_000 {
             return Err(invalid("max_evidence", "must be 1..=1000"));
         }
-        self.runtime_config().validate().map_err(|e| invalid("runtime", e.to_string()))?;
+        self.runtime_config()
+            .validate()
+            .map_err(|e| invalid("runtime", e.to_string()))?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use vigil_consumer::{RetryTopic, RuntimeConfig};
 use vigil_schemas::topics;
 use vigil_topology::KafkaClientConfig;
+use vigil_topology::config_file::{self, ConfigFormat};
 
 /// A configuration value that is out of range or unreadable, named by its key.
 #[derive(Debug, thiserror::Error)]
@@ -18,23 +19,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The file could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this configuration (unknown keys included).
-    #[error("cannot parse {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message.
-        message: String,
-    },
+    /// The file could not be read or parsed (unknown keys included).
+    #[error(transparent)]
+    File(#[from] config_file::ConfigFileError),
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -177,37 +164,19 @@ fn unreachable_default() -> VerifierConfig {
 impl VerifierConfig {
     /// Parses a TOML document.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        Ok(config_file::parse(text, path, ConfigFormat::Toml)?)
     }
 
     /// Reads a TOML file, or the defaults when `path` is `None`; then applies the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut config = match path {
-            Some(p) => {
-                let shown = p.display().to_string();
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: shown.clone(),
-                    source,
-                })?;
-                Self::from_toml(&text, &shown)?
-            }
-            None => Self::default(),
-        };
+        let mut config = config_file::load(path, ConfigFormat::Toml, Self::default)?;
         config.apply_env(|k| std::env::var(k).ok());
         Ok(config)
     }
 
     /// Applies `VIGIL_KAFKA_BOOTSTRAP` and `VIGIL_SCHEMA_REGISTRY_URL` from `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        if let Some(v) = get("VIGIL_KAFKA_BOOTSTRAP").filter(|v| !v.trim().is_empty()) {
-            self.kafka.bootstrap_servers = v;
-        }
-        if let Some(v) = get("VIGIL_SCHEMA_REGISTRY_URL").filter(|v| !v.trim().is_empty()) {
-            self.schema_registry_url = v;
-        }
+        config_file::apply_address_env(&get, &mut self.kafka, &mut self.schema_registry_url);
     }
 
     /// Returns the consumer runtime configuration this verifier runs with.
@@ -265,7 +234,10 @@ impl VerifierConfig {
         if !(1_000..=86_400_000).contains(&self.max_clock_skew_ms) {
             return Err(invalid(
                 "max_clock_skew_ms",
-                format!("must be between 1000 and 86400000, got {}", self.max_clock_skew_ms),
+                format!(
+                    "must be between 1000 and 86400000, got {}",
+                    self.max_clock_skew_ms
+                ),
             ));
         }
         if !(1_000..=100_000_000).contains(&self.nonce_cache_max_entries) {
@@ -286,7 +258,10 @@ impl VerifierConfig {
         if !(1_024..=64 * 1024 * 1024).contains(&self.max_value_bytes) {
             return Err(invalid(
                 "max_value_bytes",
-                format!("must be between 1024 and 67108864, got {}", self.max_value_bytes),
+                format!(
+                    "must be between 1024 and 67108864, got {}",
+                    self.max_value_bytes
+                ),
             ));
         }
         if !(100..=3_600_000).contains(&self.key_registry_load_timeout_ms) {
@@ -345,11 +320,23 @@ mod tests {
         type Mutation = Box<dyn Fn(&mut VerifierConfig)>;
         let cases: Vec<(&str, Mutation)> = vec![
             ("max_clock_skew_ms", Box::new(|c| c.max_clock_skew_ms = 0)),
-            ("nonce_cache_max_entries", Box::new(|c| c.nonce_cache_max_entries = 1)),
+            (
+                "nonce_cache_max_entries",
+                Box::new(|c| c.nonce_cache_max_entries = 1),
+            ),
             ("verify_batch_max", Box::new(|c| c.verify_batch_max = 0)),
-            ("verified_topic", Box::new(|c| c.verified_topic = c.raw_topic.clone())),
-            ("schema_registry_url", Box::new(|c| c.schema_registry_url = "x".into())),
-            ("max_in_flight_per_partition", Box::new(|c| c.max_in_flight_per_partition = 0)),
+            (
+                "verified_topic",
+                Box::new(|c| c.verified_topic = c.raw_topic.clone()),
+            ),
+            (
+                "schema_registry_url",
+                Box::new(|c| c.schema_registry_url = "x".into()),
+            ),
+            (
+                "max_in_flight_per_partition",
+                Box::new(|c| c.max_in_flight_per_partition = 0),
+            ),
             ("pipeline_depth", Box::new(|c| c.pipeline_depth = 0)),
         ];
         for (key, mutate) in cases {
