@@ -305,7 +305,7 @@ impl Correlator {
             } else if r.is_detection() {
                 matched.push(rule_id);
                 if !self.pack.silent.contains(rule_id) {
-                    let group: Vec<(String, String)> = Vec::new();
+                    let group = self.detection_group(rule_id, fields);
                     alerts.push(self.alert(AlertParts {
                         rule_id,
                         title: &r.header.rule_title,
@@ -316,7 +316,7 @@ impl Correlator {
                         evidence: vec![event_id.clone()],
                         traces: Vec::new(),
                         seen: (occurred_at_us, occurred_at_us),
-                        description: format!("detection {} matched", r.header.rule_title),
+                        description: format!("detection {} matched for {}", r.header.rule_title, group_text(&group)),
                     }));
                 }
             }
@@ -328,6 +328,21 @@ impl Correlator {
         alerts.extend(self.expire_absence());
         self.stats.alerts += alerts.len() as u64;
         alerts
+    }
+
+    /// Returns the group key of a detection rule's standalone alert: its `group-by` fields, or
+    /// else the event's subject (`key_id`, else `principal`), so the fingerprint is rule plus
+    /// subject and the alerter's dedup never hides one key's alert behind another's.
+    fn detection_group(&self, rule_id: &str, fields: &Value) -> Vec<(String, String)> {
+        if let Some(by) = self.pack.detection_group_by.get(rule_id) {
+            return by.iter().map(|f| (f.clone(), field_string(fields, f))).collect();
+        }
+        ["key_id", "principal"]
+            .iter()
+            .map(|f| ((*f).to_owned(), field_string(fields, f)))
+            .find(|(_, v)| !v.is_empty())
+            .into_iter()
+            .collect()
     }
 
     fn update_absence(&mut self, matched: &[String], fields: &Value, ts: i64, event_id: &str, trace_id: &str) {

@@ -62,6 +62,9 @@ pub struct RulePack {
     pub absence: Vec<AbsenceRule>,
     /// Detection rule ids that only feed correlations (no standalone alert).
     pub silent: HashSet<String>,
+    /// Fields the standalone alerts of a detection rule are grouped by (Vigil's `group-by` on a
+    /// detection rule), by rule id; a rule without one is grouped by the event's subject.
+    pub detection_group_by: HashMap<String, Vec<String>>,
     /// Longest correlation timespan, microseconds (bounds the restart replay).
     pub max_timespan_us: i64,
     /// Files read, in order.
@@ -123,6 +126,7 @@ impl RulePack {
         let mut ids = HashSet::new();
         let mut names_to_ids: HashMap<String, String> = HashMap::new();
         let mut absence_docs = Vec::new();
+        let mut detection_group_by = HashMap::new();
         for (file, text) in sources {
             for doc in split_documents(text) {
                 let at = |line: usize, reason: String| RuleError {
@@ -163,6 +167,16 @@ impl RulePack {
                 if corr_type == Some("absence") {
                     absence_docs.push((file.clone(), doc.line, doc.text.to_owned(), yaml.clone()));
                     continue;
+                }
+                if corr_type.is_none()
+                    && let Some(g) = map.get("group-by")
+                {
+                    let fields = strings(Some(g))
+                        .filter(|l| !l.is_empty() && l.iter().all(|f| !f.trim().is_empty()))
+                        .ok_or_else(|| {
+                            at(doc.line_of("group-by"), "`group-by` of a detection rule must be a non-empty list of field names".to_owned())
+                        })?;
+                    detection_group_by.insert(id.clone(), fields);
                 }
                 let parsed = parse_sigma_yaml(doc.text)
                     .map_err(|e| at(doc.line, e.to_string()))?;
@@ -216,6 +230,7 @@ impl RulePack {
             sigma,
             absence,
             silent,
+            detection_group_by,
             max_timespan_us,
             files: sources.iter().map(|s| s.0.clone()).collect(),
         })

@@ -126,3 +126,64 @@ fn events_without_a_group_by_field_form_no_group_and_first_seen_is_exact() {
     assert_eq!(fired.len(), 1);
     assert_eq!((fired[0].first_seen, fired[0].last_seen), (t0, t0 + 200_000));
 }
+
+#[test]
+fn detection_alerts_are_fingerprinted_per_key_so_one_key_never_hides_another() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let pack = RulePack::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = Correlator::new(Arc::new(pack), EngineSettings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut alerts = Vec::new();
+    for (i, (key, reason)) in [("k-a", "key revoked: lost"), ("k-b", "key revoked: lost"), ("k-a", "key revoked: lost"), ("k-c", "nonce replayed")]
+        .iter()
+        .enumerate()
+    {
+        let state = if reason.starts_with("nonce") { "bad" } else { "revoked" };
+        let v = json!({"event_id": format!("e{i}"), "state": state, "reason": reason, "key_id": key, "principal": "alice"});
+        alerts.extend(c.process_fields(&v, 1_800_000_000_000_000 + i as i64 * 1_000_000));
+    }
+    let got: Vec<(&str, Option<&str>)> =
+        alerts.iter().map(|a| (a.rule_id.as_str(), a.group_key.get("key_id").map(String::as_str))).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("vigil-key-used-after-revocation", Some("k-a")),
+            ("vigil-key-used-after-revocation", Some("k-b")),
+            ("vigil-key-used-after-revocation", Some("k-a")),
+            ("vigil-replayed-nonce", Some("k-c")),
+        ]
+    );
+    let group = |k: &str| vec![("key_id".to_owned(), k.to_owned())];
+    assert_eq!(alerts[0].fingerprint, crate::fingerprint("vigil-key-used-after-revocation", &group("k-a")));
+    assert_ne!(alerts[0].fingerprint, alerts[1].fingerprint, "two keys, two fingerprints");
+    assert_eq!(alerts[0].fingerprint, alerts[2].fingerprint, "same key, same fingerprint (dedup holds)");
+    assert!(alerts[1].description.contains("key_id=k-b"), "{}", alerts[1].description);
+}
+
+#[test]
+fn detection_group_by_defaults_to_the_subject_and_is_validated() {
+    let rule = |extra: &str| format!("title: d\nid: d-x\nlogsource: {{product: vigil}}\ndetection:\n  sel:\n    state: bad\n  condition: sel\n{extra}");
+    let load = |text: String| RulePack::from_sources(&[(PathBuf::from("d.yml"), text)]);
+    let mut c = Correlator::new(Arc::new(load(rule("")).unwrap_or_else(|e| panic!("{e}"))), EngineSettings::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<_> = [json!({"state": "bad", "key_id": "k", "principal": "p"}), json!({"state": "bad", "principal": "p"}), json!({"state": "bad"})]
+        .iter()
+        .flat_map(|v| c.process_fields(v, 1_800_000_000_000_000))
+        .map(|a| a.group_key.into_iter().collect::<Vec<_>>())
+        .collect();
+    let kv = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+    assert_eq!(keys, vec![kv("key_id", "k"), kv("principal", "p"), vec![]]);
+
+    let mut by_ip = Correlator::new(
+        Arc::new(load(rule("group-by: [client_ip, tenant]\n")).unwrap_or_else(|e| panic!("{e}"))),
+        EngineSettings::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let a = by_ip.process_fields(&json!({"state": "bad", "key_id": "k", "client_ip": "10.0.0.1"}), 1_800_000_000_000_000);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].group_key.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(), vec![("client_ip", "10.0.0.1"), ("tenant", "")]);
+
+    for bad in ["group-by: []\n", "group-by: {a: 1}\n", "group-by: [\"\"]\n"] {
+        let e = load(rule(bad)).err().unwrap_or_else(|| panic!("accepted {bad:?}"));
+        assert_eq!((e.line, e.reason.contains("group-by")), (8, true), "{bad:?}: {e}");
+    }
+}

@@ -71,6 +71,8 @@ impl Topics {
         c.verified_topic = self.verified.clone();
         c.alerts_topic = self.alerts.clone();
         c.dlq_topic = self.dlq.clone();
+        // The shared vigil.retry.* topics would mix this test's group with everyone else's.
+        c.retry_topics = Vec::new();
         c.rules_dir = rules_dir();
         c.reload_poll_ms = 0;
         c.commit_interval_ms = 200;
@@ -82,7 +84,7 @@ impl Topics {
     /// The same configuration as TOML, for a correlator in a child process.
     pub fn config_toml(&self, group: &str) -> String {
         format!(
-            "schema_registry_url = {:?}\ngroup_id = {group:?}\nverified_topic = {:?}\nalerts_topic = {:?}\ndlq_topic = {:?}\nrules_dir = {:?}\nreload_poll_ms = 0\ncommit_interval_ms = 200\n[kafka]\nbootstrap_servers = {:?}\nlinger_ms = 1\n",
+            "schema_registry_url = {:?}\ngroup_id = {group:?}\nverified_topic = {:?}\nalerts_topic = {:?}\ndlq_topic = {:?}\nretry_topics = []\nrules_dir = {:?}\nreload_poll_ms = 0\ncommit_interval_ms = 200\n[kafka]\nbootstrap_servers = {:?}\nlinger_ms = 1\n",
             schema_registry_url(),
             self.verified,
             self.alerts,
