@@ -536,6 +536,9 @@ impl Demo {
             verified_topic: self.names.verified.clone(),
             alerts_topic: self.names.alerts.clone(),
             dlq_topic: self.names.dlq.clone(),
+            // Like the verifier's: the demo's namespace has no retry topics, and the shared
+            // vigil.retry.* must not receive (or be read for) the demo's records.
+            retry_topics: Vec::new(),
             rules_dir,
             reload_poll_ms: 0,
             rebuild_on_start: false,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vigil_consumer::RuntimeConfig;
+use vigil_consumer::{RetryTopic, RuntimeConfig};
 use vigil_schemas::topics;
 use vigil_topology::KafkaClientConfig;
 use vigil_topology::config_file::{self, ConfigFormat};
@@ -55,6 +55,10 @@ pub struct CorrelatorConfig {
     /// Dead-letter topic for undecodable records.
     #[serde(default = "default_dlq_topic")]
     pub dlq_topic: String,
+    /// Delayed retry topics for transient failures (alerts topic unreachable); empty: DLQ
+    /// after the in-process retries.
+    #[serde(default = "default_retry_topics")]
+    pub retry_topics: Vec<RetryTopic>,
     /// Directory of Sigma rule files (`*.yml`); `VIGIL_RULES_DIR` overrides it.
     #[serde(default = "default_rules_dir")]
     pub rules_dir: PathBuf,
@@ -107,6 +111,9 @@ fn default_alerts_topic() -> String {
 }
 fn default_dlq_topic() -> String {
     topics::DLQ.to_owned()
+}
+fn default_retry_topics() -> Vec<RetryTopic> {
+    RuntimeConfig::new("correlator", "g", vec!["t".to_owned()]).retry_topics
 }
 fn default_rules_dir() -> PathBuf {
     PathBuf::from("rules")
@@ -187,6 +194,7 @@ impl CorrelatorConfig {
             vec![self.verified_topic.clone()],
         );
         c.dlq_topic = self.dlq_topic.clone();
+        c.retry_topics = self.retry_topics.clone();
         c.max_in_flight_per_partition = self.max_in_flight_per_partition;
         c.pipeline_depth = 1;
         c.commit_interval_ms = self.commit_interval_ms;
@@ -234,5 +242,37 @@ impl CorrelatorConfig {
             .validate()
             .map_err(|e| invalid("runtime", e.to_string()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_topics_default_to_the_runtime_s_and_are_configurable() {
+        let defaults = CorrelatorConfig::default();
+        let runtime_default = RuntimeConfig::new("correlator", "g", vec!["t".to_owned()]).retry_topics;
+        assert!(!runtime_default.is_empty());
+        assert_eq!(defaults.retry_topics, runtime_default);
+        assert_eq!(defaults.runtime_config().retry_topics, runtime_default);
+
+        let own = CorrelatorConfig::from_toml(
+            "[[retry_topics]]\ntopic = \"demo.retry.1s\"\ndelay_ms = 1000\n",
+            "c.toml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rc = own.runtime_config();
+        assert_eq!(rc.retry_topics.len(), 1);
+        assert_eq!((rc.retry_topics[0].topic.as_str(), rc.retry_topics[0].delay_ms), ("demo.retry.1s", 1_000));
+        assert!(rc.subscribed_topics().contains(&"demo.retry.1s"));
+
+        let none = CorrelatorConfig::from_toml("retry_topics = []\n", "c.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(none.runtime_config().subscribed_topics(), vec![topics::EVENTS_VERIFIED]);
+
+        let mut clash = CorrelatorConfig::default();
+        clash.retry_topics[0].topic = clash.verified_topic.clone();
+        let e = clash.validate().err().unwrap_or_else(|| panic!("accepted"));
+        assert!(e.to_string().contains("retry_topics[0].topic"), "{e}");
     }
 }
