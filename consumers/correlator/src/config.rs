@@ -83,6 +83,14 @@ pub struct CorrelatorConfig {
     /// How long the start-up replay may take before the correlator starts with what it read.
     #[serde(default = "default_rebuild_timeout_ms")]
     pub rebuild_timeout_ms: u64,
+    /// Records of one partition handled at once: decoding overlaps, while the windows are fed
+    /// and alerts queued strictly in offset order; alert acknowledgements are awaited after.
+    #[serde(default = "default_pipeline_depth")]
+    pub pipeline_depth: usize,
+    /// Linger of the alerts producer (the Kafka client's `linger_ms` applies to nothing else
+    /// here): alerts are rare and their latency matters more than batching.
+    #[serde(default)]
+    pub alerts_linger_ms: u32,
     /// Records queued per partition before the partition is paused.
     #[serde(default = "default_max_in_flight_per_partition")]
     pub max_in_flight_per_partition: usize,
@@ -142,6 +150,9 @@ fn default_rebuild_timeout_ms() -> u64 {
 fn default_max_in_flight_per_partition() -> usize {
     256
 }
+fn default_pipeline_depth() -> usize {
+    32
+}
 fn default_commit_interval_ms() -> u64 {
     5_000
 }
@@ -185,8 +196,8 @@ impl CorrelatorConfig {
         }
     }
 
-    /// Returns the consumer runtime configuration: one record at a time per partition, since
-    /// window state depends on event order.
+    /// Returns the consumer runtime configuration (window state depends on event order, so the
+    /// handler feeds the engine inside each record's turn).
     pub fn runtime_config(&self) -> RuntimeConfig {
         let mut c = RuntimeConfig::new(
             "correlator",
@@ -196,7 +207,7 @@ impl CorrelatorConfig {
         c.dlq_topic = self.dlq_topic.clone();
         c.retry_topics = self.retry_topics.clone();
         c.max_in_flight_per_partition = self.max_in_flight_per_partition;
-        c.pipeline_depth = 1;
+        c.pipeline_depth = self.pipeline_depth;
         c.commit_interval_ms = self.commit_interval_ms;
         c.shutdown_timeout_ms = self.shutdown_timeout_ms;
         c
@@ -231,6 +242,9 @@ impl CorrelatorConfig {
             if topic.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
             }
+        }
+        if self.alerts_linger_ms > 5_000 {
+            return Err(invalid("alerts_linger_ms", "must be at most 5000"));
         }
         if self.max_state_keys == 0 {
             return Err(invalid("max_state_keys", "must be at least 1"));

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use vigil_consumer::{ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RunSummary, RuntimeError};
+use vigil_consumer::{ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RunSummary, RuntimeError, Turn};
 use vigil_schemas::model::Alert;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{AvroRecord, Codec, SchemaId, SchemaRegistry, VerifiedEvent, wire};
@@ -91,6 +92,10 @@ impl CorrelatorMetrics {
     }
 }
 
+/// How long queuing an alert may wait for room in the producer queue before it counts as a
+/// transient failure.
+const PRODUCER_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
 /// Consumes verified events and produces the alerts they complete.
 struct CorrelatorHandler {
     engine: Arc<Mutex<Correlator>>,
@@ -101,7 +106,7 @@ struct CorrelatorHandler {
     producer: FutureProducer,
     /// Alerts computed for a record whose produce failed, keyed by (partition, offset): a retry
     /// sends these instead of feeding the event into the windows a second time.
-    unsent: Mutex<HashMap<(i32, i64), Vec<Alert>>>,
+    unsent: Mutex<HashMap<(String, i32, i64), Vec<Alert>>>,
     metrics: CorrelatorMetrics,
 }
 
@@ -117,46 +122,101 @@ fn decode(codec: &Codec<VerifiedEvent>, value: Option<&[u8]>) -> Result<Verified
 
 impl Handler for CorrelatorHandler {
     async fn handle(&self, r: &InboundRecord) -> Result<Outcome, HandleError> {
-        let key = (r.partition, r.offset);
+        self.handle_in_turn(r, &mut Turn::solo()).await
+    }
+
+    /// Decodes concurrently with the partition's other records in flight; in the record's turn
+    /// feeds the windows (event order matters) and queues its alerts; awaits their
+    /// acknowledgements after the turn, so one record's produce round trip does not hold up the
+    /// next record. The offset is still stored only after every alert of the record was acked.
+    async fn handle_in_turn(&self, r: &InboundRecord, turn: &mut Turn) -> Result<Outcome, HandleError> {
+        let key = (r.topic.clone(), r.partition, r.offset);
         let pending = lock(&self.unsent).remove(&key);
-        let alerts = match pending {
-            Some(a) => a,
-            None => {
-                let event = decode(&self.codec, r.value.as_deref()).map_err(HandleError::bad_data)?;
+        let event = match pending {
+            Some(_) => None,
+            None => Some(decode(&self.codec, r.value.as_deref()).map_err(HandleError::bad_data)?),
+        };
+        turn.wait().await;
+        let alerts = match (pending, event) {
+            (Some(a), _) => a,
+            (None, Some(event)) => {
                 let mut engine = lock(&self.engine);
                 let before = engine.stats();
                 let alerts = engine.process(&event);
                 self.metrics.observe(before, engine.stats(), engine.state_keys());
                 alerts
             }
+            (None, None) => Vec::new(),
         };
+        let mut queued = Vec::with_capacity(alerts.len());
         for (i, alert) in alerts.iter().enumerate() {
-            let sent = self.send(alert).await;
-            if let Err(e) = sent {
-                lock(&self.unsent).insert(key, alerts[i..].to_vec());
-                return Err(HandleError::transient(e));
+            match self.enqueue(alert).await {
+                Ok(delivery) => queued.push(delivery),
+                Err(e) => {
+                    // Nothing after `i` was queued; what was queued is awaited below.
+                    let mut unsent = alerts[i..].to_vec();
+                    turn.pass().await;
+                    unsent.extend(self.await_acks(&alerts[..i], queued).await);
+                    lock(&self.unsent).insert(key, unsent);
+                    return Err(HandleError::transient(e));
+                }
             }
-            self.metrics.alerts.inc();
-            tracing::info!(rule = alert.rule_id, fingerprint = alert.fingerprint, count = alert.count, "alert raised");
+        }
+        turn.pass().await;
+        let failed = self.await_acks(&alerts, queued).await;
+        if !failed.is_empty() {
+            let n = failed.len();
+            lock(&self.unsent).insert(key, failed);
+            return Err(HandleError::transient(format!("{n} alert(s) not acknowledged by the alerts topic")));
         }
         Ok(Outcome::Handled)
     }
 }
 
 impl CorrelatorHandler {
-    async fn send(&self, alert: &Alert) -> Result<(), String> {
+    /// Encodes and queues one alert; returns its acknowledgement.
+    async fn enqueue(&self, alert: &Alert) -> Result<DeliveryFuture, String> {
         let value = self
             .alert_codec
             .encode_framed(self.alert_schema, alert)
             .map_err(|e| format!("encoding alert: {e}"))?;
-        let record = FutureRecord::to(&self.alerts_topic)
+        let mut record = FutureRecord::to(&self.alerts_topic)
             .key(alert.fingerprint.as_bytes())
             .payload(&value);
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| format!("producing alert: {e}"))
+        let deadline = Instant::now() + PRODUCER_QUEUE_WAIT;
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) if Instant::now() < deadline => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(format!("producing alert: {e}")),
+            }
+        }
+    }
+
+    /// Awaits the acknowledgements of `alerts` (queued in the same order); returns those that
+    /// were not acknowledged.
+    async fn await_acks(&self, alerts: &[Alert], queued: Vec<DeliveryFuture>) -> Vec<Alert> {
+        let mut failed = Vec::new();
+        for (alert, delivery) in alerts.iter().zip(queued) {
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    self.metrics.alerts.inc();
+                    tracing::info!(rule = alert.rule_id, fingerprint = alert.fingerprint, count = alert.count, "alert raised");
+                }
+                Ok(Err((e, _))) => {
+                    tracing::warn!(error = %e, fingerprint = alert.fingerprint, "alert not acknowledged");
+                    failed.push(alert.clone());
+                }
+                Err(_) => {
+                    tracing::warn!(fingerprint = alert.fingerprint, "alert delivery cancelled");
+                    failed.push(alert.clone());
+                }
+            }
+        }
+        failed
     }
 }
 
@@ -338,6 +398,9 @@ pub async fn run(
     }
     let mut producer_config = config.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");
+    // Alerts are few and each one's linger is added to the time to the pager; a burst still
+    // batches behind the requests in flight (measured: scripts/bench-e2e-latency).
+    producer_config.set("linger.ms", config.alerts_linger_ms.to_string());
     let producer: FutureProducer = producer_config
         .create()
         .map_err(|e| CorrelatorError::Kafka(e.to_string()))?;

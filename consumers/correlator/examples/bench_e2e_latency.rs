@@ -1,0 +1,404 @@
+//! End-to-end latency: `Emitter::emit` → verifier → correlator → alerter → signed webhook, on
+//! the real stack, every service in this process (as `scripts/bench-alerter` runs the alerter).
+//!
+//! Each measured event carries its emit time as `occurred_at` (set just before `emit`) and a
+//! bench rule (`group-by: [event_id]`) turns every event into exactly one alert with its own
+//! fingerprint, so the alerter's dedup hides no sample; the alert's `first_seen` is the event's
+//! `occurred_at`, and the webhook receiver subtracts it from its arrival time.
+//! Phases: a low rate; paced steps ×1.5 up to the highest rate whose p99 stays under
+//! BENCH_SUSTAIN_P99_MS with every alert delivered (the measured maximum); then 70% of it.
+//! Knobs (env): BENCH_LOW_RATE (events/s, default 20), BENCH_LOW_SECS (15), BENCH_STEP_START
+//! (100), BENCH_STEP_MAX (20000), BENCH_STEP_SECS (4), BENCH_SUSTAIN_P99_MS (100),
+//! BENCH_LOAD_SECS (15), BENCH_PARTITIONS (12: raw and verified; alerts get 6),
+//! BENCH_LINGER_MS (unset: the services' default linger), BENCH_KEYS (64 subjects),
+//! BENCH_STAGES=1 (also read the verified and alerts topics and print, per phase, when each
+//! hop's record was produced (record timestamp, ms) and seen by a reader, since emit).
+
+#![allow(
+    clippy::field_reassign_with_default,
+    clippy::expect_used,
+    clippy::unwrap_used
+)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use vigil_consumer::key_registry::KeyStatusWriter;
+use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_producer::{Emitter, EmitterConfig};
+use vigil_schemas::model::now_micros;
+use vigil_schemas::topics::value_subject;
+use vigil_schemas::{
+    AvroRecord, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
+    SchemaRegistry, Status, Subject, VerificationEvent,
+};
+use vigil_topology::{KafkaClientConfig, Telemetry};
+
+const BENCH_RULE: &str = "title: Bench event\nid: bench-e2e\nstatus: test\nlogsource: {product: vigil}\n\
+detection:\n  selection:\n    attributes.bench: e2e\n    state: valid\n  condition: selection\n\
+group-by: [event_id]\nlevel: high\n";
+
+#[derive(Default)]
+struct Seen {
+    latencies_us: Vec<i64>,
+    fingerprints: HashSet<String>,
+    duplicates: u64,
+}
+
+async fn receive(State(seen): State<Arc<Mutex<Seen>>>, body: Bytes) -> &'static str {
+    let now = now_micros();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let emitted = v["alert"]["first_seen"].as_i64();
+    let fp = v["alert"]["fingerprint"].as_str().unwrap_or("").to_owned();
+    let mut s = seen.lock().unwrap();
+    if !s.fingerprints.insert(fp) {
+        s.duplicates += 1;
+    } else if let Some(t) = emitted {
+        s.latencies_us.push(now - t);
+    }
+    "ok"
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn pct(l: &[i64], q: f64) -> f64 {
+    if l.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((q * l.len() as f64).ceil() as usize).clamp(1, l.len()) - 1;
+    l[idx] as f64 / 1_000.0
+}
+
+fn report(phase: &str, rate: f64, sent: u64, mut l: Vec<i64>) -> f64 {
+    l.sort_unstable();
+    // The machine's load, since other work on a 2-core box shows up in the tail.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?");
+    println!(
+        "{phase}: rate={rate:.0}/s sent={sent} samples={} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms (load1 {load})",
+        l.len(),
+        pct(&l, 0.50),
+        pct(&l, 0.90),
+        pct(&l, 0.99),
+        pct(&l, 1.0)
+    );
+    pct(&l, 0.99)
+}
+
+/// Emits `rate × secs` events, paced, over the keys in turn; returns how many.
+async fn paced(emitter: &Emitter, keys: &[String], rate: f64, secs: u64) -> u64 {
+    let total = (rate * secs as f64).round() as u64;
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let now = Instant::now();
+        if due > now + Duration::from_micros(500) {
+            tokio::time::sleep(due - now).await;
+        }
+        let mut e = VerificationEvent::new(
+            EventClass::SignatureVerification,
+            "verify",
+            Status::Success,
+            Producer::rust("bench-e2e"),
+        )
+        .with_subject(Subject::principal("bench").with_key_id(&keys[i as usize % keys.len()]))
+        .with_attribute("bench", "e2e");
+        e.occurred_at = now_micros();
+        emitter.emit(e).unwrap();
+    }
+    total
+}
+
+/// Waits until `n` samples arrived (or `timeout`); returns whether all did.
+async fn wait_for(seen: &Arc<Mutex<Seen>>, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if seen.lock().unwrap().latencies_us.len() >= n {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Per hop: (produced, seen by a reader) latencies since emit, microseconds.
+#[derive(Default)]
+struct Stages {
+    verified: (Vec<i64>, Vec<i64>),
+    alerts: (Vec<i64>, Vec<i64>),
+}
+
+/// Reads `topic` and records, per record, its timestamp and arrival minus the emit time that
+/// `emitted` extracts from the Avro body.
+fn stage_reader(
+    topic: &str,
+    stages: Arc<Mutex<Stages>>,
+    pick: fn(&mut Stages) -> &mut (Vec<i64>, Vec<i64>),
+    emitted: Box<dyn Fn(&[u8]) -> Option<i64> + Send>,
+) {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let mut c = vigil_e2e::client_config();
+    c.set("group.id", unique_name("bench-e2e-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100");
+    let consumer: BaseConsumer = c.create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    std::thread::spawn(move || {
+        loop {
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+            let now = now_micros();
+            let Some(t0) = m.payload().and_then(|v| v.get(5..)).and_then(|b| emitted(b)) else { continue };
+            let produced = m.timestamp().to_millis().map(|ms| ms * 1_000 - t0);
+            let mut s = stages.lock().unwrap();
+            let hop = pick(&mut s);
+            if let Some(p) = produced {
+                hop.0.push(p);
+            }
+            hop.1.push(now - t0);
+        }
+    });
+}
+
+fn report_stages(stages: &Arc<Mutex<Stages>>) {
+    let mut s = stages.lock().unwrap();
+    let line = |name: &str, v: &mut Vec<i64>| {
+        v.sort_unstable();
+        println!("  {name}: n={} p50={:.2}ms p99={:.2}ms max={:.2}ms", v.len(), pct(v, 0.5), pct(v, 0.99), pct(v, 1.0));
+        v.clear();
+    };
+    let Stages { verified, alerts } = &mut *s;
+    line("verified produced (record ts, ms)", &mut verified.0);
+    line("verified seen by a reader", &mut verified.1);
+    line("alert produced (record ts, ms)", &mut alerts.0);
+    line("alert seen by a reader", &mut alerts.1);
+}
+
+fn take(seen: &Arc<Mutex<Seen>>) -> Vec<i64> {
+    std::mem::take(&mut seen.lock().unwrap().latencies_us)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let partitions = env("BENCH_PARTITIONS", 12) as i32;
+    let (raw, verified, keys, alerts, dlq) = (
+        unique_name("bench-e2e-raw"),
+        unique_name("bench-e2e-verified"),
+        unique_name("bench-e2e-keys"),
+        unique_name("bench-e2e-alerts"),
+        unique_name("bench-e2e-dlq"),
+    );
+    for (t, p) in [(&raw, partitions), (&verified, partitions), (&alerts, 6), (&dlq, 1)] {
+        vigil_e2e::create_topic(t, p).await;
+    }
+    vigil_e2e::create_topic(&keys, 1).await;
+    let mut kafka = KafkaClientConfig::new(kafka_bootstrap());
+    if let Ok(v) = std::env::var("BENCH_LINGER_MS") {
+        kafka.linger_ms = v.parse().expect("BENCH_LINGER_MS is a number");
+    }
+    println!(
+        "setup: raw/verified {partitions} partitions, alerts 6, linger_ms={} (all producers)",
+        kafka.linger_ms
+    );
+
+    // A signing key the verifier trusts.
+    let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
+    let raw_schema = registry
+        .register(&value_subject(&raw), <VerificationEvent as AvroRecord>::SCHEMA_JSON)
+        .await
+        .unwrap();
+    // One signing key; the events' subjects spread over BENCH_KEYS key ids, so the raw topic's
+    // subject key spreads them over partitions as real traffic is.
+    let key_id = "bench-e2e-key";
+    let subjects: Vec<String> = (0..env("BENCH_KEYS", 64)).map(|i| format!("bench-subject-{i}")).collect();
+    let signer = EventSigner::generate().with_key_id(KeyId::new(key_id).unwrap());
+    let writer = KeyStatusWriter::new(&keys, &schema_registry_url(), &kafka).await.unwrap();
+    writer
+        .write(&KeyStatus {
+            key_id: key_id.into(),
+            algorithm: "ed25519".into(),
+            public_key: signer.public_key().to_bytes().to_vec(),
+            state: KeyState::Active,
+            valid_from: now_micros() - 3_600_000_000,
+            grace_until: None,
+            revoked_at: None,
+            reason: None,
+            emergency: false,
+            replaced_by: None,
+            updated_at: now_micros(),
+            updated_by: "bench-e2e".into(),
+        })
+        .await
+        .unwrap();
+
+    // The webhook receiver.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = Router::new().fallback(receive).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("bench.yml"), BENCH_RULE).unwrap();
+    std::fs::write(dir.path().join("token"), "bench-token").unwrap();
+    std::fs::write(dir.path().join("secret"), "bench-secret").unwrap();
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopper = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let mut tasks = Vec::new();
+    let mut health = Vec::new();
+
+    let mut vc = vigil_verifier::VerifierConfig::default();
+    vc.kafka = kafka.clone();
+    vc.schema_registry_url = schema_registry_url();
+    vc.group_id = unique_name("bench-e2e-verifier");
+    vc.raw_topic = raw.clone();
+    vc.verified_topic = verified.clone();
+    vc.keys_topic = keys.clone();
+    vc.dlq_topic = dlq.clone();
+    vc.retry_topics = Vec::new();
+    let vt = Telemetry::new();
+    health.push(vt.health.clone());
+    let shutdown = stopper(&stop_tx);
+    tasks.push(tokio::spawn(async move {
+        vigil_verifier::run(&vc, &vt, shutdown).await.map(|_| ()).map_err(|e| e.to_string())
+    }));
+
+    let mut cc = vigil_correlator::CorrelatorConfig::default();
+    cc.kafka = kafka.clone();
+    cc.schema_registry_url = schema_registry_url();
+    cc.group_id = unique_name("bench-e2e-correlator");
+    cc.verified_topic = verified.clone();
+    cc.alerts_topic = alerts.clone();
+    cc.dlq_topic = dlq.clone();
+    cc.retry_topics = Vec::new();
+    cc.rules_dir = rules.clone();
+    cc.reload_poll_ms = 0;
+    cc.rebuild_on_start = false;
+    let ct = Telemetry::new();
+    health.push(ct.health.clone());
+    let shutdown = stopper(&stop_tx);
+    tasks.push(tokio::spawn(async move {
+        vigil_correlator::run(&cc, &ct, shutdown).await.map(|_| ()).map_err(|e| e.to_string())
+    }));
+
+    let yaml = format!(
+        "schema_registry_url: {reg:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\n\
+         api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
+         receivers:\n  - {{name: hook, kind: webhook, url: {hook:?}, secret_file: {secret:?}, \
+         rate_limit_per_minute: 100000000, rate_limit_burst: 1000000, timeout_ms: 5000}}\n\
+         route: {{receivers: [hook]}}\n",
+        reg = schema_registry_url(),
+        group = unique_name("bench-e2e-alerter"),
+        token = dir.path().join("token").display().to_string(),
+        secret = dir.path().join("secret").display().to_string(),
+    );
+    let mut ac = vigil_alerter::AlerterConfig::from_yaml(&yaml, "bench").unwrap();
+    ac.kafka = kafka.clone();
+    ac.validate("bench").unwrap();
+    let at = Telemetry::new();
+    health.push(at.health.clone());
+    let alerter = vigil_alerter::build(&ac, &at).await.unwrap();
+    let shutdown = stopper(&stop_tx);
+    tasks.push(tokio::spawn(async move {
+        alerter.run(&ac, &at, shutdown).await.map(|_| ()).map_err(|e| e.to_string())
+    }));
+    let started = Instant::now();
+    while !health.iter().all(|h| h.is_ready()) {
+        assert!(started.elapsed() < Duration::from_secs(60), "services not ready after 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let stages = Arc::new(Mutex::new(Stages::default()));
+    let with_stages = std::env::var("BENCH_STAGES").is_ok_and(|v| v == "1");
+    if with_stages {
+        let vcodec = vigil_schemas::Codec::<vigil_schemas::VerifiedEvent>::new().unwrap();
+        stage_reader(&verified, stages.clone(), |s| &mut s.verified, Box::new(move |b| vcodec.decode(b).ok().map(|v| v.event.occurred_at)));
+        let acodec = vigil_schemas::Codec::<vigil_schemas::Alert>::new().unwrap();
+        stage_reader(&alerts, stages.clone(), |s| &mut s.alerts, Box::new(move |b| acodec.decode(b).ok().map(|a| a.first_seen)));
+    }
+    let stage_report = || {
+        if with_stages {
+            report_stages(&stages);
+        }
+    };
+
+    let mut ec = EmitterConfig::new(dir.path().join("spool"));
+    ec.topic = raw.clone();
+    let emitter = Emitter::start(&ec, &kafka, RecordSigner::new(signer, raw_schema).unwrap(), None)
+        .unwrap();
+
+    // Warm-up: connections, schema caches, fetch sessions.
+    let warm = paced(&emitter, &subjects, 50.0, 2).await;
+    assert!(
+        wait_for(&seen, warm as usize, Duration::from_secs(60)).await,
+        "warm-up: {} of {warm} alerts arrived",
+        seen.lock().unwrap().latencies_us.len()
+    );
+    take(&seen);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *stages.lock().unwrap() = Stages::default();
+
+    let low_rate = env("BENCH_LOW_RATE", 20) as f64;
+    let n = paced(&emitter, &subjects, low_rate, env("BENCH_LOW_SECS", 15)).await;
+    wait_for(&seen, n as usize, Duration::from_secs(30)).await;
+    report("low", low_rate, n, take(&seen));
+    stage_report();
+
+    let p99_limit_ms = env("BENCH_SUSTAIN_P99_MS", 100) as f64;
+    let step_secs = env("BENCH_STEP_SECS", 4);
+    let step_max = env("BENCH_STEP_MAX", 20_000) as f64;
+    let mut max_rate = 0.0_f64;
+    let mut rate = env("BENCH_STEP_START", 100) as f64;
+    while rate <= step_max {
+        let n = paced(&emitter, &subjects, rate, step_secs).await;
+        let all = wait_for(&seen, n as usize, Duration::from_secs(30)).await;
+        let l = take(&seen);
+        let got = l.len() as u64;
+        let p99 = report("step", rate, n, l);
+        stage_report();
+        let ok = all && got == n && p99 <= p99_limit_ms;
+        println!("step: {}", if ok { "sustained" } else { "backlog" });
+        if !ok {
+            // Let the backlog drain before the next phase.
+            wait_for(&seen, n as usize, Duration::from_secs(60)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            take(&seen);
+            break;
+        }
+        max_rate = rate;
+        rate *= 1.5;
+    }
+    println!("max sustained ≈ {max_rate:.0} events/s (p99 ≤ {p99_limit_ms} ms, every alert delivered)");
+
+    let load = (max_rate * 0.7).max(1.0);
+    let n = paced(&emitter, &subjects, load, env("BENCH_LOAD_SECS", 15)).await;
+    wait_for(&seen, n as usize, Duration::from_secs(60)).await;
+    report("70%-of-max", load, n, take(&seen));
+    stage_report();
+    println!("duplicate deliveries: {}", seen.lock().unwrap().duplicates);
+
+    emitter.close();
+    let _ = stop_tx.send(());
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            eprintln!("service stopped with an error: {e}");
+        }
+    }
+}
