@@ -7,15 +7,15 @@
 
 use std::marker::PhantomData;
 
+use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::Schema;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::model::{Alert, KeyStatus, VerificationEvent, VerifiedEvent};
-use crate::wire::{self, SchemaId, WireError, DEFAULT_MAX_VALUE_BYTES, FRAME_HEADER_LEN};
+use crate::wire::{self, DEFAULT_MAX_VALUE_BYTES, FRAME_HEADER_LEN, SchemaId, WireError};
 use crate::{schema, topics};
 
 /// Largest single allocation apache-avro may make while decoding (16 MiB).
@@ -93,7 +93,11 @@ impl WriterSchema {
         // The parsing canonical form drops docs and defaults, so two schemas with the same
         // fingerprint have the same binary layout and the fast decoder applies.
         let fingerprint = schema.fingerprint::<Rabin>().bytes;
-        WriterSchema { id, schema, fingerprint }
+        WriterSchema {
+            id,
+            schema,
+            fingerprint,
+        }
     }
 
     /// Returns the registry id.
@@ -104,6 +108,11 @@ impl WriterSchema {
     /// Returns the parsed schema.
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    /// Returns the Rabin fingerprint of the schema's parsing canonical form.
+    pub fn fingerprint(&self) -> &[u8] {
+        &self.fingerprint
     }
 }
 
@@ -165,7 +174,9 @@ impl<T: AvroRecord> Codec<T> {
 
     /// Appends the Avro body of `value` to `out`.
     pub fn encode_into(&self, value: &T, out: &mut Vec<u8>) -> Result<(), WireError> {
-        self.writer.write_ser(out, value).map_err(WireError::Encode)?;
+        self.writer
+            .write_ser(out, value)
+            .map_err(WireError::Encode)?;
         Ok(())
     }
 
@@ -183,7 +194,10 @@ impl<T: AvroRecord> Codec<T> {
         wire::frame_into(schema_id, &[], &mut out);
         self.encode_into(value, &mut out)?;
         if out.len() > self.max_value_bytes {
-            return Err(WireError::Oversized { len: out.len(), max: self.max_value_bytes });
+            return Err(WireError::Oversized {
+                len: out.len(),
+                max: self.max_value_bytes,
+            });
         }
         Ok(out)
     }
@@ -192,7 +206,10 @@ impl<T: AvroRecord> Codec<T> {
     pub fn decode(&self, body: &[u8]) -> Result<T, WireError> {
         self.check_body_len(body)?;
         let mut rest = body;
-        let value = self.reader.read_deser::<T>(&mut rest).map_err(WireError::Decode)?;
+        let value = self
+            .reader
+            .read_deser::<T>(&mut rest)
+            .map_err(WireError::Decode)?;
         if !rest.is_empty() {
             return Err(WireError::TrailingBytes(rest.len()));
         }
@@ -233,7 +250,10 @@ impl<T: AvroRecord> Codec<T> {
     fn check_body_len(&self, body: &[u8]) -> Result<(), WireError> {
         let len = body.len().saturating_add(FRAME_HEADER_LEN);
         if len > self.max_value_bytes {
-            return Err(WireError::Oversized { len, max: self.max_value_bytes });
+            return Err(WireError::Oversized {
+                len,
+                max: self.max_value_bytes,
+            });
         }
         Ok(())
     }
@@ -251,7 +271,9 @@ mod tests {
             EventClass::SignatureVerification,
             "verify",
             Status::Failure,
-            Producer::rust("payments-api").with_host("host-1").with_instance("pod-7"),
+            Producer::rust("payments-api")
+                .with_host("host-1")
+                .with_instance("pod-7"),
         )
         .with_activity_id(1)
         .with_status_detail("signature invalid")
@@ -324,23 +346,34 @@ mod tests {
 
     fn round_trip<T: AvroRecord + PartialEq + std::fmt::Debug>(value: &T) {
         let codec = new_codec::<T>();
-        let body = codec.encode(value).unwrap_or_else(|e| panic!("encode: {e}"));
-        let back = codec.decode(&body).unwrap_or_else(|e| panic!("decode: {e}"));
+        let body = codec
+            .encode(value)
+            .unwrap_or_else(|e| panic!("encode: {e}"));
+        let back = codec
+            .decode(&body)
+            .unwrap_or_else(|e| panic!("decode: {e}"));
         assert_eq!(&back, value);
         // The Value path must agree byte for byte with the serde path.
         let value_path = apache_avro::to_value(value)
             .and_then(|v| v.resolve(T::schema()))
             .and_then(|v| {
-                GenericDatumWriter::builder(T::schema()).build()?.write_value_to_vec(v)
+                GenericDatumWriter::builder(T::schema())
+                    .build()?
+                    .write_value_to_vec(v)
             })
             .unwrap_or_else(|e| panic!("value path: {e}"));
         // Maps go through a HashMap on the Value path, so compare decoded values, not bytes.
         assert_eq!(codec.decode(&value_path).ok().as_ref(), Some(value));
         assert_eq!(value_path.len(), body.len());
         // The resolving path with an identical-but-separately-parsed schema agrees too.
-        let framed = codec.encode_framed(SchemaId(9), value).unwrap_or_else(|e| panic!("{e}"));
+        let framed = codec
+            .encode_framed(SchemaId(9), value)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&framed[FRAME_HEADER_LEN..], &body[..]);
-        assert_eq!(codec.decode_framed(SchemaId(9), &framed).ok().as_ref(), Some(value));
+        assert_eq!(
+            codec.decode_framed(SchemaId(9), &framed).ok().as_ref(),
+            Some(value)
+        );
     }
 
     #[test]
@@ -367,14 +400,19 @@ mod tests {
     #[test]
     fn wrong_schema_id_and_trailing_bytes_are_rejected() {
         let codec = new_codec::<VerificationEvent>();
-        let framed = codec.encode_framed(SchemaId(1), &full_event()).unwrap_or_default();
+        let framed = codec
+            .encode_framed(SchemaId(1), &full_event())
+            .unwrap_or_default();
         assert!(matches!(
             codec.decode_framed(SchemaId(2), &framed),
             Err(WireError::UnknownSchemaId(SchemaId(1)))
         ));
         let mut body = framed[FRAME_HEADER_LEN..].to_vec();
         body.push(0);
-        assert!(matches!(codec.decode(&body), Err(WireError::TrailingBytes(1))));
+        assert!(matches!(
+            codec.decode(&body),
+            Err(WireError::TrailingBytes(1))
+        ));
     }
 
     #[test]
@@ -382,7 +420,10 @@ mod tests {
         let codec = new_codec::<VerificationEvent>().with_max_value_bytes(64);
         let err = codec.encode_framed(SchemaId(1), &full_event()).err();
         assert!(matches!(err, Some(WireError::Oversized { max: 64, .. })));
-        assert!(matches!(codec.decode(&[0u8; 100]), Err(WireError::Oversized { .. })));
+        assert!(matches!(
+            codec.decode(&[0u8; 100]),
+            Err(WireError::Oversized { .. })
+        ));
     }
 
     #[test]
@@ -449,7 +490,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("v2 encode: {e}"));
         let codec = new_codec::<VerificationEvent>();
         assert_ne!(v2_body, codec.encode(&event).unwrap_or_default());
-        let decoded = codec.decode_with(&v2, &v2_body).unwrap_or_else(|e| panic!("{e}"));
+        let decoded = codec
+            .decode_with(&v2, &v2_body)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(decoded, event);
         // Same-fingerprint writer schemas take the fast path.
         let v1_writer = WriterSchema::parse(SchemaId(1), schema::VERIFICATION_EVENT_AVSC)

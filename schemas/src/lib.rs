@@ -26,15 +26,17 @@ pub mod schema;
 pub mod signing;
 pub mod topics;
 pub mod vectors;
+pub mod verdict;
 pub mod wire;
 
 pub use codec::{AvroRecord, Codec, WriterSchema};
 pub use error::ErrorClass;
 pub use headers::{HeaderError, RecordSigner, SignatureHeaders, SignedRecord};
-pub use signing::{EventSigner, KeyId, PublicKey, Signature, SigningError};
-pub use registry::{RegistryError, SchemaRegistry};
 pub use model::{
     Alert, DigitalSignature, EventClass, KeyState, KeyStatus, Platform, Producer, Severity,
     SignatureState, Status, Subject, Trace, VerificationEvent, VerifiedEvent,
 };
+pub use registry::{RegistryError, SchemaRegistry};
+pub use signing::{EventSigner, KeyId, PublicKey, Signature, SigningError};
+pub use verdict::{VerdictEncoder, VerdictFields};
 pub use wire::{SchemaId, WireError};

@@ -57,13 +57,16 @@ pub enum WireError {
     /// A value of the typed model could not be encoded (a bug in the caller or this crate).
     #[error("avro encode failed: {0}")]
     Encode(#[source] apache_avro::Error),
+    /// A schema this crate derives from its embedded ones could not be built (a bug).
+    #[error("derived schema: {0}")]
+    DerivedSchema(String),
 }
 
 impl WireError {
     /// Returns how a consumer must treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            WireError::Encode(_) => ErrorClass::Internal,
+            WireError::Encode(_) | WireError::DerivedSchema(_) => ErrorClass::Internal,
             _ => ErrorClass::BadData,
         }
     }
@@ -79,6 +82,7 @@ impl WireError {
             WireError::InvalidSchema(_) => "invalid_schema",
             WireError::Decode(_) => "avro_decode",
             WireError::Encode(_) => "avro_encode",
+            WireError::DerivedSchema(_) => "derived_schema",
         }
     }
 }
@@ -109,7 +113,10 @@ pub fn split_frame_with_limit(
     max_value_bytes: usize,
 ) -> Result<(SchemaId, &[u8]), WireError> {
     if value.len() > max_value_bytes {
-        return Err(WireError::Oversized { len: value.len(), max: max_value_bytes });
+        return Err(WireError::Oversized {
+            len: value.len(),
+            max: max_value_bytes,
+        });
     }
     let Some((header, body)) = value.split_first_chunk::<FRAME_HEADER_LEN>() else {
         return Err(WireError::Truncated { len: value.len() });
@@ -134,15 +141,30 @@ mod tests {
         assert_eq!(id, SchemaId(0x0102_0304));
         assert_eq!(body, b"body");
         // An empty body is a valid frame (Avro records with no fields encode to nothing).
-        assert!(matches!(split_frame(&[0, 0, 0, 0, 7]), Ok((SchemaId(7), []))));
+        assert!(matches!(
+            split_frame(&[0, 0, 0, 0, 7]),
+            Ok((SchemaId(7), []))
+        ));
     }
 
     #[test]
     fn hostile_frames_give_typed_errors() {
-        assert!(matches!(split_frame(&[]), Err(WireError::Truncated { len: 0 })));
-        assert!(matches!(split_frame(&[0, 0, 0, 1]), Err(WireError::Truncated { len: 4 })));
-        assert!(matches!(split_frame(&[1, 0, 0, 0, 1]), Err(WireError::BadMagic(1))));
-        assert!(matches!(split_frame(b"{\"json\":1}"), Err(WireError::BadMagic(b'{'))));
+        assert!(matches!(
+            split_frame(&[]),
+            Err(WireError::Truncated { len: 0 })
+        ));
+        assert!(matches!(
+            split_frame(&[0, 0, 0, 1]),
+            Err(WireError::Truncated { len: 4 })
+        ));
+        assert!(matches!(
+            split_frame(&[1, 0, 0, 0, 1]),
+            Err(WireError::BadMagic(1))
+        ));
+        assert!(matches!(
+            split_frame(b"{\"json\":1}"),
+            Err(WireError::BadMagic(b'{'))
+        ));
         let big = vec![0u8; DEFAULT_MAX_VALUE_BYTES + 1];
         let err = split_frame(&big).err();
         assert!(matches!(err, Some(WireError::Oversized { .. })));
