@@ -27,7 +27,7 @@ use rdkafka::producer::FutureProducer;
 use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig, KeyRegistryError};
 use vigil_consumer::{ConsumerRuntime, RunSummary, RuntimeError};
 use vigil_schemas::topics::value_subject;
-use vigil_schemas::{AvroRecord, Codec, SchemaRegistry, VerifiedEvent, WireError};
+use vigil_schemas::{AvroRecord, Codec, SchemaRegistry, VerdictEncoder, VerifiedEvent, WireError};
 use vigil_topology::Telemetry;
 
 pub use config::{ConfigError, VerifierConfig};
@@ -116,6 +116,8 @@ pub async fn build(
             .map_err(VerifierError::Codec)?
             // A verdict embeds the signed value: allow for it plus the decoded copy.
             .with_max_value_bytes(config.max_value_bytes.saturating_mul(3)),
+        verdicts: VerdictEncoder::new(config.max_value_bytes.saturating_mul(3))
+            .map_err(VerifierError::Codec)?,
         verified_schema,
         verified_topic: config.verified_topic.clone(),
         producer,

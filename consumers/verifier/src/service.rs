@@ -4,16 +4,17 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use vigil_consumer::key_registry::{KeyDecision, KeyRegistry, KeyView, decide};
 use vigil_consumer::{HandleError, Handler, InboundRecord, Outcome, Turn};
+use vigil_schemas::codec::WriterSchema;
 use vigil_schemas::model::{TimestampMicros, format_rfc3339, now_micros};
 use vigil_schemas::wire::split_frame_with_limit;
 use vigil_schemas::{
-    Codec, ErrorClass, SchemaId, SchemaRegistry, SignatureHeaders, SignatureState,
-    VerificationEvent, VerifiedEvent, headers,
+    Codec, ErrorClass, SchemaId, SchemaRegistry, SignatureHeaders, SignatureState, VerdictEncoder,
+    VerdictFields, VerificationEvent, VerifiedEvent, headers,
 };
 use vigil_topology::InternalEvent;
 
@@ -41,6 +42,7 @@ pub struct Verifier {
     pub(crate) schemas: SchemaRegistry,
     pub(crate) raw_codec: Codec<VerificationEvent>,
     pub(crate) verified_codec: Codec<VerifiedEvent>,
+    pub(crate) verdicts: VerdictEncoder,
     pub(crate) verified_schema: SchemaId,
     pub(crate) verified_topic: String,
     pub(crate) producer: FutureProducer,
@@ -146,7 +148,10 @@ impl Verifier {
             .origin_hasher
             .hash_one((&record.topic, record.partition, record.offset));
         let check = {
-            let mut nonces = self.nonces.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut nonces = self
+                .nonces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let before = nonces.evictions();
             let check = nonces.check(key_id, &event.nonce, event.occurred_at, now, origin);
             self.metrics
@@ -166,17 +171,36 @@ impl Verifier {
         }
     }
 
+    /// Returns the framed verdict: the raw event body reused as it is when it was written with
+    /// our schema, otherwise the decoded event encoded again.
+    fn encode_verdict(
+        &self,
+        writer: &WriterSchema,
+        body: &[u8],
+        event: VerificationEvent,
+        fields: &VerdictFields<'_>,
+    ) -> Result<Vec<u8>, HandleError> {
+        let spliced = self
+            .verdicts
+            .encode_framed(self.verified_schema, writer, body, fields)
+            .map_err(|e| HandleError::internal(format!("encode verified event: {e}")))?;
+        match spliced {
+            Some(value) => Ok(value),
+            None => self
+                .verified_codec
+                .encode_framed(self.verified_schema, &fields.to_verified(event))
+                .map_err(|e| HandleError::internal(format!("encode verified event: {e}"))),
+        }
+    }
+
     /// Hands the verdict to the producer (queued in call order, which the idempotent producer
     /// keeps per partition) and returns the acknowledgement to wait for.
     async fn enqueue(
         &self,
         record: &InboundRecord,
-        verified: &VerifiedEvent,
+        state: SignatureState,
+        value: Vec<u8>,
     ) -> Result<DeliveryFuture, HandleError> {
-        let value = self
-            .verified_codec
-            .encode_framed(self.verified_schema, verified)
-            .map_err(|e| HandleError::internal(format!("encode verified event: {e}")))?;
         let mut hdrs = OwnedHeaders::new_with_capacity(COPIED_HEADERS.len() + 1);
         for name in COPIED_HEADERS {
             if let Some(v) = record.header(name) {
@@ -188,7 +212,7 @@ impl Verifier {
         }
         hdrs = hdrs.insert(Header {
             key: STATE_HEADER,
-            value: Some(verified.state.as_str()),
+            value: Some(state.as_str()),
         });
         let mut out = FutureRecord::<[u8], Vec<u8>>::to(&self.verified_topic)
             .payload(&value)
@@ -207,7 +231,9 @@ impl Verifier {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err((e, _)) => {
-                    return Err(HandleError::transient(format!("publish verified event: {e}")));
+                    return Err(HandleError::transient(format!(
+                        "publish verified event: {e}"
+                    )));
                 }
             }
         }
@@ -237,7 +263,11 @@ impl Handler for Verifier {
             return Err(bad(
                 m,
                 "oversized",
-                format!("value of {} bytes exceeds {}", value.len(), self.max_value_bytes),
+                format!(
+                    "value of {} bytes exceeds {}",
+                    value.len(),
+                    self.max_value_bytes
+                ),
             ));
         }
         // Signature material is read before any byte of the value is interpreted.
@@ -248,11 +278,13 @@ impl Handler for Verifier {
                 .map(|(k, v)| (k.as_str(), v.as_deref())),
         )
         .map_err(|e| bad(m, e.kind(), &e))?;
-        let (schema_id, body) =
-            split_frame_with_limit(value, self.max_value_bytes).map_err(|e| bad(m, e.kind(), &e))?;
+        let (schema_id, body) = split_frame_with_limit(value, self.max_value_bytes)
+            .map_err(|e| bad(m, e.kind(), &e))?;
         let writer = match self.schemas.schema_by_id(schema_id).await {
             Ok(w) => w,
-            Err(e) if e.class() == ErrorClass::BadData => return Err(bad(m, "unknown_schema_id", &e)),
+            Err(e) if e.class() == ErrorClass::BadData => {
+                return Err(bad(m, "unknown_schema_id", &e));
+            }
             // An outage or a refused request: the record is fine, retry it later.
             Err(e) => return Err(HandleError::transient(e)),
         };
@@ -266,37 +298,43 @@ impl Handler for Verifier {
         let verdict = self.judge(record, &sig, &event, checked, now);
         m.verify_duration.observe(started.elapsed().as_secs_f64());
         let event_id = event.event_id.to_string();
-        let verified = VerifiedEvent {
-            event,
+        let fields = VerdictFields {
             state: verdict.state,
-            reason: verdict.reason,
+            reason: verdict.reason.as_deref(),
             verified_at: now,
-            verifier: self.verifier_id.clone(),
-            key_id: Some(sig.key_id.as_str().to_owned()),
-            signed_value: value.to_vec(),
-            signature: sig.signature.as_bytes().to_vec(),
-            origin_topic: record.topic.clone(),
+            verifier: &self.verifier_id,
+            key_id: Some(sig.key_id.as_str()),
+            signed_value: value,
+            signature: sig.signature.as_bytes(),
+            origin_topic: &record.topic,
             origin_partition: record.partition,
             origin_offset: record.offset,
         };
-        let delivery = self.enqueue(record, &verified).await?;
+        let encoded = self.encode_verdict(&writer, body, event, &fields)?;
+        let delivery = self.enqueue(record, verdict.state, encoded).await?;
         turn.pass().await;
         match delivery.await {
             Ok(Ok(_)) => {}
             Ok(Err((e, _))) => {
-                return Err(HandleError::transient(format!("publish verified event: {e}")));
+                return Err(HandleError::transient(format!(
+                    "publish verified event: {e}"
+                )));
             }
-            Err(_) => return Err(HandleError::transient("publish verified event: producer closed")),
+            Err(_) => {
+                return Err(HandleError::transient(
+                    "publish verified event: producer closed",
+                ));
+            }
         }
         EventVerified {
             metrics: m,
-            state: verified.state,
-            reason: verified.reason.as_deref(),
+            state: verdict.state,
+            reason: verdict.reason.as_deref(),
             key_id: sig.key_id.as_str(),
             event_id: &event_id,
         }
         .emit();
-        Ok(if verified.state == SignatureState::Valid {
+        Ok(if verdict.state == SignatureState::Valid {
             Outcome::Handled
         } else {
             Outcome::Rejected
