@@ -26,15 +26,21 @@ use vigil_schemas::model::now_micros;
 use vigil_schemas::signing::{BatchItem, verify_batch};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer,
-    RecordSigner, SchemaRegistry, SignatureHeaders, SignatureState, SignedRecord, Status, Subject,
+    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
+    SchemaRegistry, SignatureHeaders, SignatureState, SignedRecord, Status, Subject,
     VerificationEvent, VerifiedEvent,
 };
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn cpu_seconds() -> f64 {
@@ -44,6 +50,28 @@ fn cpu_seconds() -> f64 {
     // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
     ticks / 100.0
+}
+
+/// CPU seconds per thread group (thread name with digits dropped, e.g. `rdk:broker`), read from
+/// /proc/self/task, so the drain's cost can be split between librdkafka, tokio and the checker.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm: String = stat[open + 1..close]
+            .chars()
+            .filter(|c| !c.is_ascii_digit() && *c != '-')
+            .collect();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        *out.entry(comm).or_insert(0.0) += ticks / 100.0;
+    }
+    out
 }
 
 fn name(prefix: &str) -> String {
@@ -59,7 +87,10 @@ async fn create(bootstrap: &str, topic: &str, partitions: i32, compact: bool) {
         t = t.set("cleanup.policy", "compact");
     }
     for r in admin
-        .create_topics(&[t], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            &[t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await
         .unwrap()
     {
@@ -97,61 +128,105 @@ fn active(key_id: &str, s: &EventSigner) -> KeyStatus {
 async fn send(p: &FutureProducer, topic: &str, r: &SignedRecord) {
     let mut h = OwnedHeaders::new();
     for (k, v) in &r.headers {
-        h = h.insert(Header { key: k, value: Some(v) });
+        h = h.insert(Header {
+            key: k,
+            value: Some(v),
+        });
     }
-    p.send(FutureRecord::to(topic).key(&r.key).payload(&r.value).headers(h), Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    p.send(
+        FutureRecord::to(topic)
+            .key(&r.key)
+            .payload(&r.value)
+            .headers(h),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .unwrap();
 }
 
-fn ceiling(records: &[SignedRecord], key: &vigil_schemas::PublicKey) -> f64 {
+fn ceiling(
+    records: &[SignedRecord],
+    key: &vigil_schemas::PublicKey,
+    batch: usize,
+    secs: f64,
+) -> f64 {
     let sigs: Vec<_> = records
         .iter()
         .map(|r| {
-            SignatureHeaders::parse(r.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))))
-                .unwrap()
-                .signature
+            SignatureHeaders::parse(
+                r.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+            )
+            .unwrap()
+            .signature
         })
         .collect();
     let n = records.len().min(256 * 20);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut done = 0;
-    while done < n || t0.elapsed() < Duration::from_secs(2) {
-        let start = done % (n - 255).max(1);
-        let items: Vec<BatchItem<'_>> = (start..start + 256)
-            .map(|i| BatchItem { value: &records[i].value, signature: &sigs[i], key })
+    while done < n || t0.elapsed() < Duration::from_secs_f64(secs) {
+        let start = done % (n - batch + 1).max(1);
+        let items: Vec<BatchItem<'_>> = (start..start + batch)
+            .map(|i| BatchItem {
+                value: &records[i].value,
+                signature: &sigs[i],
+                key,
+            })
             .collect();
         assert!(verify_batch(&items).iter().all(Result::is_ok));
-        done += 256;
+        done += batch;
     }
     let cpu = (cpu_seconds() - cpu0).max(t0.elapsed().as_secs_f64() * 0.5);
     done as f64 / cpu
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let bootstrap = std::env::var("VIGIL_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let registry_url =
-        std::env::var("VIGIL_SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://127.0.0.1:8081".into());
+fn main() {
+    // BENCH_WORKERS: tokio worker threads (default: one per core, as `#[tokio::main]`).
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build().unwrap().block_on(bench());
+}
+
+async fn bench() {
+    let bootstrap =
+        std::env::var("VIGIL_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let registry_url = std::env::var("VIGIL_SCHEMA_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081".into());
     let events: usize = env_or("BENCH_EVENTS", 30_000);
     let partitions: i32 = env_or("BENCH_PARTITIONS", 12);
     let batch_max: usize = env_or("BENCH_BATCH_MAX", 64);
     let trials: usize = env_or("BENCH_TRIALS", 20);
 
-    let (raw, verified, keys, dlq) = (name("bv-raw"), name("bv-verified"), name("bv-keys"), name("bv-dlq"));
+    let (raw, verified, keys, dlq) = (
+        name("bv-raw"),
+        name("bv-verified"),
+        name("bv-keys"),
+        name("bv-dlq"),
+    );
     create(&bootstrap, &raw, partitions, false).await;
     create(&bootstrap, &verified, 12, false).await;
     create(&bootstrap, &keys, 1, true).await;
     create(&bootstrap, &dlq, 1, false).await;
     let schema = SchemaRegistry::new(&registry_url)
         .unwrap()
-        .register(&value_subject(&raw), <VerificationEvent as AvroRecord>::SCHEMA_JSON)
+        .register(
+            &value_subject(&raw),
+            <VerificationEvent as AvroRecord>::SCHEMA_JSON,
+        )
         .await
         .unwrap();
     let kafka = KafkaClientConfig::new(bootstrap.clone());
-    let writer = KeyStatusWriter::new(&keys, &registry_url, &kafka).await.unwrap();
+    let writer = KeyStatusWriter::new(&keys, &registry_url, &kafka)
+        .await
+        .unwrap();
     // Events are keyed by key id: enough keys to spread them over every partition.
     let mut signers = Vec::new();
     for i in 0..64 {
@@ -160,19 +235,33 @@ async fn main() {
         writer.write(&active(&key_id, &signer)).await.unwrap();
         signers.push((key_id, RecordSigner::new(signer, schema).unwrap()));
     }
-    let one_key: Vec<SignedRecord> =
-        (0..256 * 20).map(|_| signers[0].1.sign(&event(&signers[0].0)).unwrap()).collect();
-    let ceiling_per_cpu_s = ceiling(&one_key, signers[0].1.signer().public_key());
+    let one_key: Vec<SignedRecord> = (0..256 * 20)
+        .map(|_| signers[0].1.sign(&event(&signers[0].0)).unwrap())
+        .collect();
+    let ceiling_per_cpu_s = ceiling(&one_key, signers[0].1.signer().public_key(), 256, 2.0);
+    let curve: Vec<String> = [1, 8, 16, 32, 64]
+        .iter()
+        .map(|&b| {
+            let rate = ceiling(&one_key, signers[0].1.signer().public_key(), b, 0.5);
+            format!("{b}: {:.1} us", 1e6 / rate)
+        })
+        .collect();
     let records: Vec<SignedRecord> = (0..events)
         .map(|i| {
             let (k, rs) = &signers[i % signers.len()];
             rs.sign(&event(k)).unwrap()
         })
         .collect();
-    eprintln!("ceiling: verify_batch(256) {ceiling_per_cpu_s:.0} signatures per cpu-second");
+    eprintln!(
+        "ceiling: verify_batch(256) {ceiling_per_cpu_s:.0} signatures per cpu-second ({:.1} us each; smaller batches {})",
+        1e6 / ceiling_per_cpu_s,
+        curve.join(", ")
+    );
 
     let mut pc = rdkafka::ClientConfig::new();
-    pc.set("bootstrap.servers", &bootstrap).set("linger.ms", "5").set("enable.idempotence", "true");
+    pc.set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     for chunk in records.chunks(2_000) {
         futures::future::join_all(chunk.iter().map(|r| send(&p, &raw, r))).await;
@@ -180,7 +269,7 @@ async fn main() {
 
     let mut config = VerifierConfig::default();
     config.kafka = kafka.clone();
-    config.kafka.linger_ms = env_or("BENCH_LINGER_MS", 1);
+    config.kafka.linger_ms = env_or("BENCH_LINGER_MS", config.kafka.linger_ms);
     config.schema_registry_url = registry_url.clone();
     config.group_id = name("bv-group");
     config.raw_topic = raw.clone();
@@ -206,17 +295,34 @@ async fn main() {
             .gather()
             .iter()
             .filter(|f| f.name() == "vigil_verifier_events_total")
-            .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()).collect::<Vec<_>>())
+            .flat_map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| m.get_counter().get_value())
+                    .collect::<Vec<_>>()
+            })
             .sum()
     };
     while verdicts(&telemetry) < 1.0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (cpu0, t0, n0) = (cpu_seconds(), Instant::now(), verdicts(&telemetry));
+    let threads0 = cpu_by_thread();
+    eprintln!("draining");
     while verdicts(&telemetry) < events as f64 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (cpu, wall, n) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64(), verdicts(&telemetry) - n0);
+    let (cpu, wall, n) = (
+        cpu_seconds() - cpu0,
+        t0.elapsed().as_secs_f64(),
+        verdicts(&telemetry) - n0,
+    );
+    let split: Vec<String> = cpu_by_thread()
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v - threads0.get(&k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= 0.01)
+        .map(|(k, v)| format!("{k} {:.1} us", v * 1e6 / n.max(1.0)))
+        .collect();
     let per_cpu = n / cpu;
     eprintln!(
         "pipeline: batch_max={batch_max} depth={} linger_ms={} partitions={partitions}: {n:.0} events in {wall:.2}s wall ({:.0}/s), {cpu:.2} cpu-s => {per_cpu:.0} events per cpu-second; ratio to ceiling {:.2}",
@@ -225,12 +331,21 @@ async fn main() {
         n / wall,
         per_cpu / ceiling_per_cpu_s
     );
+    eprintln!("  cpu per event by thread: {}", split.join(", "));
     let metrics = telemetry.render();
-    for l in metrics.lines().filter(|l| l.starts_with("vigil_verifier_verify_batch_size_sum") || l.starts_with("vigil_verifier_verify_batch_size_count")) {
+    for l in metrics.lines().filter(|l| {
+        l.starts_with("vigil_verifier_verify_batch_size_sum")
+            || l.starts_with("vigil_verifier_verify_batch_size_count")
+    }) {
         eprintln!("  {l}");
     }
 
     // Emergency revocation propagation.
+    if trials == 0 {
+        let _ = stop_tx.send(());
+        let _ = run.await;
+        return;
+    }
     let vigil_bin = std::env::var("VIGIL_BIN").ok();
     let reader: StreamConsumer = {
         let mut c = rdkafka::ClientConfig::new();
@@ -255,7 +370,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let running = Arc::new(AtomicBool::new(true));
         let pump = {
-            let (rs, p, raw, running, key_id) = (rs.clone(), p.clone(), raw.clone(), running.clone(), key_id.clone());
+            let (rs, p, raw, running, key_id) = (
+                rs.clone(),
+                p.clone(),
+                raw.clone(),
+                running.clone(),
+                key_id.clone(),
+            );
             tokio::spawn(async move {
                 while running.load(Ordering::Relaxed) {
                     send(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
@@ -270,13 +391,27 @@ async fn main() {
                 let (bin, key_id, keys) = (bin.clone(), key_id.clone(), keys.clone());
                 let out = tokio::task::spawn_blocking(move || {
                     std::process::Command::new(bin)
-                        .args(["keys", "revoke", "--key-id", &key_id, "--reason", "bench", "--emergency", "--topic", &keys])
+                        .args([
+                            "keys",
+                            "revoke",
+                            "--key-id",
+                            &key_id,
+                            "--reason",
+                            "bench",
+                            "--emergency",
+                            "--topic",
+                            &keys,
+                        ])
                         .output()
                 })
                 .await
                 .unwrap()
                 .unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 now_micros()
             }
             None => {
@@ -289,11 +424,15 @@ async fn main() {
             }
         };
         let first_rejection = loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), reader.recv()).await.unwrap().unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(10), reader.recv())
+                .await
+                .unwrap()
+                .unwrap();
             let Some(v) = m.payload() else { continue };
             let (_, body) = vigil_schemas::wire::split_frame(v).unwrap();
             let ve = codec.decode(body).unwrap();
-            if ve.key_id.as_deref() == Some(key_id.as_str()) && ve.state == SignatureState::Revoked {
+            if ve.key_id.as_deref() == Some(key_id.as_str()) && ve.state == SignatureState::Revoked
+            {
                 break ve.verified_at;
             }
         };
@@ -314,7 +453,11 @@ async fn main() {
     eprintln!(
         "emergency revocation, command return -> first rejection (negative: rejected before the command exited) ({} trials, via {}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         latencies.len(),
-        if vigil_bin.is_some() { "vigil keys revoke --emergency" } else { "KeyStatusWriter" },
+        if vigil_bin.is_some() {
+            "vigil keys revoke --emergency"
+        } else {
+            "KeyStatusWriter"
+        },
         pct(0.5),
         pct(0.99),
         latencies.last().copied().unwrap_or_default()
