@@ -47,7 +47,12 @@ fn row(i: i64) -> AuditRow {
 }
 
 fn vigil(db: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil")).arg("audit").args(args).env("VIGIL_AUDIT_DATABASE", db).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("audit")
+        .args(args)
+        .env("VIGIL_AUDIT_DATABASE", db)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,17 +60,35 @@ async fn verify_exits_zero_when_clean_and_one_naming_the_tampered_row() {
     vigil_e2e::clickhouse_url();
     let db = vigil_e2e::unique_name("audit_cli").replace('-', "_");
     let out = vigil(&db, &["migrate"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let store = AuditStore::from_env(&db).unwrap();
     let mut head = ChainHead::default();
-    let rows: Vec<AuditRow> = (0..20).map(|i| {
-        let mut r = row(i);
-        head.append(&mut r);
-        r
-    }).collect();
+    let rows: Vec<AuditRow> = (0..20)
+        .map(|i| {
+            let mut r = row(i);
+            head.append(&mut r);
+            r
+        })
+        .collect();
     store.insert_events(&rows, "cli-test").await.unwrap();
     let signer = EventSigner::from_seed(&[5; 32]);
-    let d = digest::make(&signer, "cli-topic", 0, vigil_schemas::model::now_micros(), [0; 32], &[PartitionHead { partition: 0, last_offset: 19, next_seq: 20, head: head.hash }]);
+    let d = digest::make(
+        &signer,
+        "cli-topic",
+        0,
+        vigil_schemas::model::now_micros(),
+        [0; 32],
+        &[PartitionHead {
+            partition: 0,
+            last_offset: 19,
+            next_seq: 20,
+            head: head.hash,
+        }],
+    );
     store.insert_digest(&d).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pk = dir.path().join("sink.pub.pem");
@@ -73,16 +96,56 @@ async fn verify_exits_zero_when_clean_and_one_naming_the_tampered_row() {
     let pk = pk.to_str().unwrap();
 
     let out = vigil(&db, &["verify", "--sink-public-key", pk]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let export = dir.path().join("export.jsonl");
-    let out = vigil(&db, &["export", "--topic", "cli-topic", "--format", "jsonl", "--output", export.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = vigil(&db, &["verify", "--sink-public-key", pk, "--input", export.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "offline: {}", String::from_utf8_lossy(&out.stdout));
+    let out = vigil(
+        &db,
+        &[
+            "export",
+            "--topic",
+            "cli-topic",
+            "--format",
+            "jsonl",
+            "--output",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = vigil(
+        &db,
+        &[
+            "verify",
+            "--sink-public-key",
+            pk,
+            "--input",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "offline: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
-    store.client().query_raw("ALTER TABLE audit_events UPDATE principal = 'mallory' WHERE seq = 4")
-        .with_setting("mutations_sync", "2").execute().await.unwrap();
+    store
+        .client()
+        .query_raw("ALTER TABLE audit_events UPDATE principal = 'mallory' WHERE seq = 4")
+        .with_setting("mutations_sync", "2")
+        .execute()
+        .await
+        .unwrap();
     let out = vigil(&db, &["verify", "--sink-public-key", pk]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");

@@ -24,12 +24,16 @@ impl Env {
     async fn new(prefix: &str) -> Env {
         let topic = vigil_e2e::unique_name(prefix);
         let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
-        let t = NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+        let t =
+            NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         for r in admin.create_topics(&[t], &opts).await.unwrap() {
             r.unwrap();
         }
-        Env { topic, dir: tempfile::tempdir().unwrap() }
+        Env {
+            topic,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// Runs `vigil keys <args> --topic <topic> --actor cli-test`.
@@ -39,7 +43,10 @@ impl Env {
             .args(args)
             .args(["--topic", &self.topic, "--actor", "cli-test"])
             .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
-            .env("VIGIL_SCHEMA_REGISTRY_URL", vigil_e2e::schema_registry_url())
+            .env(
+                "VIGIL_SCHEMA_REGISTRY_URL",
+                vigil_e2e::schema_registry_url(),
+            )
             .env_remove("VIGIL_KEYS_TOPIC")
             .output()
             .expect("running vigil")
@@ -50,7 +57,14 @@ impl Env {
         let private = self.dir.path().join(format!("{name}.pem"));
         let public = self.dir.path().join(format!("{name}.pub.pem"));
         openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(&private)]);
-        openssl(&["pkey", "-in", path(&private), "-pubout", "-out", path(&public)]);
+        openssl(&[
+            "pkey",
+            "-in",
+            path(&private),
+            "-pubout",
+            "-out",
+            path(&public),
+        ]);
         public
     }
 
@@ -62,8 +76,23 @@ impl Env {
     fn list(&self) -> Vec<Row> {
         let text = ok(&self.vigil(&["list"]));
         let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
-        assert_eq!(header, ["KEY_ID", "STATE", "VALID_FROM", "GRACE_UNTIL", "REVOKED_AT", "REASON"], "{text}");
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            [
+                "KEY_ID",
+                "STATE",
+                "VALID_FROM",
+                "GRACE_UNTIL",
+                "REVOKED_AT",
+                "REASON"
+            ],
+            "{text}"
+        );
         lines.map(Row::parse).collect()
     }
 
@@ -94,11 +123,17 @@ impl Row {
         let mut cols = Vec::new();
         for _ in 0..5 {
             let trimmed = rest.trim_start();
-            let end = trimmed.find(' ').unwrap_or_else(|| panic!("short list line {line:?}"));
+            let end = trimmed
+                .find(' ')
+                .unwrap_or_else(|| panic!("short list line {line:?}"));
             cols.push(&trimmed[..end]);
             rest = &trimmed[end..];
         }
-        let time = |c: &str| (c != "-").then(|| parse_rfc3339(c).unwrap_or_else(|| panic!("{c:?} in {line:?} is not RFC 3339")));
+        let time = |c: &str| {
+            (c != "-").then(|| {
+                parse_rfc3339(c).unwrap_or_else(|| panic!("{c:?} in {line:?} is not RFC 3339"))
+            })
+        };
         Row {
             key_id: cols[0].to_owned(),
             state: cols[1].to_owned(),
@@ -115,8 +150,15 @@ fn path(p: &Path) -> &str {
 }
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("running openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ok(out: &Output) -> String {
@@ -132,14 +174,21 @@ fn ok(out: &Output) -> String {
 
 fn refused(out: &Output, needle: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
     stderr
 }
 
 fn near(actual: Option<i64>, want: i64, tolerance: i64) {
     let a = actual.unwrap_or_else(|| panic!("missing time, want about {want}"));
-    assert!((a - want).abs() <= tolerance, "{a} not within {tolerance} us of {want}");
+    assert!(
+        (a - want).abs() <= tolerance,
+        "{a} not within {tolerance} us of {want}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,13 +210,34 @@ async fn register_refuses_a_second_registration_and_list_shows_every_column() {
     assert_eq!(row.state, "active");
     // Default valid_from: one hour before the command (the list prints whole seconds).
     near(row.valid_from, before - HOUR_US, 5_000_000);
-    assert_eq!((row.grace_until, row.revoked_at, row.reason.as_str()), (None, None, "-"));
-    assert_eq!(env.list().len(), 1, "the refused registration wrote nothing");
+    assert_eq!(
+        (row.grace_until, row.revoked_at, row.reason.as_str()),
+        (None, None, "-")
+    );
+    assert_eq!(
+        env.list().len(),
+        1,
+        "the refused registration wrote nothing"
+    );
 
-    let out = ok(&env.vigil(&["register", "--key-id", "k-b", "--public-key", path(&b), "--valid-from", "2024-01-02T03:04:05Z"]));
+    let out = ok(&env.vigil(&[
+        "register",
+        "--key-id",
+        "k-b",
+        "--public-key",
+        path(&b),
+        "--valid-from",
+        "2024-01-02T03:04:05Z",
+    ]));
     assert!(out.contains("registered k-b"), "{out}");
     let row = env.row("k-b");
-    assert_eq!((row.state.as_str(), row.valid_from), ("active", Some(parse_rfc3339("2024-01-02T03:04:05Z").unwrap())));
+    assert_eq!(
+        (row.state.as_str(), row.valid_from),
+        (
+            "active",
+            Some(parse_rfc3339("2024-01-02T03:04:05Z").unwrap())
+        )
+    );
     let ids: Vec<String> = env.list().into_iter().map(|r| r.key_id).collect();
     assert_eq!(ids, ["k-a", "k-b"], "list is sorted by key id");
 }
@@ -181,18 +251,33 @@ async fn rotate_with_grace_keeps_the_old_key_until_the_grace_ends() {
 
     let before = now_micros();
     let out = ok(&env.vigil(&[
-        "rotate", "--key-id", "k-old", "--new-key-id", "k-new", "--public-key", path(&new), "--grace", "24h",
-        "--reason", "quarterly rotation",
+        "rotate",
+        "--key-id",
+        "k-old",
+        "--new-key-id",
+        "k-new",
+        "--public-key",
+        path(&new),
+        "--grace",
+        "24h",
+        "--reason",
+        "quarterly rotation",
     ]));
     let after = now_micros();
-    assert!(out.contains("rotated k-old -> k-new; k-old accepted until "), "{out}");
+    assert!(
+        out.contains("rotated k-old -> k-new; k-old accepted until "),
+        "{out}"
+    );
 
     let rows = env.list();
     let old_row = rows.iter().find(|r| r.key_id == "k-old").unwrap();
     assert_eq!(old_row.state, "rotated", "{rows:?}");
     assert_eq!(old_row.reason, "quarterly rotation");
     let grace = old_row.grace_until.unwrap();
-    assert!(grace >= before + 24 * HOUR_US - 1_000_000 && grace <= after + 24 * HOUR_US, "grace_until {grace} not now+24h");
+    assert!(
+        grace >= before + 24 * HOUR_US - 1_000_000 && grace <= after + 24 * HOUR_US,
+        "grace_until {grace} not now+24h"
+    );
     assert_eq!(old_row.revoked_at, None);
     let new_row = rows.iter().find(|r| r.key_id == "k-new").unwrap();
     assert_eq!(new_row.state, "active", "{rows:?}");
@@ -202,11 +287,31 @@ async fn rotate_with_grace_keeps_the_old_key_until_the_grace_ends() {
     // The new key id is taken, the old one cannot be rotated into it again.
     let third = env.openssl_key("third");
     refused(
-        &env.vigil(&["rotate", "--key-id", "k-old", "--new-key-id", "k-new", "--public-key", path(&third), "--grace", "1h"]),
+        &env.vigil(&[
+            "rotate",
+            "--key-id",
+            "k-old",
+            "--new-key-id",
+            "k-new",
+            "--public-key",
+            path(&third),
+            "--grace",
+            "1h",
+        ]),
         "key k-new already exists",
     );
     refused(
-        &env.vigil(&["rotate", "--key-id", "k-missing", "--new-key-id", "k-x", "--public-key", path(&third), "--grace", "1h"]),
+        &env.vigil(&[
+            "rotate",
+            "--key-id",
+            "k-missing",
+            "--new-key-id",
+            "k-x",
+            "--public-key",
+            path(&third),
+            "--grace",
+            "1h",
+        ]),
         "key k-missing is not registered",
     );
 }
@@ -220,34 +325,75 @@ async fn revoke_with_and_without_emergency() {
     ok(&env.register("k-stolen", &b));
 
     let before = now_micros();
-    let out = ok(&env.vigil(&["revoke", "--key-id", "k-plain", "--reason", "decommissioned host"]));
+    let out = ok(&env.vigil(&[
+        "revoke",
+        "--key-id",
+        "k-plain",
+        "--reason",
+        "decommissioned host",
+    ]));
     assert_eq!(out.trim(), "revoked k-plain");
-    let out = ok(&env.vigil(&["revoke", "--key-id", "k-stolen", "--reason", "leaked", "--emergency"]));
-    assert_eq!(out.trim(), "revoked k-stolen (emergency: every event rejected)");
+    let out = ok(&env.vigil(&[
+        "revoke",
+        "--key-id",
+        "k-stolen",
+        "--reason",
+        "leaked",
+        "--emergency",
+    ]));
+    assert_eq!(
+        out.trim(),
+        "revoked k-stolen (emergency: every event rejected)"
+    );
 
     let plain = env.row("k-plain");
-    assert_eq!((plain.state.as_str(), plain.reason.as_str()), ("revoked", "decommissioned host"));
+    assert_eq!(
+        (plain.state.as_str(), plain.reason.as_str()),
+        ("revoked", "decommissioned host")
+    );
     near(plain.revoked_at, before, 10_000_000);
     let stolen = env.row("k-stolen");
-    assert_eq!((stolen.state.as_str(), stolen.reason.as_str()), ("revoked!", "leaked"), "emergency shows as revoked!");
+    assert_eq!(
+        (stolen.state.as_str(), stolen.reason.as_str()),
+        ("revoked!", "leaked"),
+        "emergency shows as revoked!"
+    );
     near(stolen.revoked_at, before, 10_000_000);
 
     // A revoked key cannot be rotated; an unknown key cannot be revoked; both exit 1.
     let c = env.openssl_key("c");
-    let out = env.vigil(&["rotate", "--key-id", "k-plain", "--new-key-id", "k-next", "--public-key", path(&c), "--grace", "1h"]);
+    let out = env.vigil(&[
+        "rotate",
+        "--key-id",
+        "k-plain",
+        "--new-key-id",
+        "k-next",
+        "--public-key",
+        path(&c),
+        "--grace",
+        "1h",
+    ]);
     refused(&out, "key k-plain is revoked");
     assert_eq!(out.status.code(), Some(1));
     let out = env.vigil(&["revoke", "--key-id", "k-nobody", "--reason", "x"]);
     refused(&out, "key k-nobody is not registered");
     assert_eq!(out.status.code(), Some(1));
-    assert!(env.list().iter().all(|r| r.key_id != "k-next" && r.key_id != "k-nobody"));
+    assert!(
+        env.list()
+            .iter()
+            .all(|r| r.key_id != "k-next" && r.key_id != "k-nobody")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_public_keys_are_refused_with_a_clear_error() {
     let env = Env::new("cli-keys-pem").await;
     let garbage = env.dir.path().join("garbage.pem");
-    std::fs::write(&garbage, "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n").unwrap();
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
     let out = env.register("k-garbage", &garbage);
     let stderr = refused(&out, &format!("reading public key {}", garbage.display()));
     assert_ne!(out.status.code(), Some(0), "{stderr}");
@@ -255,14 +401,35 @@ async fn invalid_public_keys_are_refused_with_a_clear_error() {
     // A valid PEM of the wrong algorithm (P-256) is refused too.
     let p256 = env.dir.path().join("p256.pem");
     let p256_pub = env.dir.path().join("p256.pub.pem");
-    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path(&p256)]);
-    openssl(&["pkey", "-in", path(&p256), "-pubout", "-out", path(&p256_pub)]);
-    refused(&env.register("k-p256", &p256_pub), &format!("reading public key {}", p256_pub.display()));
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        path(&p256),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        path(&p256),
+        "-pubout",
+        "-out",
+        path(&p256_pub),
+    ]);
+    refused(
+        &env.register("k-p256", &p256_pub),
+        &format!("reading public key {}", p256_pub.display()),
+    );
 
     // A private key where the public key belongs, and a missing file.
     refused(&env.register("k-private", &p256), "reading public key");
     let missing = env.dir.path().join("missing.pem");
-    refused(&env.register("k-missing", &missing), &format!("reading public key {}", missing.display()));
+    refused(
+        &env.register("k-missing", &missing),
+        &format!("reading public key {}", missing.display()),
+    );
 
     // An invalid key id is refused before anything is read.
     let good = env.openssl_key("good");
@@ -276,8 +443,23 @@ async fn bad_grace_values_are_refused_by_the_parser() {
     let old = env.openssl_key("old");
     let new = env.openssl_key("new");
     ok(&env.register("k-old", &old));
-    for (grace, needle) in [("5w", "unknown unit \"w\""), ("24", "missing unit"), ("1.5h", "unknown unit"), ("soon", "expected a number")] {
-        let out = env.vigil(&["rotate", "--key-id", "k-old", "--new-key-id", "k-new", "--public-key", path(&new), "--grace", grace]);
+    for (grace, needle) in [
+        ("5w", "unknown unit \"w\""),
+        ("24", "missing unit"),
+        ("1.5h", "unknown unit"),
+        ("soon", "expected a number"),
+    ] {
+        let out = env.vigil(&[
+            "rotate",
+            "--key-id",
+            "k-old",
+            "--new-key-id",
+            "k-new",
+            "--public-key",
+            path(&new),
+            "--grace",
+            grace,
+        ]);
         let stderr = refused(&out, needle);
         assert!(stderr.contains("--grace"), "names the option: {stderr}");
         assert_eq!(out.status.code(), Some(2), "usage errors exit 2: {stderr}");

@@ -32,16 +32,24 @@ fn benches(c: &mut Criterion) {
     let record_signer =
         RecordSigner::new(signer.clone(), SchemaId(1)).unwrap_or_else(|e| panic!("{e}"));
     let body = codec.encode(&event).unwrap_or_else(|e| panic!("{e}"));
-    let framed = codec.encode_framed(SchemaId(1), &event).unwrap_or_else(|e| panic!("{e}"));
+    let framed = codec
+        .encode_framed(SchemaId(1), &event)
+        .unwrap_or_else(|e| panic!("{e}"));
     let signature = signer.sign(&framed);
-    println!("value size: {} bytes (body {} bytes)", framed.len(), body.len());
+    println!(
+        "value size: {} bytes (body {} bytes)",
+        framed.len(),
+        body.len()
+    );
 
     let value_writer = GenericDatumWriter::builder(VerificationEvent::schema())
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
 
     let mut g = c.benchmark_group("encode");
-    g.bench_function("serde_path_body", |b| b.iter(|| codec.encode(black_box(&event))));
+    g.bench_function("serde_path_body", |b| {
+        b.iter(|| codec.encode(black_box(&event)))
+    });
     g.bench_function("value_path_body", |b| {
         b.iter(|| {
             let v = apache_avro::to_value(black_box(&event))
@@ -76,14 +84,20 @@ fn benches(c: &mut Criterion) {
     let signatures: Vec<_> = values.iter().map(|v| signer.sign(v)).collect();
     let public = *signer.public_key();
     let mut g = c.benchmark_group("verify");
-    g.bench_function("single", |b| b.iter(|| public.verify(black_box(&framed), &signature)));
+    g.bench_function("single", |b| {
+        b.iter(|| public.verify(black_box(&framed), &signature))
+    });
     g.bench_function("batch_256", |b| {
         b.iter_batched(
             || {
                 values
                     .iter()
                     .zip(&signatures)
-                    .map(|(v, s)| BatchItem { value: v, signature: s, key: &public })
+                    .map(|(v, s)| BatchItem {
+                        value: v,
+                        signature: s,
+                        key: &public,
+                    })
                     .collect::<Vec<_>>()
             },
             |items| verify_batch(black_box(&items)),
@@ -114,7 +128,11 @@ fn benches(c: &mut Criterion) {
     let items: Vec<BatchItem<'_>> = values
         .iter()
         .zip(&signatures)
-        .map(|(v, s)| BatchItem { value: v, signature: s, key: &public })
+        .map(|(v, s)| BatchItem {
+            value: v,
+            signature: s,
+            key: &public,
+        })
         .collect();
     let start = Instant::now();
     let rounds = 40u32;

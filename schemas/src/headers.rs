@@ -45,7 +45,10 @@ pub struct SignedRecord {
 impl SignedRecord {
     /// Returns the first header with `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -60,7 +63,11 @@ pub struct RecordSigner {
 impl RecordSigner {
     /// Builds a signer for events framed with `schema_id` (the registered id of the value schema).
     pub fn new(signer: EventSigner, schema_id: SchemaId) -> Result<Self, WireError> {
-        Ok(RecordSigner { codec: Codec::new()?, signer, schema_id })
+        Ok(RecordSigner {
+            codec: Codec::new()?,
+            signer,
+            schema_id,
+        })
     }
 
     /// Replaces the codec (e.g. to change the value size bound).
@@ -85,20 +92,33 @@ impl RecordSigner {
         let signature = self.signer.sign(&value);
         let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(11);
         headers.push((SIGNATURE.into(), signature.to_bytes().to_vec()));
-        headers.push((KEY_ID.into(), self.signer.key_id().as_str().as_bytes().to_vec()));
+        headers.push((
+            KEY_ID.into(),
+            self.signer.key_id().as_str().as_bytes().to_vec(),
+        ));
         headers.push((ALG.into(), ALGORITHM.as_bytes().to_vec()));
         if let Some(tp) = event.trace.as_ref().and_then(|t| t.traceparent()) {
             headers.push((TRACEPARENT.into(), tp.into_bytes()));
         }
-        headers.push((CE_SPECVERSION.into(), CE_SPECVERSION_VALUE.as_bytes().to_vec()));
-        headers.push((CE_ID.into(), event.event_id.hyphenated().to_string().into_bytes()));
+        headers.push((
+            CE_SPECVERSION.into(),
+            CE_SPECVERSION_VALUE.as_bytes().to_vec(),
+        ));
+        headers.push((
+            CE_ID.into(),
+            event.event_id.hyphenated().to_string().into_bytes(),
+        ));
         headers.push((CE_TYPE.into(), event.cloud_event_type().into_bytes()));
         headers.push((CE_SOURCE.into(), event.cloud_event_source().into_bytes()));
         if let Some(time) = format_rfc3339(event.occurred_at) {
             headers.push((CE_TIME.into(), time.into_bytes()));
         }
         headers.push((CONTENT_TYPE.into(), AVRO_CONTENT_TYPE.as_bytes().to_vec()));
-        Ok(SignedRecord { key: event.record_key().to_vec(), value, headers })
+        Ok(SignedRecord {
+            key: event.record_key().to_vec(),
+            value,
+            headers,
+        })
     }
 }
 
@@ -206,16 +226,27 @@ impl SignatureHeaders {
         let key_id = KeyId::new(key_id).map_err(|_| HeaderError::InvalidKeyId)?;
         let traceparent = match traceparent {
             Some(tp) => Some(
-                std::str::from_utf8(tp).map_err(|_| HeaderError::NotUtf8(TRACEPARENT))?.to_owned(),
+                std::str::from_utf8(tp)
+                    .map_err(|_| HeaderError::NotUtf8(TRACEPARENT))?
+                    .to_owned(),
             ),
             None => None,
         };
-        Ok(SignatureHeaders { signature, key_id, traceparent })
+        Ok(SignatureHeaders {
+            signature,
+            key_id,
+            traceparent,
+        })
     }
 
     /// Parses the headers of a [`SignedRecord`].
     pub fn from_record(record: &SignedRecord) -> Result<Self, HeaderError> {
-        Self::parse(record.headers.iter().map(|(n, v)| (n.as_str(), Some(v.as_slice()))))
+        Self::parse(
+            record
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), Some(v.as_slice()))),
+        )
     }
 }
 
@@ -231,9 +262,17 @@ mod tests {
     }
 
     fn event() -> VerificationEvent {
-        VerificationEvent::new(EventClass::KeyLifecycle, "rotate", Status::Success, Producer::rust("kms"))
-            .with_subject(Subject::principal("ops").with_key_id("k-1"))
-            .with_trace(Trace::new("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
+        VerificationEvent::new(
+            EventClass::KeyLifecycle,
+            "rotate",
+            Status::Success,
+            Producer::rust("kms"),
+        )
+        .with_subject(Subject::principal("ops").with_key_id("k-1"))
+        .with_trace(Trace::new(
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "00f067aa0ba902b7",
+        ))
     }
 
     #[test]
@@ -243,19 +282,33 @@ mod tests {
         let rec = rs.sign(&ev).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rec.key, b"k-1");
         assert_eq!(rec.header(ALG), Some(&b"ed25519"[..]));
-        assert_eq!(rec.header(KEY_ID), Some(rs.signer().key_id().as_str().as_bytes()));
+        assert_eq!(
+            rec.header(KEY_ID),
+            Some(rs.signer().key_id().as_str().as_bytes())
+        );
         assert_eq!(
             rec.header(TRACEPARENT),
             Some(&b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..])
         );
         assert_eq!(rec.header(CE_ID), Some(ev.event_id.to_string().as_bytes()));
-        assert_eq!(rec.header(CE_TYPE), Some(&b"io.vigil.key_lifecycle.rotate"[..]));
+        assert_eq!(
+            rec.header(CE_TYPE),
+            Some(&b"io.vigil.key_lifecycle.rotate"[..])
+        );
         assert_eq!(rec.header(CE_SOURCE), Some(&b"/vigil/rust/kms"[..]));
         assert_eq!(rec.header(CE_SPECVERSION), Some(&b"1.0"[..]));
-        let ce_time = rec.header(CE_TIME).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or("");
+        let ce_time = rec
+            .header(CE_TIME)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .unwrap_or("");
         assert_eq!(parse_rfc3339(ce_time), Some(ev.occurred_at));
         let parsed = SignatureHeaders::from_record(&rec).unwrap_or_else(|e| panic!("{e}"));
-        assert!(rs.signer().public_key().verify(&rec.value, &parsed.signature).is_ok());
+        assert!(
+            rs.signer()
+                .public_key()
+                .verify(&rec.value, &parsed.signature)
+                .is_ok()
+        );
         let decoded = Codec::<VerificationEvent>::new()
             .and_then(|c| c.decode_framed(SchemaId(1), &rec.value))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -263,16 +316,31 @@ mod tests {
         // No trace, no traceparent.
         let mut untraced = ev;
         untraced.trace = None;
-        assert_eq!(rs.sign(&untraced).ok().and_then(|r| r.header(TRACEPARENT).map(<[u8]>::to_vec)), None);
+        assert_eq!(
+            rs.sign(&untraced)
+                .ok()
+                .and_then(|r| r.header(TRACEPARENT).map(<[u8]>::to_vec)),
+            None
+        );
     }
 
     #[test]
     fn bad_headers_give_typed_errors() {
         let sig = [1u8; 64];
-        let parse = |h: &[(&str, &[u8])]| SignatureHeaders::parse(h.iter().map(|(n, v)| (*n, Some(*v))));
-        assert_eq!(parse(&[(KEY_ID, b"k")]).err(), Some(HeaderError::MissingSignature));
-        assert_eq!(parse(&[(SIGNATURE, &sig)]).err(), Some(HeaderError::MissingKeyId));
-        assert_eq!(parse(&[(SIGNATURE, &sig[..10]), (KEY_ID, b"k")]).err(), Some(HeaderError::BadSignatureLength(10)));
+        let parse =
+            |h: &[(&str, &[u8])]| SignatureHeaders::parse(h.iter().map(|(n, v)| (*n, Some(*v))));
+        assert_eq!(
+            parse(&[(KEY_ID, b"k")]).err(),
+            Some(HeaderError::MissingSignature)
+        );
+        assert_eq!(
+            parse(&[(SIGNATURE, &sig)]).err(),
+            Some(HeaderError::MissingKeyId)
+        );
+        assert_eq!(
+            parse(&[(SIGNATURE, &sig[..10]), (KEY_ID, b"k")]).err(),
+            Some(HeaderError::BadSignatureLength(10))
+        );
         assert_eq!(
             parse(&[(SIGNATURE, &sig), (KEY_ID, b"k"), (ALG, b"rsa")]).err(),
             Some(HeaderError::UnknownAlgorithm("rsa".into()))
@@ -281,10 +349,24 @@ mod tests {
             parse(&[(SIGNATURE, &sig), (SIGNATURE, &sig), (KEY_ID, b"k")]).err(),
             Some(HeaderError::Duplicate(SIGNATURE))
         );
-        assert_eq!(parse(&[(SIGNATURE, &sig), (KEY_ID, b"a b")]).err(), Some(HeaderError::InvalidKeyId));
-        assert_eq!(parse(&[(SIGNATURE, &sig), (KEY_ID, &[0xff])]).err(), Some(HeaderError::NotUtf8(KEY_ID)));
-        let ok = parse(&[(SIGNATURE, &sig), (KEY_ID, b"k"), (ALG, b"ed25519"), ("other", b"x")]);
-        assert_eq!(ok.map(|h| h.key_id.as_str().to_owned()).ok().as_deref(), Some("k"));
+        assert_eq!(
+            parse(&[(SIGNATURE, &sig), (KEY_ID, b"a b")]).err(),
+            Some(HeaderError::InvalidKeyId)
+        );
+        assert_eq!(
+            parse(&[(SIGNATURE, &sig), (KEY_ID, &[0xff])]).err(),
+            Some(HeaderError::NotUtf8(KEY_ID))
+        );
+        let ok = parse(&[
+            (SIGNATURE, &sig),
+            (KEY_ID, b"k"),
+            (ALG, b"ed25519"),
+            ("other", b"x"),
+        ]);
+        assert_eq!(
+            ok.map(|h| h.key_id.as_str().to_owned()).ok().as_deref(),
+            Some("k")
+        );
         assert_eq!(
             SignatureHeaders::parse([(SIGNATURE, None), (KEY_ID, Some(&b"k"[..]))]).err(),
             Some(HeaderError::BadSignatureLength(0))

@@ -225,7 +225,11 @@ pub struct Producer {
 
 impl Producer {
     /// Returns a producer without host or instance.
-    pub fn new(platform: Platform, sdk_version: impl Into<String>, service: impl Into<String>) -> Self {
+    pub fn new(
+        platform: Platform,
+        sdk_version: impl Into<String>,
+        service: impl Into<String>,
+    ) -> Self {
         Producer {
             platform,
             sdk_version: sdk_version.into(),
@@ -269,7 +273,10 @@ pub struct Subject {
 impl Subject {
     /// Returns a subject naming only a principal.
     pub fn principal(principal: impl Into<String>) -> Self {
-        Subject { principal: Some(principal.into()), ..Subject::default() }
+        Subject {
+            principal: Some(principal.into()),
+            ..Subject::default()
+        }
     }
 
     /// Sets the key id.
@@ -303,13 +310,20 @@ pub struct Trace {
 }
 
 fn is_lower_hex(text: &str, len: usize) -> bool {
-    text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Trace {
     /// Returns a trace context without a parent span.
     pub fn new(trace_id: impl Into<String>, span_id: impl Into<String>) -> Self {
-        Trace { trace_id: trace_id.into(), span_id: span_id.into(), parent_span_id: None }
+        Trace {
+            trace_id: trace_id.into(),
+            span_id: span_id.into(),
+            parent_span_id: None,
+        }
     }
 
     /// Returns true when the ids have the W3C shape and are not all zero.
@@ -322,7 +336,8 @@ impl Trace {
 
     /// Returns the W3C `traceparent` value (`00-<trace>-<span>-01`), or `None` if the ids are invalid.
     pub fn traceparent(&self) -> Option<String> {
-        self.is_valid().then(|| format!("00-{}-{}-01", self.trace_id, self.span_id))
+        self.is_valid()
+            .then(|| format!("00-{}-{}-01", self.trace_id, self.span_id))
     }
 
     /// Parses a W3C `traceparent` value; the span becomes `span_id`.
@@ -479,12 +494,20 @@ impl VerificationEvent {
 
     /// Returns the CloudEvents type `io.vigil.<class>.<activity>`.
     pub fn cloud_event_type(&self) -> String {
-        format!("io.vigil.{}.{}", self.class_uid.as_str(), self.activity_name)
+        format!(
+            "io.vigil.{}.{}",
+            self.class_uid.as_str(),
+            self.activity_name
+        )
     }
 
     /// Returns the CloudEvents source `/vigil/<platform>/<service>`.
     pub fn cloud_event_source(&self) -> String {
-        format!("/vigil/{}/{}", self.producer.platform.as_str(), self.producer.service)
+        format!(
+            "/vigil/{}/{}",
+            self.producer.platform.as_str(),
+            self.producer.service
+        )
     }
 }
 
@@ -616,7 +639,10 @@ mod tests {
     fn traceparent_round_trips_and_rejects_bad_shapes() {
         let t = Trace::new("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
         let tp = t.traceparent().unwrap_or_default();
-        assert_eq!(tp, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            tp,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
         assert_eq!(Trace::from_traceparent(&tp), Some(t));
         for bad in [
             "",

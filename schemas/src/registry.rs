@@ -80,7 +80,9 @@ impl RegistryError {
 }
 
 fn registry_error_code(err: &SRCError) -> Option<u32> {
-    err.source().and_then(|s| s.downcast_ref::<RawError>()).map(|raw| raw.error_code)
+    err.source()
+        .and_then(|s| s.downcast_ref::<RawError>())
+        .map(|raw| raw.error_code)
 }
 
 fn classify(err: SRCError, subject: Option<&str>, id: Option<SchemaId>) -> RegistryError {
@@ -116,7 +118,11 @@ struct SchemaCache {
 
 impl SchemaCache {
     fn new(capacity: usize) -> Self {
-        SchemaCache { capacity: capacity.max(1), by_id: HashMap::new(), unknown: HashMap::new() }
+        SchemaCache {
+            capacity: capacity.max(1),
+            by_id: HashMap::new(),
+            unknown: HashMap::new(),
+        }
     }
 
     fn get(&mut self, id: SchemaId, now: Instant) -> Option<Result<Arc<WriterSchema>, SchemaId>> {
@@ -145,7 +151,8 @@ impl SchemaCache {
 
     fn insert_unknown(&mut self, id: SchemaId, now: Instant) {
         if self.unknown.len() >= self.capacity {
-            self.unknown.retain(|_, at| now.duration_since(*at) < UNKNOWN_ID_TTL);
+            self.unknown
+                .retain(|_, at| now.duration_since(*at) < UNKNOWN_ID_TTL);
             if self.unknown.len() >= self.capacity {
                 self.unknown.clear();
             }
@@ -188,7 +195,11 @@ impl SchemaRegistry {
 
     /// Registers `schema_json` under `subject` (idempotent) and returns its id; cached per subject.
     ///
-    pub async fn register(&self, subject: &str, schema_json: &str) -> Result<SchemaId, RegistryError> {
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema_json: &str,
+    ) -> Result<SchemaId, RegistryError> {
         if let Some(id) = lock(&self.subjects).get(&(subject.to_owned(), schema_json.to_owned())) {
             return Ok(*id);
         }
@@ -205,7 +216,8 @@ impl SchemaRegistry {
 
     /// Registers `T`'s schema under `<T::TOPIC>-value` and returns its id.
     pub async fn register_value<T: AvroRecord>(&self) -> Result<SchemaId, RegistryError> {
-        self.register(&value_subject(T::TOPIC), T::SCHEMA_JSON).await
+        self.register(&value_subject(T::TOPIC), T::SCHEMA_JSON)
+            .await
     }
 
     /// Registers every schema of this crate; returns (subject, id) pairs.
@@ -220,7 +232,11 @@ impl SchemaRegistry {
     }
 
     /// Asks whether `schema_json` is compatible with `subject` under the subject's compatibility level.
-    pub async fn is_compatible(&self, subject: &str, schema_json: &str) -> Result<bool, RegistryError> {
+    pub async fn is_compatible(
+        &self,
+        subject: &str,
+        schema_json: &str,
+    ) -> Result<bool, RegistryError> {
         let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema_json.to_owned());
         match is_compatible_schema(&self.settings, subject.to_owned(), supplied).await {
             Ok(ok) => Ok(ok),
@@ -254,7 +270,9 @@ impl SchemaRegistry {
 
     /// Returns the cached id of `schema_json` under `subject`, if registered by this client.
     pub fn cached_id(&self, subject: &str, schema_json: &str) -> Option<SchemaId> {
-        lock(&self.subjects).get(&(subject.to_owned(), schema_json.to_owned())).copied()
+        lock(&self.subjects)
+            .get(&(subject.to_owned(), schema_json.to_owned()))
+            .copied()
     }
 
     /// Returns how many writer schemas are cached (for a gauge).
@@ -275,14 +293,20 @@ mod tests {
     #[test]
     fn errors_are_classified() {
         let transient = SRCError::retryable_with_cause(raw_error(0), "http call failed");
-        assert_eq!(classify(transient, None, None).class(), ErrorClass::Transient);
+        assert_eq!(
+            classify(transient, None, None).class(),
+            ErrorClass::Transient
+        );
         let store = SRCError::non_retryable_with_cause(raw_error(50001), "status 500");
         assert_eq!(classify(store, None, None).class(), ErrorClass::Transient);
         let unknown = SRCError::non_retryable_with_cause(raw_error(40403), "status 404");
         let err = classify(unknown, None, Some(SchemaId(77)));
         assert!(matches!(err, RegistryError::UnknownSchemaId(SchemaId(77))));
         assert_eq!(err.class(), ErrorClass::BadData);
-        assert!(matches!(err.into_wire_error(), Ok(WireError::UnknownSchemaId(SchemaId(77)))));
+        assert!(matches!(
+            err.into_wire_error(),
+            Ok(WireError::UnknownSchemaId(SchemaId(77)))
+        ));
         let incompatible = SRCError::non_retryable_with_cause(raw_error(409), "status 409");
         assert!(matches!(
             classify(incompatible, Some("s-value"), None),
@@ -304,7 +328,10 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(matches!(cache.get(SchemaId(3), now), Some(Ok(_))));
         cache.insert_unknown(SchemaId(9), now);
-        assert!(matches!(cache.get(SchemaId(9), now), Some(Err(SchemaId(9)))));
+        assert!(matches!(
+            cache.get(SchemaId(9), now),
+            Some(Err(SchemaId(9)))
+        ));
         assert!(cache.get(SchemaId(9), now + UNKNOWN_ID_TTL).is_none());
         assert!(cache.get(SchemaId(10), now).is_none());
         for id in 100..110 {

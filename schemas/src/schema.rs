@@ -111,7 +111,10 @@ mod tests {
                 serde_json::from_str(json).unwrap_or_else(|e| panic!("{topic}: {e}"));
             assert_every_field_documented(&raw, topic);
         }
-        assert_eq!(record(verification_event()).name.name(), "VerificationEvent");
+        assert_eq!(
+            record(verification_event()).name.name(),
+            "VerificationEvent"
+        );
         assert_eq!(record(verified_event()).name.name(), "VerifiedEvent");
         assert_eq!(record(key_status()).name.name(), "KeyStatus");
         assert_eq!(record(alert()).name.name(), "Alert");

@@ -7,13 +7,13 @@
 use std::fmt;
 use std::path::Path;
 
+use ed25519_dalek::pkcs8::ALGORITHM_OID;
 use ed25519_dalek::pkcs8::spki::SubjectPublicKeyInfoRef;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{
     DecodePrivateKey, DecodePublicKey, Document, EncodePublicKey, PrivateKeyInfo, SecretDocument,
 };
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use ed25519_dalek::pkcs8::ALGORITHM_OID;
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -97,8 +97,14 @@ impl KeyId {
         let id = id.into();
         let ok = !id.is_empty()
             && id.len() <= MAX_KEY_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if ok { Ok(KeyId(id)) } else { Err(SigningError::InvalidKeyId) }
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if ok {
+            Ok(KeyId(id))
+        } else {
+            Err(SigningError::InvalidKeyId)
+        }
     }
 
     /// Returns the default id of a public key: `ed25519-` plus the first 8 bytes of SHA-256 of the raw key, in hex.
@@ -161,7 +167,10 @@ impl fmt::Debug for Signature {
 fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, SigningError> {
     std::fs::read_to_string(path)
         .map(Zeroizing::new)
-        .map_err(|source| SigningError::Io { path: path.display().to_string(), source })
+        .map_err(|source| SigningError::Io {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 fn map_pkcs8_error(err: ed25519_dalek::pkcs8::Error) -> SigningError {
@@ -182,7 +191,9 @@ fn check_label(found: &str, expected: &str) -> Result<(), SigningError> {
         return Err(SigningError::EncryptedKey);
     }
     if found != expected {
-        return Err(SigningError::InvalidPem(format!("expected {expected}, found {found}")));
+        return Err(SigningError::InvalidPem(format!(
+            "expected {expected}, found {found}"
+        )));
     }
     Ok(())
 }
@@ -197,7 +208,9 @@ pub struct EventSigner {
 
 impl fmt::Debug for EventSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("EventSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,7 +249,11 @@ impl EventSigner {
     fn from_signing_key(key: SigningKey) -> Self {
         let public = PublicKey(key.verifying_key());
         let key_id = KeyId::for_public_key(&public);
-        EventSigner { key, public, key_id }
+        EventSigner {
+            key,
+            public,
+            key_id,
+        }
     }
 
     /// Replaces the key id (e.g. with the id the key registry assigned).
@@ -309,8 +326,10 @@ impl PublicKey {
     /// Loads an SPKI PEM public key file.
     pub fn from_spki_pem_file(path: impl AsRef<Path>) -> Result<Self, SigningError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SigningError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_spki_pem(&text)
     }
 
@@ -327,7 +346,9 @@ impl PublicKey {
         // Small-order keys verify forged signatures under lenient checks; refusing them at load
         // time also makes batch and single verification agree.
         if key.is_weak() {
-            return Err(SigningError::InvalidKey("weak (small-order) public key".into()));
+            return Err(SigningError::InvalidKey(
+                "weak (small-order) public key".into(),
+            ));
         }
         Ok(PublicKey(key))
     }
@@ -352,7 +373,9 @@ impl PublicKey {
     /// Verifies `signature` over exactly `value` with strict RFC 8032 checks.
     pub fn verify(&self, value: &[u8], signature: &Signature) -> Result<(), SigningError> {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.0.verify_strict(value, &sig).map_err(|_| SigningError::InvalidSignature)
+        self.0
+            .verify_strict(value, &sig)
+            .map_err(|_| SigningError::InvalidSignature)
     }
 }
 
@@ -378,13 +401,18 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), SigningError>> {
         return Vec::new();
     }
     let values: Vec<&[u8]> = items.iter().map(|i| i.value).collect();
-    let signatures: Vec<ed25519_dalek::Signature> =
-        items.iter().map(|i| ed25519_dalek::Signature::from_bytes(&i.signature.0)).collect();
+    let signatures: Vec<ed25519_dalek::Signature> = items
+        .iter()
+        .map(|i| ed25519_dalek::Signature::from_bytes(&i.signature.0))
+        .collect();
     let keys: Vec<VerifyingKey> = items.iter().map(|i| i.key.0).collect();
     if ed25519_dalek::verify_batch(&values, &signatures, &keys).is_ok() {
         return items.iter().map(|_| Ok(())).collect();
     }
-    items.iter().map(|i| i.key.verify(i.value, i.signature)).collect()
+    items
+        .iter()
+        .map(|i| i.key.verify(i.value, i.signature))
+        .collect()
 }
 
 #[cfg(test)]
@@ -410,7 +438,10 @@ mod tests {
         let openssl_sig = Signature::from_slice(OPENSSL_SIG).unwrap_or_else(|e| panic!("{e}"));
         assert!(public.verify(OPENSSL_MSG, &openssl_sig).is_ok());
         // Our PEM output is what openssl writes.
-        assert_eq!(signer.to_pkcs8_pem().map(|p| p.to_string()).ok().as_deref(), Some(OPENSSL_KEY));
+        assert_eq!(
+            signer.to_pkcs8_pem().map(|p| p.to_string()).ok().as_deref(),
+            Some(OPENSSL_KEY)
+        );
         assert_eq!(public.to_spki_pem().ok().as_deref(), Some(OPENSSL_PUB));
     }
 
@@ -437,7 +468,12 @@ mod tests {
         assert_eq!(err.map(|e| e.class()), Some(ErrorClass::Rejected));
         let mut bytes = sig.to_bytes();
         bytes[0] ^= 1;
-        assert!(signer.public_key().verify(b"value", &Signature::from_bytes(bytes)).is_err());
+        assert!(
+            signer
+                .public_key()
+                .verify(b"value", &Signature::from_bytes(bytes))
+                .is_err()
+        );
         let other = EventSigner::generate();
         assert!(other.public_key().verify(b"value", &sig).is_err());
     }
@@ -447,23 +483,61 @@ mod tests {
         let p256 = include_str!("../testdata/keys/openssl_p256.pem");
         let p256_pub = include_str!("../testdata/keys/openssl_p256.pub.pem");
         let x25519 = include_str!("../testdata/keys/openssl_x25519.pem");
-        assert!(matches!(EventSigner::from_pkcs8_pem(p256), Err(SigningError::WrongAlgorithm(_))));
+        assert!(matches!(
+            EventSigner::from_pkcs8_pem(p256),
+            Err(SigningError::WrongAlgorithm(_))
+        ));
         let x = EventSigner::from_pkcs8_pem(x25519);
-        assert!(matches!(&x, Err(SigningError::WrongAlgorithm(oid)) if oid == "1.3.101.110"), "{x:?}");
-        assert!(matches!(PublicKey::from_spki_pem(p256_pub), Err(SigningError::WrongAlgorithm(_))));
-        assert!(matches!(EventSigner::from_pkcs8_pem(OPENSSL_PUB), Err(SigningError::InvalidPem(_))));
-        assert!(matches!(PublicKey::from_spki_pem(OPENSSL_KEY), Err(SigningError::InvalidPem(_))));
-        for junk in ["", "hello", "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n"] {
-            assert!(matches!(EventSigner::from_pkcs8_pem(junk), Err(SigningError::InvalidPem(_))), "{junk}");
+        assert!(
+            matches!(&x, Err(SigningError::WrongAlgorithm(oid)) if oid == "1.3.101.110"),
+            "{x:?}"
+        );
+        assert!(matches!(
+            PublicKey::from_spki_pem(p256_pub),
+            Err(SigningError::WrongAlgorithm(_))
+        ));
+        assert!(matches!(
+            EventSigner::from_pkcs8_pem(OPENSSL_PUB),
+            Err(SigningError::InvalidPem(_))
+        ));
+        assert!(matches!(
+            PublicKey::from_spki_pem(OPENSSL_KEY),
+            Err(SigningError::InvalidPem(_))
+        ));
+        for junk in [
+            "",
+            "hello",
+            "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+        ] {
+            assert!(
+                matches!(
+                    EventSigner::from_pkcs8_pem(junk),
+                    Err(SigningError::InvalidPem(_))
+                ),
+                "{junk}"
+            );
         }
-        let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        assert!(matches!(EventSigner::from_pkcs8_pem(encrypted), Err(SigningError::EncryptedKey)));
-        assert!(matches!(Signature::from_slice(&[0; 63]), Err(SigningError::BadSignatureLength(63))));
-        assert!(matches!(PublicKey::from_slice(&[0; 31]), Err(SigningError::BadPublicKeyLength(31))));
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(matches!(
+            EventSigner::from_pkcs8_pem(encrypted),
+            Err(SigningError::EncryptedKey)
+        ));
+        assert!(matches!(
+            Signature::from_slice(&[0; 63]),
+            Err(SigningError::BadSignatureLength(63))
+        ));
+        assert!(matches!(
+            PublicKey::from_slice(&[0; 31]),
+            Err(SigningError::BadPublicKeyLength(31))
+        ));
         // The identity point is a weak key.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert!(matches!(PublicKey::from_slice(&identity), Err(SigningError::InvalidKey(_))));
+        assert!(matches!(
+            PublicKey::from_slice(&identity),
+            Err(SigningError::InvalidKey(_))
+        ));
     }
 
     #[test]
@@ -476,7 +550,8 @@ mod tests {
         let id = signer.key_id().as_str().to_owned();
         assert!(id.starts_with("ed25519-") && id.len() == 24, "{id}");
         assert_eq!(signer.public_key().key_id().as_str(), id);
-        let renamed = signer.with_key_id(KeyId::new("payments-1").unwrap_or_else(|e| panic!("{e}")));
+        let renamed =
+            signer.with_key_id(KeyId::new("payments-1").unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(renamed.key_id().as_str(), "payments-1");
         assert!(!format!("{renamed:?}").contains("key:"));
     }
@@ -485,11 +560,18 @@ mod tests {
     fn batch_verification_names_the_bad_items() {
         let signers: Vec<EventSigner> = (0..4).map(|_| EventSigner::generate()).collect();
         let values: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100]).collect();
-        let mut sigs: Vec<Signature> =
-            signers.iter().zip(&values).map(|(s, v)| s.sign(v)).collect();
+        let mut sigs: Vec<Signature> = signers
+            .iter()
+            .zip(&values)
+            .map(|(s, v)| s.sign(v))
+            .collect();
         let items = |sigs: &[Signature]| -> Vec<Result<(), SigningError>> {
             let batch: Vec<BatchItem<'_>> = (0..4)
-                .map(|i| BatchItem { value: &values[i], signature: &sigs[i], key: signers[i].public_key() })
+                .map(|i| BatchItem {
+                    value: &values[i],
+                    signature: &sigs[i],
+                    key: signers[i].public_key(),
+                })
                 .collect();
             verify_batch(&batch)
         };

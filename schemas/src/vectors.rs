@@ -136,9 +136,10 @@ pub fn generate() -> Result<CanonicalVectors, VectorError> {
     let record = RecordSigner::new(signer, SCHEMA_ID)?.sign(&event)?;
     let signature_hex = hex::encode(record.header(crate::headers::SIGNATURE).unwrap_or_default());
     Ok(CanonicalVectors {
-        description: "Vigil canonical vector: fixed Ed25519 key + fixed VerificationEvent -> exact \
+        description:
+            "Vigil canonical vector: fixed Ed25519 key + fixed VerificationEvent -> exact \
                       Confluent-framed Avro value, Kafka key, headers and signature."
-            .into(),
+                .into(),
         seed_hex: SEED_HEX.into(),
         signing_key_pem,
         public_key_pem: public.to_spki_pem()?,
@@ -153,7 +154,10 @@ pub fn generate() -> Result<CanonicalVectors, VectorError> {
         headers: record
             .headers
             .iter()
-            .map(|(name, value)| HeaderVector { name: name.clone(), value_hex: hex::encode(value) })
+            .map(|(name, value)| HeaderVector {
+                name: name.clone(),
+                value_hex: hex::encode(value),
+            })
             .collect(),
     })
 }
@@ -168,7 +172,8 @@ mod tests {
     #[test]
     fn canonical_vectors_are_reproduced_byte_for_byte() {
         let generated = generate().unwrap_or_else(|e| panic!("{e}"));
-        let json = serde_json::to_string_pretty(&generated).unwrap_or_else(|e| panic!("{e}")) + "\n";
+        let json =
+            serde_json::to_string_pretty(&generated).unwrap_or_else(|e| panic!("{e}")) + "\n";
         if std::env::var_os("VIGIL_REGEN_VECTORS").is_some() {
             std::fs::write(VECTORS_PATH, &json).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -183,16 +188,30 @@ mod tests {
     fn vectors_are_consistent_with_independent_facts() {
         let v = generate().unwrap_or_else(|e| panic!("{e}"));
         // RFC 8032 test 1 public key.
-        assert_eq!(v.public_key_hex, "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        assert_eq!(
+            v.public_key_hex,
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
         // Key files written by openssl from the same seed.
-        assert_eq!(v.signing_key_pem, include_str!("../testdata/vector_signing_key.pem"));
-        assert_eq!(v.public_key_pem, include_str!("../testdata/vector_public_key.pem"));
+        assert_eq!(
+            v.signing_key_pem,
+            include_str!("../testdata/vector_signing_key.pem")
+        );
+        assert_eq!(
+            v.public_key_pem,
+            include_str!("../testdata/vector_public_key.pem")
+        );
         assert_eq!(&v.value_hex[..10], "0000000001");
         assert_eq!(&v.value_hex[10..], v.avro_body_hex);
         let value = hex::decode(&v.value_hex).unwrap_or_default();
-        let sig = hex::decode(&v.signature_hex).ok().and_then(|s| Signature::from_slice(&s).ok());
+        let sig = hex::decode(&v.signature_hex)
+            .ok()
+            .and_then(|s| Signature::from_slice(&s).ok());
         let public = PublicKey::from_spki_pem(&v.public_key_pem).unwrap_or_else(|e| panic!("{e}"));
         assert!(sig.is_some_and(|s| public.verify(&value, &s).is_ok()));
-        assert_eq!(hex::decode(&v.record_key_hex).unwrap_or_default(), b"partner-key-7");
+        assert_eq!(
+            hex::decode(&v.record_key_hex).unwrap_or_default(),
+            b"partner-key-7"
+        );
     }
 }

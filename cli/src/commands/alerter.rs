@@ -10,7 +10,10 @@ use anyhow::Context;
 /// Runs the alerter: loads the config (`--config` YAML, `VIGIL_*` overrides), validates it
 /// naming the file and key, serves `/metrics` `/healthz` `/readyz`, and consumes until SIGTERM
 /// or SIGINT.
-pub async fn run_alerter(config: Option<&Path>, metrics_listen: SocketAddr) -> anyhow::Result<ExitCode> {
+pub async fn run_alerter(
+    config: Option<&Path>,
+    metrics_listen: SocketAddr,
+) -> anyhow::Result<ExitCode> {
     let shown = config.map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string());
     let config = vigil_alerter::AlerterConfig::load(config)?;
     config.validate(&shown)?;
@@ -20,8 +23,13 @@ pub async fn run_alerter(config: Option<&Path>, metrics_listen: SocketAddr) -> a
         .await
         .context("starting the metrics server")?;
     tracing::info!(%addr, "metrics server listening");
-    let result =
-        vigil_alerter::run(&config, &shown, &telemetry, vigil_consumer::shutdown_signal()).await;
+    let result = vigil_alerter::run(
+        &config,
+        &shown,
+        &telemetry,
+        vigil_consumer::shutdown_signal(),
+    )
+    .await;
     server.abort();
     let summary = result.context("alerter")?;
     tracing::info!(?summary, "alerter stopped");

@@ -23,7 +23,12 @@ pub struct AuditArgs {
     #[command(subcommand)]
     pub command: AuditCommand,
     /// ClickHouse database of the audit tables.
-    #[arg(long, env = "VIGIL_AUDIT_DATABASE", default_value = "vigil", global = true)]
+    #[arg(
+        long,
+        env = "VIGIL_AUDIT_DATABASE",
+        default_value = "vigil",
+        global = true
+    )]
     pub database: String,
 }
 
@@ -112,8 +117,12 @@ fn load_keys(dir: Option<&Path>) -> anyhow::Result<BTreeMap<String, PublicKey>> 
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "pem") {
-            let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let key = PublicKey::from_spki_pem_file(&path).with_context(|| format!("{}", path.display()))?;
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let key = PublicKey::from_spki_pem_file(&path)
+                .with_context(|| format!("{}", path.display()))?;
             keys.insert(id, key);
         }
     }
@@ -126,7 +135,10 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         AuditCommand::Migrate { retention_years } => {
             let store = AuditStore::from_env(&args.database)?;
             let r = store.migrate(retention_years).await?;
-            println!("migrations applied: {:?}, already applied: {:?}", r.applied, r.already);
+            println!(
+                "migrations applied: {:?}, already applied: {:?}",
+                r.applied, r.already
+            );
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify(v) => verify(&args.database, v).await,
@@ -148,11 +160,26 @@ async fn verify(database: &str, v: VerifyArgs) -> anyhow::Result<ExitCode> {
     let to = time_arg("to", &v.to)?;
     let mut clean = true;
     if let Some(input) = &v.input {
-        let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-        let (rows, digests) = read_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-        let topic = rows.first().map(|r| r.kafka_topic.clone()).unwrap_or_default();
-        let mut walker = Walker::new(&topic, VerifyOptions { anchored: true, ..opts }, &digests);
-        for r in rows.iter().filter(|r| v.partition.is_none_or(|p| p == r.kafka_partition)) {
+        let text = std::fs::read_to_string(input)
+            .with_context(|| format!("reading {}", input.display()))?;
+        let (rows, digests) =
+            read_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+        let topic = rows
+            .first()
+            .map(|r| r.kafka_topic.clone())
+            .unwrap_or_default();
+        let mut walker = Walker::new(
+            &topic,
+            VerifyOptions {
+                anchored: true,
+                ..opts
+            },
+            &digests,
+        );
+        for r in rows
+            .iter()
+            .filter(|r| v.partition.is_none_or(|p| p == r.kafka_partition))
+        {
             walker.feed(r);
         }
         let report = walker.finish(Some((v.partition, true)));
@@ -173,34 +200,53 @@ async fn verify(database: &str, v: VerifyArgs) -> anyhow::Result<ExitCode> {
             clean &= report.is_clean();
         }
     }
-    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn export(database: &str, e: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = AuditStore::from_env(database)?;
     let from = time_arg("from", &e.from)?;
     let to = time_arg("to", &e.to)?;
-    let mut out = BufWriter::new(File::create(&e.output).with_context(|| format!("creating {}", e.output.display()))?);
+    let mut out = BufWriter::new(
+        File::create(&e.output).with_context(|| format!("creating {}", e.output.display()))?,
+    );
     let (format, mut side): (ExportFormat, Box<dyn std::io::Write>) = match e.format {
         Format::Jsonl => (ExportFormat::Jsonl, Box::new(std::io::sink())),
         Format::Csv => {
             let mut p = e.output.clone().into_os_string();
             p.push(".digests.jsonl");
-            (ExportFormat::Csv, Box::new(BufWriter::new(File::create(PathBuf::from(p))?)))
+            (
+                ExportFormat::Csv,
+                Box::new(BufWriter::new(File::create(PathBuf::from(p))?)),
+            )
         }
     };
-    let (rows, digests) = vigil_audit_sink::export::export(&store, &e.topic, from, to, format, &mut out, &mut side).await?;
-    eprintln!("exported {rows} rows and {digests} digests to {}", e.output.display());
+    let (rows, digests) =
+        vigil_audit_sink::export::export(&store, &e.topic, from, to, format, &mut out, &mut side)
+            .await?;
+    eprintln!(
+        "exported {rows} rows and {digests} digests to {}",
+        e.output.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the audit sink (`vigil run audit-sink`): config from the `[audit_sink]` table of the
 /// deployment TOML, `VIGIL_AUDIT_*` overrides, ClickHouse from `VIGIL_CLICKHOUSE_URL`.
-pub async fn run_sink(config_path: Option<&Path>, metrics_listen: SocketAddr) -> anyhow::Result<ExitCode> {
+pub async fn run_sink(
+    config_path: Option<&Path>,
+    metrics_listen: SocketAddr,
+) -> anyhow::Result<ExitCode> {
     let mut config = match config_path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let mut doc: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let mut doc: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
             match doc.remove("audit_sink") {
                 Some(t) => t.try_into::<AuditSinkConfig>().context("[audit_sink]")?,
                 None => AuditSinkConfig::default(),
@@ -219,7 +265,10 @@ pub async fn run_sink(config_path: Option<&Path>, metrics_listen: SocketAddr) ->
     }
     config.validate()?;
     let telemetry = vigil_topology::Telemetry::new();
-    let (addr, server) = telemetry.serve(metrics_listen).await.context("starting the metrics server")?;
+    let (addr, server) = telemetry
+        .serve(metrics_listen)
+        .await
+        .context("starting the metrics server")?;
     tracing::info!(%addr, "metrics server listening");
     let metrics = vigil_audit_sink::metrics::SinkMetrics::register(&telemetry.registry)?;
     let store = AuditStore::from_env(&config.database)?;

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use vigil_consumer::key_registry::{
-    KeyRegistry, KeyRegistryConfig, KeyStatusWriter, KeyView,
-};
+use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig, KeyStatusWriter, KeyView};
 use vigil_schemas::model::{format_rfc3339, now_micros, parse_rfc3339};
 use vigil_schemas::{KeyId, KeyState, KeyStatus, PublicKey};
 use vigil_topology::KafkaClientConfig;
@@ -26,10 +24,20 @@ pub struct KeysArgs {
     #[command(subcommand)]
     command: KeysCommand,
     /// The compacted key registry topic.
-    #[arg(long, global = true, env = "VIGIL_KEYS_TOPIC", default_value = "vigil.keys")]
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIL_KEYS_TOPIC",
+        default_value = "vigil.keys"
+    )]
     topic: String,
     /// Kafka bootstrap servers.
-    #[arg(long, global = true, env = "VIGIL_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIL_KAFKA_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap: String,
     /// Schema registry URL.
     #[arg(
@@ -107,7 +115,11 @@ fn parse_grace(text: &str) -> Result<Duration, String> {
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3_600),
         "d" => n.saturating_mul(86_400),
-        other => return Err(format!("{text:?}: unknown unit {other:?} (use s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use s, m, h or d)"
+            ));
+        }
     };
     Ok(Duration::from_secs(secs))
 }
@@ -143,7 +155,8 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             }
             let key = read_key(public_key)?;
             let valid_from = match valid_from {
-                Some(t) => parse_rfc3339(t).with_context(|| format!("--valid-from {t:?} is not RFC 3339"))?,
+                Some(t) => parse_rfc3339(t)
+                    .with_context(|| format!("--valid-from {t:?} is not RFC 3339"))?,
                 None => now - 3_600_000_000,
             };
             let status = active(key_id, &key, valid_from, now, &actor, None);
@@ -211,7 +224,11 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             writer(&args, &kafka).await?.write(&revoked).await?;
             println!(
                 "revoked {key_id}{}",
-                if emergency { " (emergency: every event rejected)" } else { "" }
+                if emergency {
+                    " (emergency: every event rejected)"
+                } else {
+                    ""
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -228,7 +245,12 @@ async fn load(args: &KeysArgs, kafka: &KafkaClientConfig) -> anyhow::Result<Arc<
         None,
     )
     .await
-    .with_context(|| format!("reading {} (does it exist? `vigil topology apply`)", args.topic))?;
+    .with_context(|| {
+        format!(
+            "reading {} (does it exist? `vigil topology apply`)",
+            args.topic
+        )
+    })?;
     let loaded = registry.wait_loaded(LOAD_TIMEOUT).await;
     task.abort();
     loaded.with_context(|| format!("reading {}", args.topic))?;
@@ -294,7 +316,14 @@ fn print_table(keys: &[Arc<KeyView>]) {
             ]
         })
         .collect();
-    let header = ["KEY_ID", "STATE", "VALID_FROM", "GRACE_UNTIL", "REVOKED_AT", "REASON"];
+    let header = [
+        "KEY_ID",
+        "STATE",
+        "VALID_FROM",
+        "GRACE_UNTIL",
+        "REVOKED_AT",
+        "REASON",
+    ];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

@@ -50,7 +50,11 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         RulesCommand::Check { rules_dir } => match RulePack::load_dir(&rules_dir) {
             Ok(pack) => {
-                println!("{} rules in {} files: ok", pack.rule_count(), pack.files.len());
+                println!(
+                    "{} rules in {} files: ok",
+                    pack.rule_count(),
+                    pack.files.len()
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -58,9 +62,11 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
-        RulesCommand::Test { rules_dir, events, allowed_lateness_ms } => {
-            test(&rules_dir, &events, allowed_lateness_ms)
-        }
+        RulesCommand::Test {
+            rules_dir,
+            events,
+            allowed_lateness_ms,
+        } => test(&rules_dir, &events, allowed_lateness_ms),
     }
 }
 
@@ -81,11 +87,14 @@ fn test(rules_dir: &Path, events: &Path, allowed_lateness_ms: u64) -> anyhow::Re
         }
     };
     let settings = vigil_correlator::EngineSettings {
-        allowed_lateness_us: i64::try_from(allowed_lateness_ms).unwrap_or(i64::MAX / 1_000).saturating_mul(1_000),
+        allowed_lateness_us: i64::try_from(allowed_lateness_ms)
+            .unwrap_or(i64::MAX / 1_000)
+            .saturating_mul(1_000),
         ..vigil_correlator::EngineSettings::default()
     };
     let mut engine = Correlator::new(Arc::new(pack), settings)?;
-    let file = std::fs::File::open(events).with_context(|| format!("opening {}", events.display()))?;
+    let file =
+        std::fs::File::open(events).with_context(|| format!("opening {}", events.display()))?;
     let mut out = std::io::stdout().lock();
     let (mut n, mut fired) = (0_u64, 0_u64);
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -99,7 +108,11 @@ fn test(rules_dir: &Path, events: &Path, allowed_lateness_ms: u64) -> anyhow::Re
             let value: serde_json::Value = serde_json::from_str(&line)
                 .with_context(|| format!("{}:{}: not JSON", events.display(), i + 1))?;
             let ts = occurred_at(&value).with_context(|| {
-                format!("{}:{}: no occurred_at (micros or RFC 3339)", events.display(), i + 1)
+                format!(
+                    "{}:{}: no occurred_at (micros or RFC 3339)",
+                    events.display(),
+                    i + 1
+                )
             })?;
             engine.process_fields(&value, ts)
         };
@@ -110,18 +123,28 @@ fn test(rules_dir: &Path, events: &Path, allowed_lateness_ms: u64) -> anyhow::Re
         }
     }
     let stats = engine.stats();
-    eprintln!("{n} events, {fired} alerts, {} late, {} evictions", stats.late, stats.evictions);
+    eprintln!(
+        "{n} events, {fired} alerts, {} late, {} evictions",
+        stats.late, stats.evictions
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the correlator service (`vigil run correlator`).
-pub async fn run_correlator(config: Option<&Path>, metrics_listen: SocketAddr) -> anyhow::Result<ExitCode> {
+pub async fn run_correlator(
+    config: Option<&Path>,
+    metrics_listen: SocketAddr,
+) -> anyhow::Result<ExitCode> {
     let config = CorrelatorConfig::load(config)?;
     config.validate()?;
     let telemetry = vigil_topology::Telemetry::new();
-    let (addr, server) = telemetry.serve(metrics_listen).await.context("starting the metrics server")?;
+    let (addr, server) = telemetry
+        .serve(metrics_listen)
+        .await
+        .context("starting the metrics server")?;
     tracing::info!(%addr, "metrics server listening");
-    let result = vigil_correlator::run(&config, &telemetry, vigil_consumer::shutdown_signal()).await;
+    let result =
+        vigil_correlator::run(&config, &telemetry, vigil_consumer::shutdown_signal()).await;
     server.abort();
     let summary = result.context("correlator")?;
     tracing::info!(?summary, "correlator stopped");

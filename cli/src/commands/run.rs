@@ -40,9 +40,15 @@ pub enum Service {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match args.service {
         Service::Verifier => run_verifier(&args).await,
-        Service::AuditSink => super::audit::run_sink(args.config.as_deref(), args.metrics_listen).await,
-        Service::Alerter => super::alerter::run_alerter(args.config.as_deref(), args.metrics_listen).await,
-        Service::Correlator => super::rules::run_correlator(args.config.as_deref(), args.metrics_listen).await,
+        Service::AuditSink => {
+            super::audit::run_sink(args.config.as_deref(), args.metrics_listen).await
+        }
+        Service::Alerter => {
+            super::alerter::run_alerter(args.config.as_deref(), args.metrics_listen).await
+        }
+        Service::Correlator => {
+            super::rules::run_correlator(args.config.as_deref(), args.metrics_listen).await
+        }
     }
 }
 
@@ -58,8 +64,7 @@ async fn run_verifier(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("starting the metrics server")?;
     tracing::info!(%addr, "metrics server listening");
-    let result =
-        vigil_verifier::run(&config, &telemetry, vigil_consumer::shutdown_signal()).await;
+    let result = vigil_verifier::run(&config, &telemetry, vigil_consumer::shutdown_signal()).await;
     server.abort();
     let summary = result.context("verifier")?;
     tracing::info!(?summary, "verifier stopped");

@@ -76,7 +76,9 @@ impl NonceCache {
         self.seen.insert(fp, (expires, origin));
         self.order.push_back((expires, fp));
         while self.seen.len() > self.max_entries {
-            let Some((_, old)) = self.order.pop_front() else { break };
+            let Some((_, old)) = self.order.pop_front() else {
+                break;
+            };
             if self.seen.remove(&old).is_some() {
                 self.evictions += 1;
             }
@@ -124,9 +126,17 @@ mod tests {
     fn second_sighting_from_another_record_is_a_replay() {
         let mut c = NonceCache::new(10, 1_000);
         assert_eq!(c.check("k", "n1", 100, 100, 1), NonceCheck::Fresh);
-        assert_eq!(c.check("k", "n1", 100, 200, 1), NonceCheck::Fresh, "same record again");
+        assert_eq!(
+            c.check("k", "n1", 100, 200, 1),
+            NonceCheck::Fresh,
+            "same record again"
+        );
         assert_eq!(c.check("k", "n1", 100, 200, 2), NonceCheck::Replayed);
-        assert_eq!(c.check("other", "n1", 100, 200, 3), NonceCheck::Fresh, "per key");
+        assert_eq!(
+            c.check("other", "n1", 100, 200, 3),
+            NonceCheck::Fresh,
+            "per key"
+        );
     }
 
     #[test]
@@ -140,7 +150,11 @@ mod tests {
         }
         assert_eq!(c.len(), 3);
         assert_eq!(c.evictions(), 1);
-        assert_eq!(c.check("k", "a", 0, 0, 99), NonceCheck::Fresh, "a was evicted");
+        assert_eq!(
+            c.check("k", "a", 0, 0, 99),
+            NonceCheck::Fresh,
+            "a was evicted"
+        );
         assert_eq!(c.check("k", "d", 0, 0, 99), NonceCheck::Replayed);
     }
 }

@@ -37,7 +37,9 @@ fn committed(group: &str, topic: &str, partitions: i32) -> i64 {
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
     got.elements()
         .iter()
         .map(|e| match e.offset() {
@@ -54,7 +56,9 @@ async fn kill_9_mid_stream_loses_nothing() {
         let text = std::fs::read_to_string(&path).unwrap();
         let config = vigil_verifier::VerifierConfig::from_toml(&text, &path).unwrap();
         let telemetry = Telemetry::new();
-        vigil_verifier::run(&config, &telemetry, std::future::pending()).await.unwrap();
+        vigil_verifier::run(&config, &telemetry, std::future::pending())
+            .await
+            .unwrap();
         return;
     }
     let partitions = 3;
@@ -84,7 +88,9 @@ async fn kill_9_mid_stream_loses_nothing() {
 
     let total = 3_000;
     let p = producer();
-    let records: Vec<_> = (0..total).map(|_| good.sign(&event("k-crash")).unwrap()).collect();
+    let records: Vec<_> = (0..total)
+        .map(|_| good.sign(&event("k-crash")).unwrap())
+        .collect();
     for chunk in records.chunks(500) {
         futures::future::join_all(chunk.iter().map(|r| send_signed(&p, &topics.raw, r))).await;
     }
@@ -92,7 +98,11 @@ async fn kill_9_mid_stream_loses_nothing() {
     let reader = Reader::new(&topics.verified);
     let mut child = spawn_child(&path);
     let mut seen = reader.read(total / 3, Duration::from_secs(90)).await;
-    assert!(seen.len() >= total / 3, "first verifier made progress: {}", seen.len());
+    assert!(
+        seen.len() >= total / 3,
+        "first verifier made progress: {}",
+        seen.len()
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // Everything the killed process wrote is visible by now (its writes were acknowledged).
@@ -106,7 +116,9 @@ async fn kill_9_mid_stream_loses_nothing() {
     let mut counts: HashMap<String, usize> = HashMap::new();
     let tally = |reads: &[Read], counts: &mut HashMap<String, usize>| {
         for r in reads {
-            *counts.entry(decode_verified(r).event.event_id.to_string()).or_default() += 1;
+            *counts
+                .entry(decode_verified(r).event.event_id.to_string())
+                .or_default() += 1;
         }
     };
     tally(&seen, &mut counts);
@@ -120,7 +132,10 @@ async fn kill_9_mid_stream_loses_nothing() {
 
     let expected: std::collections::HashSet<String> =
         records.iter().map(|r| event_id_of(&r.value)).collect();
-    let missing = expected.iter().filter(|id| !counts.contains_key(*id)).count();
+    let missing = expected
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .count();
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     // At-least-once allows redoing what was written after the last commit, nothing more.
     let allowed = (written_before_kill - committed_at_kill) as usize;
@@ -128,7 +143,10 @@ async fn kill_9_mid_stream_loses_nothing() {
         "crash: {total} events, {written_before_kill} verdicts before kill, committed {committed_at_kill}, duplicates {duplicates} (allowed {allowed}), missing {missing}"
     );
     assert_eq!(missing, 0, "no event lost");
-    assert!(duplicates <= allowed, "{duplicates} duplicates > {allowed} in flight at the kill");
+    assert!(
+        duplicates <= allowed,
+        "{duplicates} duplicates > {allowed} in flight at the kill"
+    );
 }
 
 fn event_id_of(value: &[u8]) -> String {

@@ -66,7 +66,16 @@ async fn each_case_gets_its_verdict_on_the_verified_topic() {
         }
     }
     let original = good.sign(&event("k-good")).unwrap();
-    for r in [&valid, &in_grace, &revoked_ev, &unknown, &skewed, &forged, &original, &original] {
+    for r in [
+        &valid,
+        &in_grace,
+        &revoked_ev,
+        &unknown,
+        &skewed,
+        &forged,
+        &original,
+        &original,
+    ] {
         send_signed(&p, &topics.raw, r).await;
     }
     let reader = Reader::new(&topics.verified);
@@ -80,29 +89,42 @@ async fn each_case_gets_its_verdict_on_the_verified_topic() {
     send_signed(&p, &topics.raw, &expired).await;
     let second = reader.read(1, Duration::from_secs(30)).await;
     let all: Vec<Read> = first.into_iter().chain(second).collect();
-    let id = |r: &vigil_schemas::SignedRecord| {
-        decode_verified_value(&r.value).event_id.to_string()
-    };
+    let id = |r: &vigil_schemas::SignedRecord| decode_verified_value(&r.value).event_id.to_string();
     let verdicts = by_event_id(&all[..all.len()]);
     let state = |r| verdicts[&id(r)].state;
     let reason = |r| verdicts[&id(r)].reason.clone().unwrap_or_default();
     assert_eq!(state(&valid), SignatureState::Valid);
-    assert_eq!(state(&in_grace), SignatureState::Valid, "inside the grace period");
+    assert_eq!(
+        state(&in_grace),
+        SignatureState::Valid,
+        "inside the grace period"
+    );
     assert_eq!(state(&revoked_ev), SignatureState::Revoked);
     assert!(reason(&revoked_ev).contains("lost laptop"));
     assert_eq!(state(&unknown), SignatureState::Untrusted);
     assert_eq!(state(&skewed), SignatureState::Bad);
-    assert!(reason(&skewed).starts_with("clock skew"), "{}", reason(&skewed));
+    assert!(
+        reason(&skewed).starts_with("clock skew"),
+        "{}",
+        reason(&skewed)
+    );
     assert_eq!(state(&forged), SignatureState::Bad);
     assert_eq!(state(&expired), SignatureState::Untrusted);
-    assert!(reason(&expired).contains("grace ended"), "{}", reason(&expired));
+    assert!(
+        reason(&expired).contains("grace ended"),
+        "{}",
+        reason(&expired)
+    );
     // The replayed record: same event id twice, one Valid and one Bad "nonce replayed".
     let replays: Vec<VerifiedEvent> = all
         .iter()
         .map(decode_verified)
         .filter(|v| v.event.event_id.to_string() == id(&original))
         .collect();
-    let mut states: Vec<_> = replays.iter().map(|v| (v.state, v.reason.clone())).collect();
+    let mut states: Vec<_> = replays
+        .iter()
+        .map(|v| (v.state, v.reason.clone()))
+        .collect();
     states.sort_by_key(|s| s.0.as_str());
     assert_eq!(
         states,
@@ -115,12 +137,23 @@ async fn each_case_gets_its_verdict_on_the_verified_topic() {
     let v = &verdicts[&id(&valid)];
     assert_eq!(v.signed_value, valid.value);
     assert_eq!(v.key_id.as_deref(), Some("k-good"));
-    let read = all.iter().find(|r| decode_verified(r).event.event_id.to_string() == id(&valid)).unwrap();
+    let read = all
+        .iter()
+        .find(|r| decode_verified(r).event.event_id.to_string() == id(&valid))
+        .unwrap();
     assert_eq!(read.key.as_deref(), Some(&b"k-good"[..]));
     assert!(read.headers.contains_key("ce_id"));
-    assert_eq!(read.headers.get(vigil_verifier::STATE_HEADER).map(Vec::as_slice), Some(&b"valid"[..]));
+    assert_eq!(
+        read.headers
+            .get(vigil_verifier::STATE_HEADER)
+            .map(Vec::as_slice),
+        Some(&b"valid"[..])
+    );
     let metrics = running.telemetry.render();
-    assert!(metrics.contains("vigil_verifier_events_total{state=\"bad\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("vigil_verifier_events_total{state=\"bad\"} 3"),
+        "{metrics}"
+    );
     assert!(metrics.contains("vigil_key_registry_keys 3"), "{metrics}");
     running.stop().await;
 }
@@ -146,9 +179,15 @@ async fn poison_records_go_to_the_dlq_with_headers_and_the_partition_moves_on() 
 
     let sig_headers = |value: &[u8]| -> Vec<(String, Vec<u8>)> {
         vec![
-            ("vigil-sig".into(), good.signer().sign(value).to_bytes().to_vec()),
+            (
+                "vigil-sig".into(),
+                good.signer().sign(value).to_bytes().to_vec(),
+            ),
             ("vigil-key-id".into(), b"k-good".to_vec()),
-            ("traceparent".into(), b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()),
+            (
+                "traceparent".into(),
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec(),
+            ),
         ]
     };
     let random: Vec<u8> = (0..300).map(|_| rand::random::<u8>()).collect();
@@ -160,30 +199,64 @@ async fn poison_records_go_to_the_dlq_with_headers_and_the_partition_moves_on() 
         ("random", random.clone(), sig_headers(&random)),
         ("truncated", truncated.clone(), sig_headers(&truncated)),
         ("huge", huge.clone(), sig_headers(&huge)),
-        ("unknown_schema", unknown_schema.clone(), sig_headers(&unknown_schema)),
-        ("missing_sig", valid_event.value.clone(), vec![("vigil-key-id".into(), b"k-good".to_vec())]),
+        (
+            "unknown_schema",
+            unknown_schema.clone(),
+            sig_headers(&unknown_schema),
+        ),
+        (
+            "missing_sig",
+            valid_event.value.clone(),
+            vec![("vigil-key-id".into(), b"k-good".to_vec())],
+        ),
     ];
     for (name, value, headers) in &poison {
-        let h: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let h: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
         send(&p, &topics.raw, name.as_bytes(), value, &h).await;
     }
     let after = good.sign(&event("k-good")).unwrap();
     send_signed(&p, &topics.raw, &after).await;
 
-    let verified = Reader::new(&topics.verified).read(1, Duration::from_secs(60)).await;
-    assert_eq!(verified.len(), 1, "the valid event after the poison arrives");
+    let verified = Reader::new(&topics.verified)
+        .read(1, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        verified.len(),
+        1,
+        "the valid event after the poison arrives"
+    );
     assert_eq!(decode_verified(&verified[0]).state, SignatureState::Valid);
-    let dlq = Reader::new(&topics.dlq).read(poison.len(), Duration::from_secs(60)).await;
+    let dlq = Reader::new(&topics.dlq)
+        .read(poison.len(), Duration::from_secs(60))
+        .await;
     assert_eq!(dlq.len(), poison.len());
     for ((name, value, headers), r) in poison.iter().zip(&dlq) {
         assert_eq!(r.key.as_deref(), Some(name.as_bytes()), "in order");
-        assert_eq!(r.value.as_deref(), Some(value.as_slice()), "{name}: bytes kept");
-        assert_eq!(r.headers.get("vigil-error-class").map(Vec::as_slice), Some(&b"bad_data"[..]), "{name}");
-        assert_eq!(r.headers.get("vigil-origin-topic").map(Vec::as_slice), Some(topics.raw.as_bytes()));
+        assert_eq!(
+            r.value.as_deref(),
+            Some(value.as_slice()),
+            "{name}: bytes kept"
+        );
+        assert_eq!(
+            r.headers.get("vigil-error-class").map(Vec::as_slice),
+            Some(&b"bad_data"[..]),
+            "{name}"
+        );
+        assert_eq!(
+            r.headers.get("vigil-origin-topic").map(Vec::as_slice),
+            Some(topics.raw.as_bytes())
+        );
         assert!(r.headers.contains_key("vigil-origin-offset"), "{name}");
         assert!(r.headers.contains_key("vigil-error"), "{name}");
         for (k, v) in headers {
-            assert_eq!(r.headers.get(k), Some(v), "{name}: original header {k} kept");
+            assert_eq!(
+                r.headers.get(k),
+                Some(v),
+                "{name}: original header {k} kept"
+            );
         }
     }
     let error = |i: usize| String::from_utf8_lossy(&dlq[i].headers["vigil-error"]).into_owned();
@@ -245,7 +318,10 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
         with_format.as_nanos() as f64 / lookups as f64,
         rss_after.saturating_sub(rss_before) / n as u64
     );
-    assert!(lookup_ns < 5_000.0, "lookup should be far below a signature check: {lookup_ns} ns");
+    assert!(
+        lookup_ns < 5_000.0,
+        "lookup should be far below a signature check: {lookup_ns} ns"
+    );
 
     let mut revoked = statuses[42].clone();
     revoked.state = KeyState::Revoked;
@@ -257,7 +333,10 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
         registry.get("key-00042").map(|v| v.status.state) == Some(KeyState::Revoked)
     })
     .await;
-    eprintln!("key registry: live update seen {:?} after the write started", t.elapsed());
+    eprintln!(
+        "key registry: live update seen {:?} after the write started",
+        t.elapsed()
+    );
     writer.delete("key-00043").await.unwrap();
     eventually("tombstone removes the key", Duration::from_secs(1), || {
         registry.get("key-00043").is_none()
@@ -268,6 +347,10 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }

@@ -18,9 +18,8 @@ use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer,
-    RecordSigner, SchemaId, SchemaRegistry, SignedRecord, Status, Subject, VerificationEvent,
-    VerifiedEvent,
+    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
+    SchemaId, SchemaRegistry, SignedRecord, Status, Subject, VerificationEvent, VerifiedEvent,
 };
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
@@ -82,9 +81,13 @@ impl Topics {
     }
 
     pub async fn key_writer(&self) -> KeyStatusWriter {
-        KeyStatusWriter::new(&self.keys, &schema_registry_url(), &KafkaClientConfig::new(kafka_bootstrap()))
-            .await
-            .unwrap()
+        KeyStatusWriter::new(
+            &self.keys,
+            &schema_registry_url(),
+            &KafkaClientConfig::new(kafka_bootstrap()),
+        )
+        .await
+        .unwrap()
     }
 
     /// Registers the raw event schema under this raw topic's subject.
@@ -153,7 +156,10 @@ pub async fn send(
 ) {
     let mut h = OwnedHeaders::new();
     for (k, v) in headers {
-        h = h.insert(Header { key: k, value: Some(*v) });
+        h = h.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
     }
     p.send(
         FutureRecord::to(topic).key(key).payload(value).headers(h),
@@ -165,8 +171,11 @@ pub async fn send(
 }
 
 pub async fn send_signed(p: &FutureProducer, topic: &str, r: &SignedRecord) {
-    let headers: Vec<(&str, &[u8])> =
-        r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let headers: Vec<(&str, &[u8])> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
     send(p, topic, &r.key, &r.value, &headers).await;
 }
 
@@ -174,7 +183,8 @@ pub async fn send_signed(p: &FutureProducer, topic: &str, r: &SignedRecord) {
 pub struct Running {
     pub telemetry: Telemetry,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<vigil_consumer::RunSummary, vigil_verifier::VerifierError>>,
+    task:
+        tokio::task::JoinHandle<Result<vigil_consumer::RunSummary, vigil_verifier::VerifierError>>,
 }
 
 impl Running {
@@ -188,7 +198,11 @@ impl Running {
             })
             .await
         });
-        Running { telemetry, stop: Some(tx), task }
+        Running {
+            telemetry,
+            stop: Some(tx),
+            task,
+        }
     }
 
     pub async fn ready(&self) {
@@ -209,7 +223,10 @@ impl Running {
 pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -278,7 +295,10 @@ impl Reader {
 }
 
 pub fn decode_verified(r: &Read) -> VerifiedEvent {
-    let codec = Codec::<VerifiedEvent>::new().unwrap().with_max_value_bytes(64 << 20);
-    let (_, body) = vigil_schemas::wire::split_frame_with_limit(r.value.as_deref().unwrap(), 64 << 20).unwrap();
+    let codec = Codec::<VerifiedEvent>::new()
+        .unwrap()
+        .with_max_value_bytes(64 << 20);
+    let (_, body) =
+        vigil_schemas::wire::split_frame_with_limit(r.value.as_deref().unwrap(), 64 << 20).unwrap();
     codec.decode(body).unwrap()
 }
