@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::row::AuditRow;
+use crate::row::{AuditRow, RowView};
 
 /// Chain hash before the first row of a partition.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -39,10 +39,33 @@ impl ChainHead {
         self.next_seq = self.next_seq.saturating_add(1);
         self.hash = row.chain_hash;
     }
+
+    /// Links a borrowed row to this head (sets its seq and prev_hash), advances the head and
+    /// returns the row's chain hash.
+    pub fn append_view<'a, A>(&mut self, row: &mut RowView<'a, A>) -> [u8; 32]
+    where
+        A: Iterator<Item = (&'a str, &'a str)> + ExactSizeIterator + Clone,
+    {
+        row.seq = self.next_seq;
+        row.prev_hash = self.hash;
+        let hash = link_hash_view(row);
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.hash = hash;
+        hash
+    }
 }
 
 /// Returns the chain hash `row` must carry given its `prev_hash` and other columns.
 pub fn link_hash(row: &AuditRow) -> [u8; 32] {
+    link_hash_view(&row.view())
+}
+
+/// Returns the chain hash of a borrowed row: the sink hashes the decoded event's fields in
+/// place, without first copying them into an [`AuditRow`].
+pub fn link_hash_view<'a, A>(row: &RowView<'a, A>) -> [u8; 32]
+where
+    A: Iterator<Item = (&'a str, &'a str)> + ExactSizeIterator + Clone,
+{
     let mut h = Sha256::new();
     h.update(DOMAIN);
     h.update(row.prev_hash);
@@ -50,8 +73,8 @@ pub fn link_hash(row: &AuditRow) -> [u8; 32] {
         h.update(u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
         h.update(b);
     };
-    bytes(&mut h, &row.signed_value);
-    bytes(&mut h, &row.signature);
+    bytes(&mut h, row.signed_value);
+    bytes(&mut h, row.signature);
     bytes(&mut h, row.kafka_topic.as_bytes());
     h.update(row.kafka_partition.to_be_bytes());
     h.update(row.kafka_offset.to_be_bytes());
@@ -62,14 +85,15 @@ pub fn link_hash(row: &AuditRow) -> [u8; 32] {
     h.update(row.ingested_at.to_be_bytes());
     h.update(row.activity_id.to_be_bytes());
     for s in [
-        &row.class, &row.activity, &row.status, &row.severity, &row.state, &row.reason,
-        &row.platform, &row.service, &row.host, &row.principal, &row.key_id, &row.client_ip,
-        &row.tenant, &row.trace_id, &row.span_id,
+        row.class, row.activity, row.status, row.severity, row.state, row.reason, row.platform,
+        row.service, row.host, row.principal, row.key_id, row.client_ip, row.tenant,
+        row.trace_id, row.span_id,
     ] {
         bytes(&mut h, s.as_bytes());
     }
-    h.update(u32::try_from(row.attributes.len()).unwrap_or(u32::MAX).to_be_bytes());
-    for (k, v) in &row.attributes {
+    let attributes = row.attributes.clone();
+    h.update(u32::try_from(attributes.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for (k, v) in attributes {
         bytes(&mut h, k.as_bytes());
         bytes(&mut h, v.as_bytes());
     }

@@ -3,7 +3,7 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use vigil_schemas::model::VerifiedEvent;
+use vigil_schemas::model::{Status, VerifiedEvent};
 
 /// One `audit_events` row. Optional event fields are stored as `''` so SOC queries need no
 /// `Nullable` handling; times are microseconds since the epoch (`DateTime64(6, 'UTC')`).
@@ -81,43 +81,71 @@ impl AuditRow {
         offset: i64,
         ingested_at: i64,
     ) -> Self {
-        let e = &v.event;
-        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        let r = RowView::from_verified(v, topic, partition, offset, ingested_at);
         AuditRow {
-            event_id: e.event_id,
-            occurred_at: e.occurred_at,
-            verified_at: v.verified_at,
-            ingested_at,
-            class: e.class_uid.as_str().to_owned(),
-            activity: e.activity_name.clone(),
-            activity_id: e.activity_id,
-            status: match e.status_id {
-                vigil_schemas::model::Status::Unknown => "unknown",
-                vigil_schemas::model::Status::Success => "success",
-                vigil_schemas::model::Status::Failure => "failure",
-            }
-            .to_owned(),
-            severity: e.severity_id.as_str().to_owned(),
-            state: v.state.as_str().to_owned(),
-            reason: opt(&v.reason),
-            platform: e.producer.platform.as_str().to_owned(),
-            service: e.producer.service.clone(),
-            host: opt(&e.producer.host),
-            principal: opt(&e.subject.principal),
-            key_id: v.key_id.clone().or_else(|| e.subject.key_id.clone()).unwrap_or_default(),
-            client_ip: opt(&e.subject.client_ip),
-            tenant: opt(&e.subject.tenant),
-            trace_id: e.trace.as_ref().map(|t| t.trace_id.clone()).unwrap_or_default(),
-            span_id: e.trace.as_ref().map(|t| t.span_id.clone()).unwrap_or_default(),
-            attributes: e.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            signed_value: v.signed_value.clone(),
-            signature: v.signature.clone(),
-            kafka_topic: topic.to_owned(),
-            kafka_partition: partition,
-            kafka_offset: offset,
+            event_id: r.event_id,
+            occurred_at: r.occurred_at,
+            verified_at: r.verified_at,
+            ingested_at: r.ingested_at,
+            class: r.class.to_owned(),
+            activity: r.activity.to_owned(),
+            activity_id: r.activity_id,
+            status: r.status.to_owned(),
+            severity: r.severity.to_owned(),
+            state: r.state.to_owned(),
+            reason: r.reason.to_owned(),
+            platform: r.platform.to_owned(),
+            service: r.service.to_owned(),
+            host: r.host.to_owned(),
+            principal: r.principal.to_owned(),
+            key_id: r.key_id.to_owned(),
+            client_ip: r.client_ip.to_owned(),
+            tenant: r.tenant.to_owned(),
+            trace_id: r.trace_id.to_owned(),
+            span_id: r.span_id.to_owned(),
+            attributes: r.attributes.map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            signed_value: r.signed_value.to_vec(),
+            signature: r.signature.to_vec(),
+            kafka_topic: r.kafka_topic.to_owned(),
+            kafka_partition: r.kafka_partition,
+            kafka_offset: r.kafka_offset,
             seq: 0,
             prev_hash: [0; 32],
             chain_hash: [0; 32],
+        }
+    }
+
+    /// Returns the row as a borrowed view (for hashing and encoding).
+    pub fn view(&self) -> RowView<'_, AttrIter<'_, std::slice::Iter<'_, (String, String)>>> {
+        RowView {
+            event_id: self.event_id,
+            occurred_at: self.occurred_at,
+            verified_at: self.verified_at,
+            ingested_at: self.ingested_at,
+            class: &self.class,
+            activity: &self.activity,
+            activity_id: self.activity_id,
+            status: &self.status,
+            severity: &self.severity,
+            state: &self.state,
+            reason: &self.reason,
+            platform: &self.platform,
+            service: &self.service,
+            host: &self.host,
+            principal: &self.principal,
+            key_id: &self.key_id,
+            client_ip: &self.client_ip,
+            tenant: &self.tenant,
+            trace_id: &self.trace_id,
+            span_id: &self.span_id,
+            attributes: AttrIter(self.attributes.iter()),
+            signed_value: &self.signed_value,
+            signature: &self.signature,
+            kafka_topic: &self.kafka_topic,
+            kafka_partition: self.kafka_partition,
+            kafka_offset: self.kafka_offset,
+            seq: self.seq,
+            prev_hash: self.prev_hash,
         }
     }
 
@@ -135,6 +163,250 @@ impl AuditRow {
             + self.signed_value.len()
             + self.signature.len()
     }
+}
+
+/// An `audit_events` row borrowed from its source (a decoded event or an [`AuditRow`]),
+/// without `chain_hash`: the sink hashes and encodes events through it with no per-field copy.
+#[derive(Debug, Clone)]
+pub struct RowView<'a, A> {
+    /// See [`AuditRow::event_id`].
+    pub event_id: Uuid,
+    /// See [`AuditRow::occurred_at`].
+    pub occurred_at: i64,
+    /// See [`AuditRow::verified_at`].
+    pub verified_at: i64,
+    /// See [`AuditRow::ingested_at`].
+    pub ingested_at: i64,
+    /// See [`AuditRow::class`].
+    pub class: &'a str,
+    /// See [`AuditRow::activity`].
+    pub activity: &'a str,
+    /// See [`AuditRow::activity_id`].
+    pub activity_id: i32,
+    /// See [`AuditRow::status`].
+    pub status: &'a str,
+    /// See [`AuditRow::severity`].
+    pub severity: &'a str,
+    /// See [`AuditRow::state`].
+    pub state: &'a str,
+    /// See [`AuditRow::reason`].
+    pub reason: &'a str,
+    /// See [`AuditRow::platform`].
+    pub platform: &'a str,
+    /// See [`AuditRow::service`].
+    pub service: &'a str,
+    /// See [`AuditRow::host`].
+    pub host: &'a str,
+    /// See [`AuditRow::principal`].
+    pub principal: &'a str,
+    /// See [`AuditRow::key_id`].
+    pub key_id: &'a str,
+    /// See [`AuditRow::client_ip`].
+    pub client_ip: &'a str,
+    /// See [`AuditRow::tenant`].
+    pub tenant: &'a str,
+    /// See [`AuditRow::trace_id`].
+    pub trace_id: &'a str,
+    /// See [`AuditRow::span_id`].
+    pub span_id: &'a str,
+    /// Key/value pairs sorted by key (cloned to walk them more than once).
+    pub attributes: A,
+    /// See [`AuditRow::signed_value`].
+    pub signed_value: &'a [u8],
+    /// See [`AuditRow::signature`].
+    pub signature: &'a [u8],
+    /// See [`AuditRow::kafka_topic`].
+    pub kafka_topic: &'a str,
+    /// See [`AuditRow::kafka_partition`].
+    pub kafka_partition: i32,
+    /// See [`AuditRow::kafka_offset`].
+    pub kafka_offset: i64,
+    /// See [`AuditRow::seq`].
+    pub seq: u64,
+    /// See [`AuditRow::prev_hash`].
+    pub prev_hash: [u8; 32],
+}
+
+/// Iterates key/value pairs of owned strings as `(&str, &str)`.
+#[derive(Debug, Clone)]
+pub struct AttrIter<'a, I>(I)
+where
+    I: Iterator<Item = &'a (String, String)>;
+
+impl<'a, I: Iterator<Item = &'a (String, String)>> Iterator for AttrIter<'a, I> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<'a, I: ExactSizeIterator<Item = &'a (String, String)>> ExactSizeIterator for AttrIter<'a, I> {}
+
+/// Iterates a `BTreeMap<String, String>` as `(&str, &str)`.
+#[derive(Debug, Clone)]
+pub struct MapIter<'a>(std::collections::btree_map::Iter<'a, String, String>);
+
+impl<'a> Iterator for MapIter<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for MapIter<'_> {}
+
+impl<'a> RowView<'a, MapIter<'a>> {
+    /// Borrows the row of a verified event; seq and prev_hash are set by [`crate::chain`].
+    pub fn from_verified(v: &'a VerifiedEvent, topic: &'a str, partition: i32, offset: i64, ingested_at: i64) -> Self {
+        let e = &v.event;
+        let opt = |s: &'a Option<String>| s.as_deref().unwrap_or_default();
+        RowView {
+            event_id: e.event_id,
+            occurred_at: e.occurred_at,
+            verified_at: v.verified_at,
+            ingested_at,
+            class: e.class_uid.as_str(),
+            activity: &e.activity_name,
+            activity_id: e.activity_id,
+            status: match e.status_id {
+                Status::Unknown => "unknown",
+                Status::Success => "success",
+                Status::Failure => "failure",
+            },
+            severity: e.severity_id.as_str(),
+            state: v.state.as_str(),
+            reason: opt(&v.reason),
+            platform: e.producer.platform.as_str(),
+            service: &e.producer.service,
+            host: opt(&e.producer.host),
+            principal: opt(&e.subject.principal),
+            key_id: v.key_id.as_deref().or(e.subject.key_id.as_deref()).unwrap_or_default(),
+            client_ip: opt(&e.subject.client_ip),
+            tenant: opt(&e.subject.tenant),
+            trace_id: e.trace.as_ref().map(|t| t.trace_id.as_str()).unwrap_or_default(),
+            span_id: e.trace.as_ref().map(|t| t.span_id.as_str()).unwrap_or_default(),
+            attributes: MapIter(e.attributes.iter()),
+            signed_value: &v.signed_value,
+            signature: &v.signature,
+            kafka_topic: topic,
+            kafka_partition: partition,
+            kafka_offset: offset,
+            seq: 0,
+            prev_hash: [0; 32],
+        }
+    }
+}
+
+/// `audit_events` columns in [`AuditRow`] field order with their ClickHouse types, as the
+/// migrations create them. [`encode_row_binary`] writes exactly these; the insert sends them
+/// as a `RowBinaryWithNamesAndTypes` header, so the server refuses the batch if the table's
+/// types ever differ (the check the `clickhouse` crate's validation does on the client).
+pub const AUDIT_EVENT_COLUMNS: [(&str, &str); 29] = [
+    ("event_id", "UUID"),
+    ("occurred_at", "DateTime64(6, 'UTC')"),
+    ("verified_at", "DateTime64(6, 'UTC')"),
+    ("ingested_at", "DateTime64(6, 'UTC')"),
+    ("class", "LowCardinality(String)"),
+    ("activity", "LowCardinality(String)"),
+    ("activity_id", "Int32"),
+    ("status", "LowCardinality(String)"),
+    ("severity", "LowCardinality(String)"),
+    ("state", "LowCardinality(String)"),
+    ("reason", "String"),
+    ("platform", "LowCardinality(String)"),
+    ("service", "LowCardinality(String)"),
+    ("host", "String"),
+    ("principal", "String"),
+    ("key_id", "String"),
+    ("client_ip", "String"),
+    ("tenant", "LowCardinality(String)"),
+    ("trace_id", "String"),
+    ("span_id", "String"),
+    ("attributes", "Map(String, String)"),
+    ("signed_value", "String"),
+    ("signature", "String"),
+    ("kafka_topic", "LowCardinality(String)"),
+    ("kafka_partition", "Int32"),
+    ("kafka_offset", "Int64"),
+    ("seq", "UInt64"),
+    ("prev_hash", "FixedString(32)"),
+    ("chain_hash", "FixedString(32)"),
+];
+
+fn put_leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_leb128(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// Appends the `RowBinaryWithNamesAndTypes` header of [`AUDIT_EVENT_COLUMNS`] to `out`.
+pub fn encode_header(out: &mut Vec<u8>) {
+    put_leb128(out, AUDIT_EVENT_COLUMNS.len() as u64);
+    for (name, _) in AUDIT_EVENT_COLUMNS {
+        put_bytes(out, name.as_bytes());
+    }
+    for (_, ty) in AUDIT_EVENT_COLUMNS {
+        put_bytes(out, ty.as_bytes());
+    }
+}
+
+/// Returns the column list for `INSERT INTO audit_events (...)`.
+pub fn column_list() -> String {
+    AUDIT_EVENT_COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// Appends one row in RowBinary (the encoding of [`AUDIT_EVENT_COLUMNS`]) to `out`; byte for
+/// byte what the `clickhouse` crate writes for the equal [`AuditRow`].
+pub fn encode_row_binary<'a, A>(row: &RowView<'a, A>, chain_hash: &[u8; 32], out: &mut Vec<u8>)
+where
+    A: Iterator<Item = (&'a str, &'a str)> + ExactSizeIterator + Clone,
+{
+    let (hi, lo) = row.event_id.as_u64_pair();
+    out.extend_from_slice(&hi.to_le_bytes());
+    out.extend_from_slice(&lo.to_le_bytes());
+    out.extend_from_slice(&row.occurred_at.to_le_bytes());
+    out.extend_from_slice(&row.verified_at.to_le_bytes());
+    out.extend_from_slice(&row.ingested_at.to_le_bytes());
+    put_bytes(out, row.class.as_bytes());
+    put_bytes(out, row.activity.as_bytes());
+    out.extend_from_slice(&row.activity_id.to_le_bytes());
+    for s in [
+        row.status, row.severity, row.state, row.reason, row.platform, row.service, row.host,
+        row.principal, row.key_id, row.client_ip, row.tenant, row.trace_id, row.span_id,
+    ] {
+        put_bytes(out, s.as_bytes());
+    }
+    let attributes = row.attributes.clone();
+    put_leb128(out, attributes.len() as u64);
+    for (k, v) in attributes {
+        put_bytes(out, k.as_bytes());
+        put_bytes(out, v.as_bytes());
+    }
+    put_bytes(out, row.signed_value);
+    put_bytes(out, row.signature);
+    put_bytes(out, row.kafka_topic.as_bytes());
+    out.extend_from_slice(&row.kafka_partition.to_le_bytes());
+    out.extend_from_slice(&row.kafka_offset.to_le_bytes());
+    out.extend_from_slice(&row.seq.to_le_bytes());
+    out.extend_from_slice(&row.prev_hash);
+    out.extend_from_slice(chain_hash);
 }
 
 /// One `sink_offsets` row: the range of one partition a batch covers, written before the batch.

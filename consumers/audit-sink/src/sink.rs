@@ -16,9 +16,11 @@
 //! Assignment is static: one sink instance owns every partition of its topic (run one instance
 //! per topic; a second instance would build a second chain over the same rows).
 //!
-//! Backpressure: one batch is written while the next one is built; when the writer is still
-//! busy the sink stops reading (and pauses its partitions after `PAUSE_AFTER`), so memory
-//! stays at two batches plus librdkafka's bounded prefetch however far behind ClickHouse is.
+//! Backpressure and memory: rows are encoded (RowBinary, chain hash included) into one of
+//! exactly two reusable batch buffers as records arrive; one batch is written while the other
+//! is built. When the writer still holds the other buffer the sink stops reading (and pauses
+//! its partitions after `PAUSE_AFTER`), so memory stays at two batches plus librdkafka's
+//! bounded prefetch however far behind ClickHouse is.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -44,7 +46,7 @@ use crate::config::AuditSinkConfig;
 use crate::digest::{self, PartitionHead};
 use crate::error::AuditError;
 use crate::metrics::SinkMetrics;
-use crate::row::{AuditRow, OffsetRow};
+use crate::row::{DigestRow, OffsetRow, RowView, encode_row_binary};
 use crate::store::AuditStore;
 
 /// How long the sink waits for a busy writer before pausing its partitions.
@@ -95,24 +97,33 @@ struct Range {
     start: ChainHead,
 }
 
-/// A batch being built or written.
+/// Rows are cut into compressed blocks of about this size (the `clickhouse` crate's own chunk).
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// A batch being built or written. Its rows are kept encoded (RowBinary, chain hashes
+/// included) in one buffer that is reused batch after batch: the sink owns exactly two of
+/// them, so memory is two batches' bytes however far behind ClickHouse is, and no per-row
+/// allocation outlives the record it came from.
 #[derive(Debug, Default)]
 struct Batch {
     seq: u64,
     created_at: i64,
-    rows: Vec<AuditRow>,
+    /// Encoded rows.
+    buf: Vec<u8>,
+    /// Row boundaries in `buf` where the body is cut into compressed blocks.
+    chunk_ends: Vec<usize>,
+    /// `verified_at` of each row, for the latency histogram.
+    verified_at: Vec<i64>,
     dead: Vec<DeadRecord>,
+    dead_bytes: usize,
     ranges: BTreeMap<i32, Range>,
-    bytes: usize,
     started: Option<Instant>,
 }
 
 /// A batch ready for the writer.
 #[derive(Debug)]
 struct Sealed {
-    seq: u64,
-    rows: Vec<AuditRow>,
-    dead: Vec<DeadRecord>,
+    batch: Batch,
     offsets: Vec<OffsetRow>,
     token: String,
 }
@@ -136,6 +147,28 @@ impl Batch {
         self.ranges.is_empty()
     }
 
+    fn rows(&self) -> usize {
+        self.verified_at.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.buf.len() + self.dead_bytes
+    }
+
+    /// Empties the batch for reuse as number `seq`, keeping its buffers' capacity.
+    fn recycle(mut self, seq: u64) -> Batch {
+        self.seq = seq;
+        self.created_at = 0;
+        self.buf.clear();
+        self.chunk_ends.clear();
+        self.verified_at.clear();
+        self.dead.clear();
+        self.dead_bytes = 0;
+        self.ranges.clear();
+        self.started = None;
+        self
+    }
+
     fn touch(&mut self, partition: i32, offset: i64, head: ChainHead) {
         if self.started.is_none() {
             self.started = Some(Instant::now());
@@ -147,6 +180,18 @@ impl Batch {
             .entry(partition)
             .and_modify(|r| r.last_offset = offset)
             .or_insert(Range { first_offset: offset, last_offset: offset, start: head });
+    }
+
+    /// Links the event to its partition's chain and appends its encoded row.
+    fn push(&mut self, v: &VerifiedEvent, topic: &str, partition: i32, offset: i64, head: &mut ChainHead) {
+        let mut row = RowView::from_verified(v, topic, partition, offset, self.created_at);
+        let hash = head.append_view(&mut row);
+        let chunk_start = self.chunk_ends.last().copied().unwrap_or(0);
+        if self.buf.len() - chunk_start >= CHUNK_BYTES {
+            self.chunk_ends.push(self.buf.len());
+        }
+        encode_row_binary(&row, &hash, &mut self.buf);
+        self.verified_at.push(v.verified_at);
     }
 
     fn seal(self, topic: &str, heads: &BTreeMap<i32, ChainHead>) -> Sealed {
@@ -170,7 +215,7 @@ impl Batch {
             })
             .collect();
         let token = batch_token(topic, &offsets);
-        Sealed { seq: self.seq, rows: self.rows, dead: self.dead, offsets, token }
+        Sealed { batch: self, offsets, token }
     }
 }
 
@@ -223,7 +268,12 @@ impl AuditSink {
             .create()
             .map_err(|source| AuditError::Kafka { what: "create dlq producer".into(), source })?;
         let partitions = topic_partitions(&consumer, &cfg.topic).await?;
-        let resume = self.store.resume_points(&cfg.topic).await?;
+        // Independent start-up reads, concurrently (each is a round trip to ClickHouse).
+        let (resume, last, last_digest) = tokio::try_join!(
+            self.store.resume_points(&cfg.topic),
+            self.store.last_batch(&cfg.topic),
+            self.store.last_digest(&cfg.topic),
+        )?;
         let mut heads: BTreeMap<i32, ChainHead> = resume.iter().map(|(&p, r)| (p, r.head)).collect();
         let mut committed: BTreeMap<i32, PartitionHead> = resume
             .iter()
@@ -232,16 +282,19 @@ impl AuditSink {
         let codec = Codec::<VerifiedEvent>::new().map_err(|e| AuditError::Inconsistent(format!("codec: {e}")))?;
         let mut summary = SinkSummary::default();
 
-        // Replay the last batch with its own token and chain start.
-        let last = self.store.last_batch(&cfg.topic).await?;
+        // Replay the last batch with its own token and chain start; its buffer then becomes
+        // the second of the two the sink owns.
         let mut next_batch_seq = last.first().map(|o| o.batch_seq + 1).unwrap_or(0);
-        if !last.is_empty() {
+        let spare = if last.is_empty() {
+            Batch::default()
+        } else {
             let sealed = self.rebuild(&consumer, &codec, &last).await?;
-            summary.replayed_rows = sealed.rows.len() as u64;
-            tracing::info!(batch = sealed.seq, rows = sealed.rows.len(), "replaying last batch with its dedup token");
+            summary.replayed_rows = sealed.batch.rows() as u64;
+            tracing::info!(batch = sealed.batch.seq, rows = sealed.batch.rows(), "replaying last batch with its dedup token");
             let writer = Writer::new(&self, producer.clone());
             writer.write(&sealed, &mut committed).await?;
-        }
+            sealed.batch
+        };
 
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
@@ -256,19 +309,27 @@ impl AuditSink {
         self.health.set_ready(true);
         tracing::info!(topic = %cfg.topic, partitions = partitions.len(), "audit sink assigned");
 
-        let (tx, mut rx) = mpsc::channel::<Sealed>(1);
+        // Two batch buffers circulate: the writer gets sealed ones on `tx` and hands them back,
+        // emptied, on `free_tx`. The channels hold at most the two buffers, never block a send,
+        // and the reader waits for a returned buffer instead of building a third batch.
+        let (tx, mut rx) = mpsc::channel::<Sealed>(2);
+        let (free_tx, mut free_rx) = mpsc::channel::<Batch>(2);
+        let _ = free_tx.try_send(spare);
         let writer = Writer::new(&self, producer.clone());
-        let digest_state = DigestState::load(&self.store, &cfg.topic, &committed).await?;
+        let digest_state = DigestState::new(last_digest, &committed);
         let mut writer_committed = committed;
         let writer_task = tokio::spawn(async move {
             let mut digests = digest_state;
             let mut out = SinkSummary::default();
             while let Some(sealed) = rx.recv().await {
                 writer.write(&sealed, &mut writer_committed).await?;
-                out.rows += sealed.rows.len() as u64;
+                let rows = sealed.batch.rows() as u64;
+                out.rows += rows;
                 out.batches += 1;
-                out.dead_letters += sealed.dead.len() as u64;
-                digests.pending_events += sealed.rows.len() as u64;
+                out.dead_letters += sealed.batch.dead.len() as u64;
+                digests.pending_events += rows;
+                // The reader may be waiting for this buffer: return it before the digest.
+                let _ = free_tx.try_send(sealed.batch);
                 if digests.due(&writer.config) {
                     digests.write(&writer, &writer_committed).await?;
                     out.digests += 1;
@@ -282,51 +343,54 @@ impl AuditSink {
         });
 
         let flush_after = Duration::from_millis(cfg.flush_interval_ms);
-        let mut batch = Batch { seq: next_batch_seq, ..Batch::default() };
+        let mut batch = Batch::default().recycle(next_batch_seq);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failed: Option<AuditError> = None;
+        let mut timer = std::pin::pin!(tokio::time::sleep(flush_after));
+        let mut armed_for: Option<Instant> = None;
         loop {
             let deadline = batch.started.map(|s| s + flush_after);
-            let full = batch.rows.len() >= cfg.batch_max_rows || batch.bytes >= cfg.batch_max_bytes;
+            let full = batch.rows() >= cfg.batch_max_rows || batch.bytes() >= cfg.batch_max_bytes;
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             if !batch.is_empty() && (full || timed_out) {
                 next_batch_seq += 1;
-                let sealed = std::mem::replace(&mut batch, Batch { seq: next_batch_seq, ..Batch::default() }).seal(&cfg.topic, &heads);
-                if !self.hand_over(&consumer, &tx, sealed).await {
+                let sealed = std::mem::take(&mut batch).seal(&cfg.topic, &heads);
+                if tx.try_send(sealed).is_err() {
                     break;
                 }
                 self.metrics.pending_rows.set(0);
                 self.metrics.pending_bytes.set(0);
+                match self.free_buffer(&consumer, &mut free_rx).await {
+                    Some(b) => batch = b.recycle(next_batch_seq),
+                    None => break,
+                }
                 continue;
             }
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
+            // One timer, re-armed per batch: a timer built per record costs a timer-wheel
+            // insert and removal for every record.
+            if deadline != armed_for {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d.into());
                 }
-            };
+                armed_for = deadline;
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = sleep => {}
+                _ = &mut timer, if deadline.is_some() => {}
                 msg = consumer.recv() => match msg {
                     Ok(m) => {
                         let p = m.partition();
                         let head = heads.entry(p).or_default();
                         batch.touch(p, m.offset(), *head);
                         match decode(&codec, &m) {
-                            Ok(v) => {
-                                let mut row = AuditRow::from_verified(&v, &cfg.topic, p, m.offset(), batch.created_at);
-                                head.append(&mut row);
-                                batch.bytes += row.encoded_len();
-                                batch.rows.push(row);
-                            }
+                            Ok(v) => batch.push(&v, &cfg.topic, p, m.offset(), head),
                             Err(error) => {
-                                batch.bytes += m.payload().map_or(0, <[u8]>::len);
+                                batch.dead_bytes += m.payload().map_or(0, <[u8]>::len);
                                 batch.dead.push(dead_record(&m, error));
                             }
                         }
-                        self.metrics.pending_rows.set(batch.rows.len() as i64);
-                        self.metrics.pending_bytes.set(batch.bytes as i64);
+                        self.metrics.pending_rows.set(batch.rows() as i64);
+                        self.metrics.pending_bytes.set(batch.bytes() as i64);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka consume error");
@@ -334,12 +398,16 @@ impl AuditSink {
                     }
                 },
             }
-            if writer_finished(&tx) {
+            // A backlog keeps recv() ready forever; without yielding, the writer task (woken
+            // into this worker's LIFO slot, which other workers cannot steal) would not run
+            // until the next batch is sealed.
+            tokio::task::consume_budget().await;
+            if tx.is_closed() {
                 break;
             }
         }
         // Graceful stop: hand over what was built, then let the writer drain and digest.
-        if !batch.is_empty() && !writer_finished(&tx) {
+        if !batch.is_empty() && !tx.is_closed() {
             let sealed = batch.seal(&cfg.topic, &heads);
             let _ = tx.send(sealed).await;
         }
@@ -361,38 +429,30 @@ impl AuditSink {
         }
     }
 
-    /// Hands a batch to the writer. A busy writer is the normal state while a backlog drains:
-    /// the sink first just waits (librdkafka's prefetch is bounded, so memory stays at two
-    /// batches plus prefetch), because pausing drops the prefetched records and stalls fetching
-    /// for about a second on resume. Only a writer busy for longer than [`PAUSE_AFTER`]
-    /// (ClickHouse slow or down) gets the partitions paused. Returns false if the writer has
-    /// stopped.
-    async fn hand_over(&self, consumer: &StreamConsumer, tx: &mpsc::Sender<Sealed>, sealed: Sealed) -> bool {
-        let sealed = match tx.try_send(sealed) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(sealed)) => sealed,
-        };
-        match tokio::time::timeout(PAUSE_AFTER, tx.reserve()).await {
-            Ok(Ok(permit)) => {
-                permit.send(sealed);
-                true
-            }
-            Ok(Err(_)) => false,
-            Err(_) => {
-                let assignment = consumer.assignment().ok();
-                if let Some(a) = &assignment {
-                    let _ = consumer.pause(a);
-                }
-                self.metrics.paused.set(1);
-                let ok = tx.send(sealed).await.is_ok();
-                if let Some(a) = &assignment {
-                    let _ = consumer.resume(a);
-                }
-                self.metrics.paused.set(0);
-                ok
-            }
+    /// Waits for the writer to return a batch buffer. A busy writer is the normal state while
+    /// a backlog drains: the sink first just stops reading (librdkafka's prefetch is bounded,
+    /// so memory stays at two batches plus prefetch), because pausing drops the prefetched
+    /// records and stalls fetching for about a second on resume. Only a writer busy for longer
+    /// than [`PAUSE_AFTER`] (ClickHouse slow or down) gets the partitions paused. Returns None
+    /// if the writer has stopped.
+    async fn free_buffer(&self, consumer: &StreamConsumer, free: &mut mpsc::Receiver<Batch>) -> Option<Batch> {
+        if let Ok(b) = free.try_recv() {
+            return Some(b);
         }
+        if let Ok(b) = tokio::time::timeout(PAUSE_AFTER, free.recv()).await {
+            return b;
+        }
+        let assignment = consumer.assignment().ok();
+        if let Some(a) = &assignment {
+            let _ = consumer.pause(a);
+        }
+        self.metrics.paused.set(1);
+        let b = free.recv().await;
+        if let Some(a) = &assignment {
+            let _ = consumer.resume(a);
+        }
+        self.metrics.paused.set(0);
+        b
     }
 
     /// Re-reads the exact ranges of a stored batch and rebuilds its rows.
@@ -429,11 +489,7 @@ impl AuditSink {
             let head = heads.entry(p).or_default();
             batch.touch(p, m.offset(), *head);
             match decode(codec, &m) {
-                Ok(v) => {
-                    let mut row = AuditRow::from_verified(&v, topic, p, m.offset(), created_at);
-                    head.append(&mut row);
-                    batch.rows.push(row);
-                }
+                Ok(v) => batch.push(&v, topic, p, m.offset(), head),
                 Err(error) => batch.dead.push(dead_record(&m, error)),
             }
             if m.offset() == last_offset {
@@ -455,10 +511,6 @@ impl AuditSink {
         }
         Ok(Sealed { token: batch_token(topic, last), ..sealed })
     }
-}
-
-fn writer_finished(tx: &mpsc::Sender<Sealed>) -> bool {
-    tx.is_closed()
 }
 
 /// Writes sealed batches and digests with retries (a clone-able part of the sink).
@@ -506,18 +558,20 @@ impl Writer {
 
     async fn write(&self, sealed: &Sealed, committed: &mut BTreeMap<i32, PartitionHead>) -> Result<(), AuditError> {
         let started = Instant::now();
-        for d in &sealed.dead {
+        for d in &sealed.batch.dead {
             self.dead_letter(d).await?;
         }
+        let batch = &sealed.batch;
         let intent_token = format!("{}-intent", sealed.token);
         self.retry("sink_offsets", || self.store.insert_offsets(&sealed.offsets, &intent_token)).await?;
-        if !sealed.rows.is_empty() {
-            self.retry("audit_events", || self.store.insert_events(&sealed.rows, &sealed.token)).await?;
+        if batch.rows() > 0 {
+            self.retry("audit_events", || self.store.insert_events_encoded(&batch.buf, &batch.chunk_ends, &sealed.token))
+                .await?;
         }
         self.metrics.paused.set(0);
         let now = now_micros();
-        for r in &sealed.rows {
-            self.metrics.latency.observe((now - r.verified_at).max(0) as f64 / 1e6);
+        for &verified_at in &batch.verified_at {
+            self.metrics.latency.observe((now - verified_at).max(0) as f64 / 1e6);
         }
         for o in &sealed.offsets {
             committed.insert(o.kafka_partition, PartitionHead {
@@ -527,10 +581,10 @@ impl Writer {
                 head: o.last_chain_hash,
             });
         }
-        self.metrics.rows.inc_by(sealed.rows.len() as u64);
+        self.metrics.rows.inc_by(batch.rows() as u64);
         self.metrics.batches.inc();
         self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
-        tracing::debug!(batch = sealed.seq, rows = sealed.rows.len(), "batch stored");
+        tracing::debug!(batch = batch.seq, rows = batch.rows(), "batch stored");
         Ok(())
     }
 
@@ -583,15 +637,10 @@ struct DigestState {
 }
 
 impl DigestState {
-    /// Loads the digest chain's head; rows already stored but not covered by the last digest
+    /// Starts from the last stored digest (if any); rows already stored but not covered by the last digest
     /// (a crash after a batch and before its digest, or the batch replayed at start) count as
     /// pending, so the next digest — at the latest the one written on stop — covers them.
-    async fn load(
-        store: &AuditStore,
-        topic: &str,
-        committed: &BTreeMap<i32, PartitionHead>,
-    ) -> Result<Self, AuditError> {
-        let last = store.last_digest(topic).await?;
+    fn new(last: Option<DigestRow>, committed: &BTreeMap<i32, PartitionHead>) -> Self {
         let covered: BTreeMap<i32, u64> = last
             .as_ref()
             .map(|d| d.partitions.iter().copied().zip(d.next_seqs.iter().copied()).collect())
@@ -600,12 +649,12 @@ impl DigestState {
             .values()
             .map(|h| h.next_seq.saturating_sub(covered.get(&h.partition).copied().unwrap_or(0)))
             .sum();
-        Ok(DigestState {
+        DigestState {
             next_seq: last.as_ref().map_or(0, |d| d.digest_seq + 1),
             prev_hash: last.as_ref().map_or([0; 32], |d| d.digest_hash),
             pending_events: uncovered,
             last_at: Instant::now(),
-        })
+        }
     }
 
     fn due(&self, cfg: &AuditSinkConfig) -> bool {

@@ -2,12 +2,16 @@
 
 use std::collections::BTreeMap;
 
+use clickhouse::insert_formatted::CompressedData;
 use clickhouse::{Client, Compression, Row};
 use serde::Deserialize;
 
 use crate::chain::ChainHead;
 use crate::error::AuditError;
 use crate::row::{AuditRow, DigestRow, OffsetRow};
+
+/// Compression of every request body (LZ4 native blocks, as ClickHouse's own clients send).
+const COMPRESSION: Compression = Compression::Lz4;
 
 /// The audit tables of one database.
 #[derive(Clone)]
@@ -48,7 +52,7 @@ impl AuditStore {
         }
         let mut root = Client::default()
             .with_url(url)
-            .with_compression(Compression::Lz4)
+            .with_compression(COMPRESSION)
             .with_validation(true);
         if let Ok(user) = std::env::var("VIGIL_CLICKHOUSE_USER") {
             root = root.with_user(user);
@@ -87,6 +91,33 @@ impl AuditStore {
     /// Inserts rows with an insert deduplication token (a retry with the same token is a no-op).
     pub async fn insert_events(&self, rows: &[AuditRow], token: &str) -> Result<(), AuditError> {
         self.insert("audit_events", rows, token).await
+    }
+
+    /// Inserts rows already encoded by [`crate::row::encode_row_binary`] with an insert
+    /// deduplication token. `chunk_ends` are row boundaries where the body may be cut into
+    /// compressed blocks. The caller keeps (and reuses) the buffer: it is compressed chunk by
+    /// chunk, never copied whole, and a retry sends the same bytes again.
+    pub async fn insert_events_encoded(&self, rows: &[u8], chunk_ends: &[usize], token: &str) -> Result<(), AuditError> {
+        let ch = |e| AuditError::clickhouse("insert into audit_events", e);
+        let sql = format!(
+            "INSERT INTO audit_events ({}) FORMAT RowBinaryWithNamesAndTypes",
+            crate::row::column_list()
+        );
+        let mut insert = self
+            .client
+            .insert_formatted_with(sql)
+            .with_setting("insert_deduplication_token", token)
+            .with_setting("insert_deduplicate", "1");
+        let mut header = Vec::with_capacity(1024);
+        crate::row::encode_header(&mut header);
+        insert.send_compressed(CompressedData::new(&header, COMPRESSION).map_err(ch)?).await.map_err(ch)?;
+        let mut start = 0;
+        for &end in chunk_ends.iter().chain(std::iter::once(&rows.len())) {
+            let Some(chunk) = rows.get(start..end).filter(|c| !c.is_empty()) else { continue };
+            insert.send_compressed(CompressedData::new(chunk, COMPRESSION).map_err(ch)?).await.map_err(ch)?;
+            start = end;
+        }
+        insert.end().await.map_err(ch)
     }
 
     /// Inserts a batch's offset intent rows.

@@ -189,3 +189,70 @@ async fn every_soc_query_returns_the_expected_rows() {
     assert!(rows.windows(2).all(|w| w[0].rejected >= w[1].rejected), "{rows:?}");
     assert!(rows[0].rejected >= 1 && !rows[0].service.is_empty() && !rows[0].platform.is_empty() && !rows[0].host.is_empty());
 }
+
+/// The sink writes rows it encoded itself (RowBinary with a names-and-types header); read back
+/// through the `clickhouse` crate's validated `AuditRow` they equal the rows the crate would
+/// have written, chain hashes included, and a table whose types differ refuses the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_rows_read_back_as_the_crate_rows_and_type_drift_is_refused() {
+    use vigil_audit_sink::chain::ChainHead;
+    use vigil_audit_sink::row::{AuditRow, RowView, encode_row_binary};
+
+    let db = fresh_db("audit_enc");
+    let store = AuditStore::from_env(&db).unwrap();
+    store.migrate(7).await.unwrap();
+    let signer = producer_key();
+    let mut events: Vec<_> = (0..40).map(|i| verified_event(i, &signer)).collect();
+    // Edge cases of the encoding: empty optionals, no attributes, multi-byte text, a string
+    // longer than 127 bytes (two-byte length prefix).
+    events[1].reason = None;
+    events[1].event.trace = None;
+    events[1].event.attributes.clear();
+    events[2].event.producer.service = "zahlungsdienst-Ü-✓".into();
+    events[3].event.attributes.insert("long".into(), "x".repeat(300));
+    let mut heads = [ChainHead::default(), ChainHead::default()];
+    let mut buf = Vec::new();
+    let mut ends = Vec::new();
+    let mut expected = Vec::new();
+    for (i, v) in events.iter().enumerate() {
+        let p = (i % 2) as i32;
+        let mut view = RowView::from_verified(v, "enc-topic", p, i as i64, 1_795_000_000_000_000);
+        let hash = heads[p as usize].append_view(&mut view);
+        encode_row_binary(&view, &hash, &mut buf);
+        if i % 10 == 9 {
+            ends.push(buf.len());
+        }
+        let mut row = AuditRow::from_verified(v, "enc-topic", p, i as i64, 1_795_000_000_000_000);
+        let mut head = if expected.iter().any(|r: &AuditRow| r.kafka_partition == p) {
+            let last = expected.iter().rev().find(|r: &&AuditRow| r.kafka_partition == p).unwrap();
+            ChainHead { next_seq: last.seq + 1, hash: last.chain_hash }
+        } else {
+            ChainHead::default()
+        };
+        head.append(&mut row);
+        assert_eq!(row.chain_hash, hash, "row {i}: the borrowed chain hash equals the owned one");
+        expected.push(row);
+    }
+    // Several compressed blocks, cut at row boundaries.
+    store.insert_events_encoded(&buf, &ends, "enc-test-token").await.unwrap();
+    let mut got: Vec<AuditRow> = store
+        .client()
+        .query("SELECT ?fields FROM audit_events ORDER BY kafka_offset")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter_mut().zip(&expected) {
+        assert_eq!(g, e);
+    }
+    // The same token again is dropped by deduplication.
+    store.insert_events_encoded(&buf, &[], "enc-test-token").await.unwrap();
+    let count: u64 = store.client().query("SELECT count() FROM audit_events").fetch_one().await.unwrap();
+    assert_eq!(count, expected.len() as u64);
+
+    // A table whose column type drifted refuses the header's types.
+    mutate(&store, "ALTER TABLE audit_events MODIFY COLUMN activity_id Int64").await;
+    let refused = store.insert_events_encoded(&buf, &[], "enc-test-token-2").await;
+    let error = refused.err().map(|e| format!("{e:?}")).unwrap_or_default();
+    assert!(error.contains("activity_id"), "a type mismatch must fail the insert naming the column: {error}");
+}
