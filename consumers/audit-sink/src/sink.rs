@@ -97,6 +97,9 @@ struct Range {
     start: ChainHead,
 }
 
+/// Room reserved per row in a new batch buffer (a typical event encodes to 600-800 bytes).
+const TYPICAL_ROW_BYTES: usize = 1024;
+
 /// Rows are cut into compressed blocks of about this size (the `clickhouse` crate's own chunk).
 const CHUNK_BYTES: usize = 256 * 1024;
 
@@ -145,6 +148,18 @@ fn batch_token(topic: &str, offsets: &[OffsetRow]) -> String {
 impl Batch {
     fn is_empty(&self) -> bool {
         self.ranges.is_empty()
+    }
+
+    /// Returns an empty batch whose buffer is reserved for a typical full batch up front:
+    /// growing it by doubling would copy it and briefly hold old and new copies (reserved but
+    /// untouched pages cost no resident memory).
+    fn with_capacity(cfg: &AuditSinkConfig) -> Batch {
+        let rows = cfg.batch_max_rows;
+        Batch {
+            buf: Vec::with_capacity(cfg.batch_max_bytes.min(rows.saturating_mul(TYPICAL_ROW_BYTES))),
+            verified_at: Vec::with_capacity(rows),
+            ..Batch::default()
+        }
     }
 
     fn rows(&self) -> usize {
@@ -298,7 +313,7 @@ impl AuditSink {
         // the second of the two the sink owns.
         let mut next_batch_seq = last.first().map(|o| o.batch_seq + 1).unwrap_or(0);
         let spare = if last.is_empty() {
-            Batch::default()
+            Batch::with_capacity(&cfg)
         } else {
             let sealed = self.rebuild(&consumer, &codec, &last).await?;
             summary.replayed_rows = sealed.batch.rows() as u64;
@@ -355,7 +370,7 @@ impl AuditSink {
         });
 
         let flush_after = Duration::from_millis(cfg.flush_interval_ms);
-        let mut batch = Batch::default().recycle(next_batch_seq);
+        let mut batch = Batch::with_capacity(&cfg).recycle(next_batch_seq);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failed: Option<AuditError> = None;
         let mut timer = std::pin::pin!(tokio::time::sleep(flush_after));
@@ -481,7 +496,8 @@ impl AuditSink {
         }
         consumer.assign(&tpl).map_err(|source| AuditError::Kafka { what: "assign replay".into(), source })?;
         let created_at = last.first().map(|o| o.batch_created_at).unwrap_or_default();
-        let mut batch = Batch { seq: last.first().map(|o| o.batch_seq).unwrap_or_default(), created_at, ..Batch::default() };
+        let seq = last.first().map(|o| o.batch_seq).unwrap_or_default();
+        let mut batch = Batch { seq, created_at, ..Batch::with_capacity(&self.config) };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !pending.is_empty() {
             let m = tokio::time::timeout_at(deadline.into(), consumer.recv())
