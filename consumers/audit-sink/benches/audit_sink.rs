@@ -11,7 +11,11 @@
 //! 3. Memory: the `run_sink` example (`BENCH_SINK_BIN`, a release build) as its own process,
 //!    stopped (SIGSTOP) while a backlog of 10x `batch_max_rows` is produced, then resumed; its
 //!    peak RSS (`VmHWM`, plus `VmRSS` sampled during the drain) vs its idle RSS plus two
-//!    batches plus the consumer prefetch bound.
+//!    encoded batches plus the consumer prefetch bound.
+//!
+//! `BENCH_PHASES` (default `throughput,latency,memory`) runs a subset, e.g. for profiling; the
+//! throughput lines also give the bench process's CPU time per row (raw vs sink, in-process),
+//! a figure that wobbles less than rows/s on a shared machine.
 //!
 //! Run with `scripts/bench-audit-sink` (release build, addresses from `VIGIL_*`).
 
@@ -192,54 +196,31 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    vigil_topology::telemetry::init_tracing(vigil_topology::LogFormat::Text, "warn");
+/// Returns the CPU time (user + system) this process has used, in seconds.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is 14th, stime 15th overall.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    f.iter().sum::<u64>() as f64 / ticks
+}
+
+/// Raw insert of `rows`, then the same events through Kafka and an in-process sink.
+async fn throughput(
+    n: u64,
+    partitions: i32,
+    batch_rows: usize,
+    flush_ms: u64,
+    rows: &[AuditRow],
+    values: Vec<(String, Vec<u8>)>,
+    producer: &FutureProducer,
+) {
     let defaults = AuditSinkConfig::default();
-    let n: u64 = env_or("BENCH_ROWS", 100_000);
-    let partitions: i32 = env_or("BENCH_PARTITIONS", 12);
-    let batch_rows: usize = env_or("BENCH_BATCH_ROWS", defaults.batch_max_rows);
-    let flush_ms: u64 = env_or("BENCH_FLUSH_MS", defaults.flush_interval_ms);
-    let rate: u64 = env_or("BENCH_LATENCY_RATE", 200);
-    let latency_secs: u64 = env_or("BENCH_LATENCY_SECS", 20);
-    let poll_ms: u64 = env_or("BENCH_POLL_MS", 50);
-    println!(
-        "setup: rows={n} partitions={partitions} batch_max_rows={batch_rows} flush_interval_ms={flush_ms} clickhouse={}",
-        vigil_e2e::clickhouse_url()
-    );
-
-    let signer = EventSigner::from_seed(&[11; 32]);
-    let raw_codec = Codec::<VerificationEvent>::new().unwrap();
-    let codec = Codec::<VerifiedEvent>::new().unwrap();
-    let events: Vec<VerifiedEvent> = (0..n).map(|i| verified_event(i, &signer, &raw_codec)).collect();
-    let values: Vec<(String, Vec<u8>)> = events
-        .iter()
-        .map(|v| (v.key_id.clone().unwrap_or_default(), codec.encode_framed(SchemaId(1), v).unwrap()))
-        .collect();
-    let producer: FutureProducer = KafkaClientConfig::from_env().producer().create().unwrap();
-
-    // 1a. Raw clickhouse-crate insert of the same rows, batch by batch.
     let raw_db = name("bench_audit_raw");
     AuditStore::from_env(&raw_db).unwrap().migrate(defaults.retention_years).await.unwrap();
-    let mut heads = vec![ChainHead::default(); partitions as usize];
-    let ingested_at = now_micros();
-    let rows: Vec<AuditRow> = events
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let p = (i as i32) % partitions;
-            let mut r = AuditRow::from_verified(v, "bench", p, i as i64 / partitions as i64, ingested_at);
-            heads[p as usize].append(&mut r);
-            r
-        })
-        .collect();
-    let avg_row_bytes = rows.iter().map(AuditRow::encoded_len).sum::<usize>() as f64 / n as f64;
-    let avg_value_bytes = values.iter().map(|(_, v)| v.len()).sum::<usize>() as f64 / n as f64;
-    println!(
-        "rows: avg encoded_len {avg_row_bytes:.0} B, size_of::<AuditRow> {} B, avg kafka value {avg_value_bytes:.0} B",
-        std::mem::size_of::<AuditRow>()
-    );
     let client = raw_client(&raw_db);
+    let cpu = cpu_secs();
     let started = Instant::now();
     for chunk in rows.chunks(batch_rows) {
         let mut insert = client.insert::<AuditRow>("audit_events").await.unwrap();
@@ -249,21 +230,22 @@ async fn main() {
         insert.end().await.unwrap();
     }
     let raw_secs = started.elapsed().as_secs_f64();
+    let raw_cpu_us = (cpu_secs() - cpu) * 1e6 / n as f64;
     let raw_rps = n as f64 / raw_secs;
-    drop(rows);
-    println!("raw insert: {n} rows in {raw_secs:.2} s = {raw_rps:.0} rows/s");
+    println!("raw insert: {n} rows in {raw_secs:.2} s = {raw_rps:.0} rows/s (bench process CPU {raw_cpu_us:.1} us/row)");
 
     // 1b. The same events through Kafka and the sink, drained from the beginning.
     let topic = name("bench-audit");
     create_topic(&topic, partitions).await;
     create_topic(&format!("{topic}-dlq"), 1).await;
     let started = Instant::now();
-    produce(&producer, &topic, &values).await;
+    produce(producer, &topic, &values).await;
     println!("produced {n} verified events in {:.2} s", started.elapsed().as_secs_f64());
     drop(values);
     let sink_db = name("bench_audit_sink");
     let store = AuditStore::from_env(&sink_db).unwrap();
     store.migrate(defaults.retention_years).await.unwrap();
+    let cpu = cpu_secs();
     let started = Instant::now();
     let running = start_sink(config(&topic, &sink_db, batch_rows, flush_ms), store.clone());
     let deadline = started + Duration::from_secs(600);
@@ -275,6 +257,7 @@ async fn main() {
         }
     }
     let sink_secs = started.elapsed().as_secs_f64();
+    let sink_cpu_us = (cpu_secs() - cpu) * 1e6 / n as f64;
     let write_secs = running.metrics.write_seconds.get_sample_sum();
     let batches = running.metrics.batches.get();
     let summary = running.stop().await;
@@ -283,7 +266,7 @@ async fn main() {
     let sink_rps = n as f64 / sink_secs;
     let ratio = sink_rps / raw_rps;
     println!(
-        "sink drain: {n} rows in {sink_secs:.2} s = {sink_rps:.0} rows/s ({batches} batches; start-up included; first batch stored after {:.2} s; {write_secs:.2} s in batch writes)",
+        "sink drain: {n} rows in {sink_secs:.2} s = {sink_rps:.0} rows/s ({batches} batches; start-up included; first batch stored after {:.2} s; {write_secs:.2} s in batch writes; bench process CPU {sink_cpu_us:.1} us/row)",
         first_batch_secs.unwrap_or(f64::NAN)
     );
     println!(
@@ -291,7 +274,11 @@ async fn main() {
         if ratio >= 0.7 { "met" } else { "NOT met" }
     );
 
-    // 2. Produce -> row-visible latency at a steady low rate.
+}
+
+/// Produce -> row-visible latency at a steady low rate.
+async fn latency(partitions: i32, batch_rows: usize, flush_ms: u64, rate: u64, latency_secs: u64, poll_ms: u64, producer: &FutureProducer) {
+    let defaults = AuditSinkConfig::default();
     let topic = name("bench-audit-lat");
     create_topic(&topic, partitions).await;
     create_topic(&format!("{topic}-dlq"), 1).await;
@@ -366,7 +353,76 @@ async fn main() {
         if p99 <= bound { "met" } else { "NOT met" }
     );
 
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    vigil_topology::telemetry::init_tracing(vigil_topology::LogFormat::Text, "warn");
+    let defaults = AuditSinkConfig::default();
+    let n: u64 = env_or("BENCH_ROWS", 100_000);
+    let partitions: i32 = env_or("BENCH_PARTITIONS", 12);
+    let batch_rows: usize = env_or("BENCH_BATCH_ROWS", defaults.batch_max_rows);
+    let flush_ms: u64 = env_or("BENCH_FLUSH_MS", defaults.flush_interval_ms);
+    let rate: u64 = env_or("BENCH_LATENCY_RATE", 200);
+    let latency_secs: u64 = env_or("BENCH_LATENCY_SECS", 20);
+    let poll_ms: u64 = env_or("BENCH_POLL_MS", 50);
+    // Comma-separated subset of throughput,latency,memory (all by default), for profiling runs.
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "throughput,latency,memory".into());
+    let phase = |p: &str| phases.split(',').any(|x| x.trim() == p);
+    println!(
+        "setup: rows={n} partitions={partitions} batch_max_rows={batch_rows} flush_interval_ms={flush_ms} clickhouse={}",
+        vigil_e2e::clickhouse_url()
+    );
+
+    let signer = EventSigner::from_seed(&[11; 32]);
+    let raw_codec = Codec::<VerificationEvent>::new().unwrap();
+    let codec = Codec::<VerifiedEvent>::new().unwrap();
+    let events: Vec<VerifiedEvent> = (0..n).map(|i| verified_event(i, &signer, &raw_codec)).collect();
+    let values: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|v| (v.key_id.clone().unwrap_or_default(), codec.encode_framed(SchemaId(1), v).unwrap()))
+        .collect();
+    let producer: FutureProducer = KafkaClientConfig::from_env().producer().create().unwrap();
+
+    // 1a. Raw clickhouse-crate insert of the same rows, batch by batch.
+    let mut heads = vec![ChainHead::default(); partitions as usize];
+    let ingested_at = now_micros();
+    let rows: Vec<AuditRow> = events
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let p = (i as i32) % partitions;
+            let mut r = AuditRow::from_verified(v, "bench", p, i as i64 / partitions as i64, ingested_at);
+            heads[p as usize].append(&mut r);
+            r
+        })
+        .collect();
+    let avg_row_bytes = rows.iter().map(AuditRow::encoded_len).sum::<usize>() as f64 / n as f64;
+    // What the sink holds per row: its RowBinary bytes plus an 8-byte verified_at.
+    let mut scratch = Vec::new();
+    for r in &rows {
+        vigil_audit_sink::row::encode_row_binary(&r.view(), &r.chain_hash, &mut scratch);
+    }
+    let sink_row_bytes = scratch.len() as f64 / n as f64 + 8.0;
+    drop(scratch);
+    let avg_value_bytes = values.iter().map(|(_, v)| v.len()).sum::<usize>() as f64 / n as f64;
+    println!(
+        "rows: avg encoded_len {avg_row_bytes:.0} B, RowBinary + verified_at {sink_row_bytes:.0} B, size_of::<AuditRow> {} B, avg kafka value {avg_value_bytes:.0} B",
+        std::mem::size_of::<AuditRow>()
+    );
+    if phase("throughput") {
+        throughput(n, partitions, batch_rows, flush_ms, &rows, values, &producer).await;
+    }
+    drop(rows);
+
+    if phase("latency") {
+        latency(partitions, batch_rows, flush_ms, rate, latency_secs, poll_ms, &producer).await;
+    }
+
     // 3. Memory of a separate sink process draining a 10x backlog.
+    if !phase("memory") {
+        return;
+    }
     let Ok(bin) = std::env::var("BENCH_SINK_BIN") else {
         println!("memory: skipped (set BENCH_SINK_BIN to the run_sink example; scripts/bench-audit-sink does)");
         return;
@@ -443,10 +499,14 @@ async fn main() {
     let stored = count(&store).await;
     assert_eq!(stored, backlog, "the separate sink stored the whole backlog once");
     let prefetch = KafkaClientConfig::from_env().consumer_prefetch_bytes as f64;
-    let batch_bytes = batch_rows as f64 * (std::mem::size_of::<AuditRow>() as f64 + avg_row_bytes);
+    // The sink holds two encoded batches; the previous design's bound (two batches of owned
+    // AuditRows) is printed beside it for comparison with older figures.
+    let batch_bytes = batch_rows as f64 * sink_row_bytes;
     let bound_kib = idle_kib as f64 + (2.0 * batch_bytes + prefetch) / 1024.0;
+    let old_batch_bytes = batch_rows as f64 * (std::mem::size_of::<AuditRow>() as f64 + avg_row_bytes);
+    let old_bound_kib = idle_kib as f64 + (2.0 * old_batch_bytes + prefetch) / 1024.0;
     println!(
-        "memory: drained {backlog} rows in {drain_secs:.1} s ({:.0} rows/s); RSS idle {:.1} MiB, peak sampled {:.1} MiB, VmHWM {:.1} MiB, after drain {:.1} MiB; bound idle + 2 x batch ({:.1} MiB each) + prefetch ({:.1} MiB) = {:.1} MiB: {} (exit {:?})",
+        "memory: drained {backlog} rows in {drain_secs:.1} s ({:.0} rows/s); RSS idle {:.1} MiB, peak sampled {:.1} MiB, VmHWM {:.1} MiB, after drain {:.1} MiB; bound idle + 2 x encoded batch ({:.1} MiB each) + prefetch ({:.1} MiB) = {:.1} MiB: {}; previous design's bound (2 x batch of AuditRow, {:.1} MiB each) = {:.1} MiB: {} (exit {:?})",
         backlog as f64 / drain_secs,
         mib(idle_kib),
         mib(peak_sampled),
@@ -456,6 +516,9 @@ async fn main() {
         prefetch / 1048576.0,
         bound_kib / 1024.0,
         if (hwm_kib as f64) <= bound_kib { "within" } else { "ABOVE" },
+        old_batch_bytes / 1048576.0,
+        old_bound_kib / 1024.0,
+        if (hwm_kib as f64) <= old_bound_kib { "within" } else { "ABOVE" },
         status,
     );
 }
