@@ -7,7 +7,8 @@
 //! the highest rate whose p99 stays bounded (the measured maximum); then 70% of that maximum.
 //! Knobs (env): BENCH_LOW_RATE (alerts/s, default 50), BENCH_LOW_SECS (10), BENCH_BURST (0: no
 //! burst), BENCH_STEP_START (1000), BENCH_STEP_MAX (50000), BENCH_STEP_SECS (4),
-//! BENCH_SUSTAIN_P99_MS (100), BENCH_LOAD_SECS (10), BENCH_PARTITIONS (6).
+//! BENCH_SUSTAIN_P99_MS (100), BENCH_LOAD_SECS (10), BENCH_PARTITIONS (6). Each phase also prints
+//! the partition pauses counted so far (a paused partition is where a backlog can stall).
 
 #![allow(
     clippy::field_reassign_with_default,
@@ -95,6 +96,16 @@ fn send(
         .payload(&value);
     // Fire and forget: the latency is measured at the receiver.
     drop(p.send_result(record).map_err(|(e, _)| e).unwrap());
+}
+
+/// Returns the partition pauses counted so far (a pause is where a backlog can stall).
+fn pauses(telemetry: &Telemetry) -> u64 {
+    telemetry
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("vigil_consumer_partition_pauses_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 fn report(phase: &str, rate: f64, mut l: Vec<i64>) {
@@ -236,6 +247,7 @@ async fn main() {
         low_rate,
         std::mem::take(&mut seen.lock().unwrap().latencies_us),
     );
+    println!("  partition pauses so far: {}", pauses(&telemetry));
 
     // A burst shows the drain rate with a full backlog; the sustainable maximum is the highest
     // paced rate whose p99 stays under BENCH_SUSTAIN_P99_MS (no backlog building up). After a
@@ -258,6 +270,7 @@ async fn main() {
             )
         };
         let drain = got as f64 / last.duration_since(start).as_secs_f64();
+        println!("  partition pauses so far: {}", pauses(&telemetry));
         println!(
             "burst: n={got} drained in {:.2}s ≈ {drain:.0} alerts/s",
             last.duration_since(start).as_secs_f64()
@@ -289,6 +302,7 @@ async fn main() {
         let ok = l.len() as u64 == n && p99 <= p99_limit_us;
         println!("step: {}", if ok { "sustained" } else { "backlog" });
         report("step", rate, l);
+        println!("  partition pauses so far: {}", pauses(&telemetry));
         if !ok {
             break;
         }
@@ -317,6 +331,7 @@ async fn main() {
         load,
         std::mem::take(&mut seen.lock().unwrap().latencies_us),
     );
+    println!("  partition pauses so far: {}", pauses(&telemetry));
 
     let _ = stop_tx.send(());
     let _ = task.await;
