@@ -1278,6 +1278,16 @@ impl Demo {
                 Err(e) => self.progress(&format!("could not delete the demo topics: {e:#}")),
             }
         }
+        match tokio::time::timeout(Duration::from_secs(10), self.delete_subjects()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => removed.push(format!("{n} schema subjects")),
+            Ok(Err(e)) => self.progress(&format!(
+                "could not delete the demo's schema subjects: {e:#}"
+            )),
+            Err(_) => {
+                self.progress("could not delete the demo's schema subjects: no answer within 10s")
+            }
+        }
         let drop_db = async {
             let store = self.store()?;
             store
@@ -1299,6 +1309,34 @@ impl Demo {
             "stopped all services; removed {}",
             removed.join(" and ")
         ));
+    }
+
+    /// Deletes the registry subjects of the run's topics (`<prefix>.*-value`), soft then
+    /// permanently as Confluent requires; returns how many were deleted.
+    async fn delete_subjects(&self) -> anyhow::Result<usize> {
+        let http = reqwest::Client::new();
+        let base = self.registry_url.trim_end_matches('/');
+        let subjects: Vec<String> = http
+            .get(format!("{base}/subjects"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let ours: Vec<&String> = subjects
+            .iter()
+            .filter(|s| s.starts_with(&format!("{}.", self.names.prefix)))
+            .collect();
+        for subject in &ours {
+            // Subject names of the run's topics are [a-z0-9.-]: nothing to escape in the path.
+            for permanent in [false, true] {
+                http.delete(format!("{base}/subjects/{subject}?permanent={permanent}"))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+            }
+        }
+        Ok(ours.len())
     }
 
     async fn delete_topics(&self) -> anyhow::Result<()> {
