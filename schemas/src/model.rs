@@ -570,6 +570,31 @@ pub struct KeyStatus {
     pub updated_by: String,
 }
 
+impl KeyStatus {
+    /// An Active Ed25519 key accepted for events from `valid_from`, written now by `updated_by`.
+    pub fn active(
+        key_id: impl Into<String>,
+        public_key: &crate::signing::PublicKey,
+        valid_from: TimestampMicros,
+        updated_by: impl Into<String>,
+    ) -> Self {
+        KeyStatus {
+            key_id: key_id.into(),
+            algorithm: crate::signing::ALGORITHM.to_owned(),
+            public_key: public_key.to_bytes().to_vec(),
+            state: KeyState::Active,
+            valid_from,
+            grace_until: None,
+            revoked_at: None,
+            reason: None,
+            emergency: false,
+            replaced_by: None,
+            updated_at: now_micros(),
+            updated_by: updated_by.into(),
+        }
+    }
+}
+
 /// An alert raised by the correlator (value of `vigil.alerts`, record key = fingerprint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {

@@ -1567,18 +1567,13 @@ fn normal_event(p: &PlatformSpec, platform_idx: u64, i: u64) -> VerificationEven
 /// A key registry entry for `public_key`, valid from an hour ago.
 fn key_status(key_id: &str, public_key: &PublicKey, state: KeyState) -> KeyStatus {
     KeyStatus {
-        key_id: key_id.to_owned(),
-        algorithm: "ed25519".to_owned(),
-        public_key: public_key.to_bytes().to_vec(),
         state,
-        valid_from: now_micros() - 3_600_000_000,
-        grace_until: None,
-        revoked_at: None,
-        reason: None,
-        emergency: false,
-        replaced_by: None,
-        updated_at: now_micros(),
-        updated_by: "vigil demo".to_owned(),
+        ..KeyStatus::active(
+            key_id,
+            public_key,
+            now_micros() - 3_600_000_000,
+            "vigil demo",
+        )
     }
 }
 

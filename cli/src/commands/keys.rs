@@ -277,18 +277,9 @@ fn active(
     reason: Option<String>,
 ) -> KeyStatus {
     KeyStatus {
-        key_id: key_id.to_owned(),
-        algorithm: vigil_schemas::signing::ALGORITHM.to_owned(),
-        public_key: key.to_bytes().to_vec(),
-        state: KeyState::Active,
-        valid_from,
-        grace_until: None,
-        revoked_at: None,
         reason,
-        emergency: false,
-        replaced_by: None,
         updated_at: now,
-        updated_by: actor.to_owned(),
+        ..KeyStatus::active(key_id, key, valid_from, actor)
     }
 }
 

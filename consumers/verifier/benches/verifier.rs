@@ -109,20 +109,12 @@ fn event(key_id: &str) -> VerificationEvent {
 }
 
 fn active(key_id: &str, s: &EventSigner) -> KeyStatus {
-    KeyStatus {
-        key_id: key_id.into(),
-        algorithm: "ed25519".into(),
-        public_key: s.public_key().to_bytes().to_vec(),
-        state: KeyState::Active,
-        valid_from: now_micros() - 3_600_000_000,
-        grace_until: None,
-        revoked_at: None,
-        reason: None,
-        emergency: false,
-        replaced_by: None,
-        updated_at: now_micros(),
-        updated_by: "bench".into(),
-    }
+    KeyStatus::active(
+        key_id,
+        s.public_key(),
+        now_micros() - 3_600_000_000,
+        "bench",
+    )
 }
 
 async fn send(p: &FutureProducer, topic: &str, r: &SignedRecord) {

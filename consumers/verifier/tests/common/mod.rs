@@ -18,8 +18,8 @@ use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
-    SchemaId, SchemaRegistry, SignedRecord, Status, Subject, VerificationEvent, VerifiedEvent,
+    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyStatus, Producer, RecordSigner, SchemaId,
+    SchemaRegistry, SignedRecord, Status, Subject, VerificationEvent, VerifiedEvent,
 };
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
@@ -105,20 +105,12 @@ impl Topics {
 
 /// An Active status for `signer` under `key_id`, valid from an hour ago.
 pub fn active(key_id: &str, signer: &EventSigner) -> KeyStatus {
-    KeyStatus {
-        key_id: key_id.into(),
-        algorithm: "ed25519".into(),
-        public_key: signer.public_key().to_bytes().to_vec(),
-        state: KeyState::Active,
-        valid_from: now_micros() - 3_600_000_000,
-        grace_until: None,
-        revoked_at: None,
-        reason: None,
-        emergency: false,
-        replaced_by: None,
-        updated_at: now_micros(),
-        updated_by: "test".into(),
-    }
+    KeyStatus::active(
+        key_id,
+        signer.public_key(),
+        now_micros() - 3_600_000_000,
+        "test",
+    )
 }
 
 pub fn signer(key_id: &str, schema: SchemaId) -> RecordSigner {
