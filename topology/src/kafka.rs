@@ -214,6 +214,8 @@ impl KafkaClientConfig {
         // keeps a consumer with a dozen partitions within the configured bound.
         let prefetch_kb = (self.consumer_prefetch_bytes / 1024).max(1);
         let per_partition = (self.consumer_prefetch_bytes / 10).max(64 * 1024);
+        let fetch =
+            (self.consumer_prefetch_bytes / 8).clamp(64 * 1024, u64::from(self.max_message_bytes));
         c.set("group.id", group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
@@ -225,13 +227,24 @@ impl KafkaClientConfig {
             // its prefetch queue reached the bound; measured by the audit sink's bench, that
             // capped a backlog drain at a third of ClickHouse's insert rate.
             .set("fetch.queue.backoff.ms", "10")
-            .set(
-                "fetch.max.bytes",
-                self.max_message_bytes.max(per_partition as u32).to_string(),
-            )
+            // librdkafka checks the prefetch bound only before a fetch, and one fetch may return
+            // up to fetch.max.bytes of compressed batches: with fetch.max.bytes at the message
+            // bound (16 MiB), the audit sink's bench saw a whole 60 MiB backlog land in memory
+            // at once (heaptrack). Fetches of an eighth of the prefetch bound keep the queue
+            // plus one decompressed response within the bound for compression ratios up to ~6.
+            // Larger records still arrive: the broker always returns a partition's first batch
+            // whole, and receive.message.max.bytes stays above the largest message.
+            // (librdkafka requires fetch.max.bytes ≥ message.max.bytes, which a consumer does
+            // not otherwise use.)
+            .set("message.max.bytes", fetch.to_string())
+            .set("fetch.max.bytes", fetch.to_string())
             .set(
                 "max.partition.fetch.bytes",
-                per_partition.min(self.max_message_bytes as u64).to_string(),
+                per_partition.min(fetch).to_string(),
+            )
+            .set(
+                "receive.message.max.bytes",
+                (u64::from(self.max_message_bytes) + 64 * 1024).to_string(),
             );
         c
     }
@@ -261,6 +274,11 @@ mod tests {
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
+        // One fetch is an eighth of the 16 MiB bound; a 16 MiB record can still be received.
+        assert_eq!(c.get("fetch.max.bytes"), Some("2097152"));
+        assert_eq!(c.get("message.max.bytes"), Some("2097152"));
+        assert_eq!(c.get("max.partition.fetch.bytes"), Some("1677721"));
+        assert_eq!(c.get("receive.message.max.bytes"), Some("16842752"));
     }
 
     #[test]

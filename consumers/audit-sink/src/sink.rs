@@ -156,7 +156,10 @@ impl Batch {
     fn with_capacity(cfg: &AuditSinkConfig) -> Batch {
         let rows = cfg.batch_max_rows;
         Batch {
-            buf: Vec::with_capacity(cfg.batch_max_bytes.min(rows.saturating_mul(TYPICAL_ROW_BYTES))),
+            buf: Vec::with_capacity(
+                cfg.batch_max_bytes
+                    .min(rows.saturating_mul(TYPICAL_ROW_BYTES)),
+            ),
             verified_at: Vec::with_capacity(rows),
             ..Batch::default()
         }
@@ -194,11 +197,22 @@ impl Batch {
         self.ranges
             .entry(partition)
             .and_modify(|r| r.last_offset = offset)
-            .or_insert(Range { first_offset: offset, last_offset: offset, start: head });
+            .or_insert(Range {
+                first_offset: offset,
+                last_offset: offset,
+                start: head,
+            });
     }
 
     /// Links the event to its partition's chain and appends its encoded row.
-    fn push(&mut self, v: &VerifiedEvent, topic: &str, partition: i32, offset: i64, head: &mut ChainHead) {
+    fn push(
+        &mut self,
+        v: &VerifiedEvent,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        head: &mut ChainHead,
+    ) {
         let mut row = RowView::from_verified(v, topic, partition, offset, self.created_at);
         let hash = head.append_view(&mut row);
         let chunk_start = self.chunk_ends.last().copied().unwrap_or(0);
@@ -230,7 +244,11 @@ impl Batch {
             })
             .collect();
         let token = batch_token(topic, &offsets);
-        Sealed { batch: self, offsets, token }
+        Sealed {
+            batch: self,
+            offsets,
+            token,
+        }
     }
 }
 
@@ -245,7 +263,14 @@ impl AuditSink {
         health: Arc<Health>,
     ) -> Result<Self, AuditError> {
         config.validate()?;
-        Ok(AuditSink { config, kafka, store, signer: Arc::new(signer), metrics, health })
+        Ok(AuditSink {
+            config,
+            kafka,
+            store,
+            signer: Arc::new(signer),
+            metrics,
+            health,
+        })
     }
 
     /// Loads the digest-signing key named by the config or `VIGIL_AUDIT_SIGNING_KEY_FILE`.
@@ -254,7 +279,11 @@ impl AuditSink {
             .signing_key_file
             .clone()
             .or_else(|| std::env::var_os("VIGIL_AUDIT_SIGNING_KEY_FILE").map(Into::into))
-            .ok_or_else(|| AuditError::SigningKey("set signing_key_file or VIGIL_AUDIT_SIGNING_KEY_FILE".into()))?;
+            .ok_or_else(|| {
+                AuditError::SigningKey(
+                    "set signing_key_file or VIGIL_AUDIT_SIGNING_KEY_FILE".into(),
+                )
+            })?;
         let signer = EventSigner::from_pkcs8_pem_file(&path)
             .map_err(|e| AuditError::SigningKey(format!("{}: {e}", path.display())))?;
         match &config.signing_key_id {
@@ -274,26 +303,23 @@ impl AuditSink {
         let consumer: StreamConsumer = {
             let mut c = self.kafka.consumer(&cfg.group);
             // Offsets live in ClickHouse; never let the broker's group offsets matter.
-            c.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
-            // librdkafka checks its prefetch bound only before a fetch, and a fetch may return
-            // up to fetch.max.bytes of compressed batches (which the shared config raises to
-            // max_message_bytes, 16 MiB): measured with heaptrack, one fetch after a backlog
-            // put the whole 60 MiB backlog (decompressed, plus ~224 B of librdkafka state per
-            // record) in memory. Fetches of an eighth of the prefetch bound keep queue plus one
-            // decompressed response within the bound for compression ratios up to about 6.
-            // Larger records still arrive: the broker always returns the first batch whole, and
-            // receive.message.max.bytes stays above the largest message.
-            let fetch = (self.kafka.consumer_prefetch_bytes / 8).clamp(64 * 1024, u64::from(self.kafka.max_message_bytes));
-            c.set("message.max.bytes", fetch.to_string())
-                .set("fetch.max.bytes", fetch.to_string())
-                .set("receive.message.max.bytes", (u64::from(self.kafka.max_message_bytes) + 64 * 1024).to_string());
-            c.create().map_err(|source| AuditError::Kafka { what: "create consumer".into(), source })?
+            c.set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false");
+            // The fetch size bound that keeps a backlog from landing in memory at once is part
+            // of KafkaClientConfig::consumer (found by this sink's bench).
+            c.create().map_err(|source| AuditError::Kafka {
+                what: "create consumer".into(),
+                source,
+            })?
         };
-        let producer: FutureProducer = self
-            .kafka
-            .producer()
-            .create()
-            .map_err(|source| AuditError::Kafka { what: "create dlq producer".into(), source })?;
+        let producer: FutureProducer =
+            self.kafka
+                .producer()
+                .create()
+                .map_err(|source| AuditError::Kafka {
+                    what: "create dlq producer".into(),
+                    source,
+                })?;
         let partitions = topic_partitions(&consumer, &cfg.topic).await?;
         // Independent start-up reads, concurrently (each is a round trip to ClickHouse).
         let (resume, last, last_digest) = tokio::try_join!(
@@ -301,12 +327,24 @@ impl AuditSink {
             self.store.last_batch(&cfg.topic),
             self.store.last_digest(&cfg.topic),
         )?;
-        let mut heads: BTreeMap<i32, ChainHead> = resume.iter().map(|(&p, r)| (p, r.head)).collect();
+        let mut heads: BTreeMap<i32, ChainHead> =
+            resume.iter().map(|(&p, r)| (p, r.head)).collect();
         let mut committed: BTreeMap<i32, PartitionHead> = resume
             .iter()
-            .map(|(&p, r)| (p, PartitionHead { partition: p, last_offset: r.last_offset, next_seq: r.head.next_seq, head: r.head.hash }))
+            .map(|(&p, r)| {
+                (
+                    p,
+                    PartitionHead {
+                        partition: p,
+                        last_offset: r.last_offset,
+                        next_seq: r.head.next_seq,
+                        head: r.head.hash,
+                    },
+                )
+            })
             .collect();
-        let codec = Codec::<VerifiedEvent>::new().map_err(|e| AuditError::Inconsistent(format!("codec: {e}")))?;
+        let codec = Codec::<VerifiedEvent>::new()
+            .map_err(|e| AuditError::Inconsistent(format!("codec: {e}")))?;
         let mut summary = SinkSummary::default();
 
         // Replay the last batch with its own token and chain start; its buffer then becomes
@@ -317,7 +355,11 @@ impl AuditSink {
         } else {
             let sealed = self.rebuild(&consumer, &codec, &last).await?;
             summary.replayed_rows = sealed.batch.rows() as u64;
-            tracing::info!(batch = sealed.batch.seq, rows = sealed.batch.rows(), "replaying last batch with its dedup token");
+            tracing::info!(
+                batch = sealed.batch.seq,
+                rows = sealed.batch.rows(),
+                "replaying last batch with its dedup token"
+            );
             let writer = Writer::new(&self, producer.clone());
             writer.write(&sealed, &mut committed).await?;
             sealed.batch
@@ -330,9 +372,15 @@ impl AuditSink {
                 None => Offset::Beginning,
             };
             tpl.add_partition_offset(&cfg.topic, *p, offset)
-                .map_err(|source| AuditError::Kafka { what: "build assignment".into(), source })?;
+                .map_err(|source| AuditError::Kafka {
+                    what: "build assignment".into(),
+                    source,
+                })?;
         }
-        consumer.assign(&tpl).map_err(|source| AuditError::Kafka { what: "assign".into(), source })?;
+        consumer.assign(&tpl).map_err(|source| AuditError::Kafka {
+            what: "assign".into(),
+            source,
+        })?;
         self.health.set_ready(true);
         tracing::info!(topic = %cfg.topic, partitions = partitions.len(), "audit sink assigned");
 
@@ -462,7 +510,11 @@ impl AuditSink {
     /// records and stalls fetching for about a second on resume. Only a writer busy for longer
     /// than [`PAUSE_AFTER`] (ClickHouse slow or down) gets the partitions paused. Returns None
     /// if the writer has stopped.
-    async fn free_buffer(&self, consumer: &StreamConsumer, free: &mut mpsc::Receiver<Batch>) -> Option<Batch> {
+    async fn free_buffer(
+        &self,
+        consumer: &StreamConsumer,
+        free: &mut mpsc::Receiver<Batch>,
+    ) -> Option<Batch> {
         if let Ok(b) = free.try_recv() {
             return Some(b);
         }
@@ -483,27 +535,56 @@ impl AuditSink {
     }
 
     /// Re-reads the exact ranges of a stored batch and rebuilds its rows.
-    async fn rebuild(&self, consumer: &StreamConsumer, codec: &Codec<VerifiedEvent>, last: &[OffsetRow]) -> Result<Sealed, AuditError> {
+    async fn rebuild(
+        &self,
+        consumer: &StreamConsumer,
+        codec: &Codec<VerifiedEvent>,
+        last: &[OffsetRow],
+    ) -> Result<Sealed, AuditError> {
         let topic = &self.config.topic;
         let mut tpl = TopicPartitionList::new();
         let mut heads = BTreeMap::new();
         let mut pending: BTreeMap<i32, &OffsetRow> = BTreeMap::new();
         for o in last {
             tpl.add_partition_offset(topic, o.kafka_partition, Offset::Offset(o.first_offset))
-                .map_err(|source| AuditError::Kafka { what: "build replay assignment".into(), source })?;
-            heads.insert(o.kafka_partition, ChainHead { next_seq: o.first_seq, hash: o.prev_hash });
+                .map_err(|source| AuditError::Kafka {
+                    what: "build replay assignment".into(),
+                    source,
+                })?;
+            heads.insert(
+                o.kafka_partition,
+                ChainHead {
+                    next_seq: o.first_seq,
+                    hash: o.prev_hash,
+                },
+            );
             pending.insert(o.kafka_partition, o);
         }
-        consumer.assign(&tpl).map_err(|source| AuditError::Kafka { what: "assign replay".into(), source })?;
+        consumer.assign(&tpl).map_err(|source| AuditError::Kafka {
+            what: "assign replay".into(),
+            source,
+        })?;
         let created_at = last.first().map(|o| o.batch_created_at).unwrap_or_default();
         let seq = last.first().map(|o| o.batch_seq).unwrap_or_default();
-        let mut batch = Batch { seq, created_at, ..Batch::with_capacity(&self.config) };
+        let mut batch = Batch {
+            seq,
+            created_at,
+            ..Batch::with_capacity(&self.config)
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !pending.is_empty() {
             let m = tokio::time::timeout_at(deadline.into(), consumer.recv())
                 .await
-                .map_err(|_| AuditError::Inconsistent("replay of the last batch timed out: its records are no longer readable".into()))?
-                .map_err(|source| AuditError::Kafka { what: "replay".into(), source })?;
+                .map_err(|_| {
+                    AuditError::Inconsistent(
+                        "replay of the last batch timed out: its records are no longer readable"
+                            .into(),
+                    )
+                })?
+                .map_err(|source| AuditError::Kafka {
+                    what: "replay".into(),
+                    source,
+                })?;
             let p = m.partition();
             let Some(o) = pending.get(&p) else { continue };
             if m.offset() < o.first_offset {
@@ -535,9 +616,14 @@ impl AuditSink {
             }
         }
         if last.len() != sealed.offsets.len() {
-            return Err(AuditError::Inconsistent("replayed batch covers other partitions than its intent".into()));
+            return Err(AuditError::Inconsistent(
+                "replayed batch covers other partitions than its intent".into(),
+            ));
         }
-        Ok(Sealed { token: batch_token(topic, last), ..sealed })
+        Ok(Sealed {
+            token: batch_token(topic, last),
+            ..sealed
+        })
     }
 }
 
@@ -584,34 +670,51 @@ impl Writer {
         }
     }
 
-    async fn write(&self, sealed: &Sealed, committed: &mut BTreeMap<i32, PartitionHead>) -> Result<(), AuditError> {
+    async fn write(
+        &self,
+        sealed: &Sealed,
+        committed: &mut BTreeMap<i32, PartitionHead>,
+    ) -> Result<(), AuditError> {
         let started = Instant::now();
         for d in &sealed.batch.dead {
             self.dead_letter(d).await?;
         }
         let batch = &sealed.batch;
         let intent_token = format!("{}-intent", sealed.token);
-        self.retry("sink_offsets", || self.store.insert_offsets(&sealed.offsets, &intent_token)).await?;
+        self.retry("sink_offsets", || {
+            self.store.insert_offsets(&sealed.offsets, &intent_token)
+        })
+        .await?;
         if batch.rows() > 0 {
-            self.retry("audit_events", || self.store.insert_events_encoded(&batch.buf, &batch.chunk_ends, &sealed.token))
-                .await?;
+            self.retry("audit_events", || {
+                self.store
+                    .insert_events_encoded(&batch.buf, &batch.chunk_ends, &sealed.token)
+            })
+            .await?;
         }
         self.metrics.paused.set(0);
         let now = now_micros();
         for &verified_at in &batch.verified_at {
-            self.metrics.latency.observe((now - verified_at).max(0) as f64 / 1e6);
+            self.metrics
+                .latency
+                .observe((now - verified_at).max(0) as f64 / 1e6);
         }
         for o in &sealed.offsets {
-            committed.insert(o.kafka_partition, PartitionHead {
-                partition: o.kafka_partition,
-                last_offset: o.last_offset,
-                next_seq: o.next_seq,
-                head: o.last_chain_hash,
-            });
+            committed.insert(
+                o.kafka_partition,
+                PartitionHead {
+                    partition: o.kafka_partition,
+                    last_offset: o.last_offset,
+                    next_seq: o.next_seq,
+                    head: o.last_chain_hash,
+                },
+            );
         }
         self.metrics.rows.inc_by(batch.rows() as u64);
         self.metrics.batches.inc();
-        self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::debug!(batch = batch.seq, rows = batch.rows(), "batch stored");
         Ok(())
     }
@@ -634,12 +737,19 @@ impl Writer {
         };
         let mut headers = OwnedHeaders::new();
         for (k, v) in &d.headers {
-            headers = headers.insert(Header { key: k, value: v.as_deref() });
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
         }
         for (k, v) in dl.to_headers() {
-            headers = headers.insert(Header { key: k, value: Some(&v) });
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(&v),
+            });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.config.dlq_topic).headers(headers);
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.config.dlq_topic).headers(headers);
         if let Some(k) = &d.key {
             record = record.key(k.as_slice());
         }
@@ -649,7 +759,10 @@ impl Writer {
         self.producer
             .send(record, Duration::from_secs(30))
             .await
-            .map_err(|(source, _)| AuditError::Kafka { what: "dead-letter".into(), source })?;
+            .map_err(|(source, _)| AuditError::Kafka {
+                what: "dead-letter".into(),
+                source,
+            })?;
         self.metrics.dead_letters.inc();
         tracing::warn!(partition = d.partition, offset = d.offset, error = %d.error, "record dead-lettered");
         Ok(())
@@ -671,11 +784,20 @@ impl DigestState {
     fn new(last: Option<DigestRow>, committed: &BTreeMap<i32, PartitionHead>) -> Self {
         let covered: BTreeMap<i32, u64> = last
             .as_ref()
-            .map(|d| d.partitions.iter().copied().zip(d.next_seqs.iter().copied()).collect())
+            .map(|d| {
+                d.partitions
+                    .iter()
+                    .copied()
+                    .zip(d.next_seqs.iter().copied())
+                    .collect()
+            })
             .unwrap_or_default();
         let uncovered: u64 = committed
             .values()
-            .map(|h| h.next_seq.saturating_sub(covered.get(&h.partition).copied().unwrap_or(0)))
+            .map(|h| {
+                h.next_seq
+                    .saturating_sub(covered.get(&h.partition).copied().unwrap_or(0))
+            })
             .sum();
         DigestState {
             next_seq: last.as_ref().map_or(0, |d| d.digest_seq + 1),
@@ -687,13 +809,27 @@ impl DigestState {
 
     fn due(&self, cfg: &AuditSinkConfig) -> bool {
         self.pending_events >= cfg.digest_every_events
-            || (self.pending_events > 0 && self.last_at.elapsed() >= Duration::from_millis(cfg.digest_interval_ms))
+            || (self.pending_events > 0
+                && self.last_at.elapsed() >= Duration::from_millis(cfg.digest_interval_ms))
     }
 
-    async fn write(&mut self, writer: &Writer, committed: &BTreeMap<i32, PartitionHead>) -> Result<(), AuditError> {
+    async fn write(
+        &mut self,
+        writer: &Writer,
+        committed: &BTreeMap<i32, PartitionHead>,
+    ) -> Result<(), AuditError> {
         let heads: Vec<PartitionHead> = committed.values().copied().collect();
-        let row = digest::make(&writer.signer, &writer.config.topic, self.next_seq, now_micros(), self.prev_hash, &heads);
-        writer.retry("audit_digests", || writer.store.insert_digest(&row)).await?;
+        let row = digest::make(
+            &writer.signer,
+            &writer.config.topic,
+            self.next_seq,
+            now_micros(),
+            self.prev_hash,
+            &heads,
+        );
+        writer
+            .retry("audit_digests", || writer.store.insert_digest(&row))
+            .await?;
         self.next_seq += 1;
         self.prev_hash = row.digest_hash;
         self.pending_events = 0;
@@ -704,15 +840,23 @@ impl DigestState {
 }
 
 fn decode(codec: &Codec<VerifiedEvent>, m: &BorrowedMessage<'_>) -> Result<VerifiedEvent, String> {
-    let value = m.payload().ok_or_else(|| "record has no value".to_owned())?;
+    let value = m
+        .payload()
+        .ok_or_else(|| "record has no value".to_owned())?;
     let (_, body) = wire::split_frame(value).map_err(|e| format!("framing: {e}"))?;
-    codec.decode(body).map_err(|e| format!("not a VerifiedEvent: {e}"))
+    codec
+        .decode(body)
+        .map_err(|e| format!("not a VerifiedEvent: {e}"))
 }
 
 fn dead_record(m: &BorrowedMessage<'_>, error: String) -> DeadRecord {
     let headers = m
         .headers()
-        .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
         .unwrap_or_default();
     DeadRecord {
         partition: m.partition(),
@@ -731,7 +875,10 @@ async fn topic_partitions(consumer: &StreamConsumer, topic: &str) -> Result<Vec<
     loop {
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|source| AuditError::Kafka { what: "fetch metadata".into(), source })?;
+            .map_err(|source| AuditError::Kafka {
+                what: "fetch metadata".into(),
+                source,
+            })?;
         let parts: Vec<i32> = md
             .topics()
             .iter()
@@ -742,7 +889,9 @@ async fn topic_partitions(consumer: &StreamConsumer, topic: &str) -> Result<Vec<
             return Ok(parts);
         }
         if Instant::now() >= deadline {
-            return Err(AuditError::Inconsistent(format!("topic {topic} does not exist")));
+            return Err(AuditError::Inconsistent(format!(
+                "topic {topic} does not exist"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
