@@ -42,7 +42,10 @@ use vigil_topology::KafkaClientConfig;
 use vigil_topology::telemetry::Health;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn name(prefix: &str) -> String {
@@ -59,28 +62,48 @@ async fn create_topic(topic: &str, partitions: i32) {
 }
 
 /// A realistic verified event: signed raw value, trace, attributes; every 7th rejected.
-fn verified_event(i: u64, signer: &EventSigner, raw_codec: &Codec<VerificationEvent>) -> VerifiedEvent {
+fn verified_event(
+    i: u64,
+    signer: &EventSigner,
+    raw_codec: &Codec<VerificationEvent>,
+) -> VerifiedEvent {
     let platform = [Platform::Rust, Platform::Python, Platform::Js][(i % 3) as usize];
     let mut event = VerificationEvent::new(
         EventClass::SignatureVerification,
         "verify",
-        if i % 7 == 0 { Status::Failure } else { Status::Success },
-        Producer::new(platform, "1.4.2", format!("payments-{}", i % 4)).with_host(format!("host-{}.bank.internal", i % 16)),
+        if i % 7 == 0 {
+            Status::Failure
+        } else {
+            Status::Success
+        },
+        Producer::new(platform, "1.4.2", format!("payments-{}", i % 4))
+            .with_host(format!("host-{}.bank.internal", i % 16)),
     )
     .with_subject(
         Subject::principal(format!("user-{}@bank.example", i % 5000))
             .with_key_id(format!("k-{}", i % 64))
             .with_client_ip(format!("10.{}.{}.{}", i % 7, i % 250, i % 200)),
     )
-    .with_trace(Trace::new(format!("{:032x}", i / 10 + 1), format!("{:016x}", i + 1)))
+    .with_trace(Trace::new(
+        format!("{:032x}", i / 10 + 1),
+        format!("{:016x}", i + 1),
+    ))
     .with_attribute("channel", "mobile")
     .with_attribute("i", i.to_string());
     event.occurred_at = now_micros();
     let raw = raw_codec.encode_framed(SchemaId(1), &event).unwrap();
     let (state, signature, reason) = if i % 7 == 0 {
-        (SignatureState::Bad, vec![0u8; 64], Some("signature invalid".to_owned()))
+        (
+            SignatureState::Bad,
+            vec![0u8; 64],
+            Some("signature invalid".to_owned()),
+        )
     } else {
-        (SignatureState::Valid, signer.sign(&raw).to_bytes().to_vec(), None)
+        (
+            SignatureState::Valid,
+            signer.sign(&raw).to_bytes().to_vec(),
+            None,
+        )
     };
     VerifiedEvent {
         event,
@@ -101,7 +124,11 @@ fn verified_event(i: u64, signer: &EventSigner, raw_codec: &Codec<VerificationEv
 async fn produce(producer: &FutureProducer, topic: &str, values: &[(String, Vec<u8>)]) {
     let mut pending = Vec::new();
     for (key, value) in values {
-        pending.push(producer.send_result(FutureRecord::to(topic).key(key.as_bytes()).payload(value)).unwrap());
+        pending.push(
+            producer
+                .send_result(FutureRecord::to(topic).key(key.as_bytes()).payload(value))
+                .unwrap(),
+        );
         if pending.len() >= 5000 {
             for f in pending.drain(..) {
                 f.await.unwrap().unwrap();
@@ -128,7 +155,12 @@ fn raw_client(db: &str) -> Client {
 }
 
 async fn count(store: &AuditStore) -> u64 {
-    store.client().query("SELECT count() FROM audit_events").fetch_one::<u64>().await.unwrap_or(0)
+    store
+        .client()
+        .query("SELECT count() FROM audit_events")
+        .fetch_one::<u64>()
+        .await
+        .unwrap_or(0)
 }
 
 fn config(topic: &str, db: &str, batch_rows: usize, flush_ms: u64) -> AuditSinkConfig {
@@ -147,15 +179,23 @@ fn config(topic: &str, db: &str, batch_rows: usize, flush_ms: u64) -> AuditSinkC
 struct Running {
     metrics: SinkMetrics,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<vigil_audit_sink::sink::SinkSummary, vigil_audit_sink::AuditError>>,
+    task: tokio::task::JoinHandle<
+        Result<vigil_audit_sink::sink::SinkSummary, vigil_audit_sink::AuditError>,
+    >,
 }
 
 /// The Kafka settings of the in-process sinks: `from_env` plus `BENCH_LIBRDKAFKA`
 /// (`key=value,key=value` pass-through, for experiments).
 fn kafka() -> KafkaClientConfig {
     let mut k = KafkaClientConfig::from_env();
-    for kv in std::env::var("BENCH_LIBRDKAFKA").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
-        let (key, value) = kv.split_once('=').expect("BENCH_LIBRDKAFKA is key=value,...");
+    for kv in std::env::var("BENCH_LIBRDKAFKA")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (key, value) = kv
+            .split_once('=')
+            .expect("BENCH_LIBRDKAFKA is key=value,...");
         k.librdkafka.insert(key.to_owned(), value.to_owned());
     }
     k
@@ -163,12 +203,24 @@ fn kafka() -> KafkaClientConfig {
 
 fn start_sink(cfg: AuditSinkConfig, store: AuditStore) -> Running {
     let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
-    let sink = AuditSink::new(cfg, kafka(), store, EventSigner::from_seed(&[22; 32]), metrics.clone(), Arc::new(Health::default())).unwrap();
+    let sink = AuditSink::new(
+        cfg,
+        kafka(),
+        store,
+        EventSigner::from_seed(&[22; 32]),
+        metrics.clone(),
+        Arc::new(Health::default()),
+    )
+    .unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(sink.run(async move {
         let _ = rx.await;
     }));
-    Running { metrics, stop, task }
+    Running {
+        metrics,
+        stop,
+        task,
+    }
 }
 
 impl Running {
@@ -201,7 +253,12 @@ fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime is 14th, stime 15th overall.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let ticks = 100.0; // USER_HZ on Linux
     f.iter().sum::<u64>() as f64 / ticks
 }
@@ -218,7 +275,11 @@ async fn throughput(
 ) {
     let defaults = AuditSinkConfig::default();
     let raw_db = name("bench_audit_raw");
-    AuditStore::from_env(&raw_db).unwrap().migrate(defaults.retention_years).await.unwrap();
+    AuditStore::from_env(&raw_db)
+        .unwrap()
+        .migrate(defaults.retention_years)
+        .await
+        .unwrap();
     let client = raw_client(&raw_db);
     let cpu = cpu_secs();
     let started = Instant::now();
@@ -232,7 +293,9 @@ async fn throughput(
     let raw_secs = started.elapsed().as_secs_f64();
     let raw_cpu_us = (cpu_secs() - cpu) * 1e6 / n as f64;
     let raw_rps = n as f64 / raw_secs;
-    println!("raw insert: {n} rows in {raw_secs:.2} s = {raw_rps:.0} rows/s (bench process CPU {raw_cpu_us:.1} us/row)");
+    println!(
+        "raw insert: {n} rows in {raw_secs:.2} s = {raw_rps:.0} rows/s (bench process CPU {raw_cpu_us:.1} us/row)"
+    );
 
     // 1b. The same events through Kafka and the sink, drained from the beginning.
     let topic = name("bench-audit");
@@ -240,17 +303,24 @@ async fn throughput(
     create_topic(&format!("{topic}-dlq"), 1).await;
     let started = Instant::now();
     produce(producer, &topic, &values).await;
-    println!("produced {n} verified events in {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "produced {n} verified events in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     drop(values);
     let sink_db = name("bench_audit_sink");
     let store = AuditStore::from_env(&sink_db).unwrap();
     store.migrate(defaults.retention_years).await.unwrap();
     let cpu = cpu_secs();
     let started = Instant::now();
-    let running = start_sink(config(&topic, &sink_db, batch_rows, flush_ms), store.clone());
+    let running = start_sink(
+        config(&topic, &sink_db, batch_rows, flush_ms),
+        store.clone(),
+    );
     let deadline = started + Duration::from_secs(600);
     let mut first_batch_secs = None;
-    while running.metrics.rows.get() < n && Instant::now() < deadline && !running.task.is_finished() {
+    while running.metrics.rows.get() < n && Instant::now() < deadline && !running.task.is_finished()
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
         if first_batch_secs.is_none() && running.metrics.rows.get() > 0 {
             first_batch_secs = Some(started.elapsed().as_secs_f64());
@@ -273,11 +343,18 @@ async fn throughput(
         "throughput ratio sink/raw: {ratio:.2} (goal >= 0.70: {})",
         if ratio >= 0.7 { "met" } else { "NOT met" }
     );
-
 }
 
 /// Produce -> row-visible latency at a steady low rate.
-async fn latency(partitions: i32, batch_rows: usize, flush_ms: u64, rate: u64, latency_secs: u64, poll_ms: u64, producer: &FutureProducer) {
+async fn latency(
+    partitions: i32,
+    batch_rows: usize,
+    flush_ms: u64,
+    rate: u64,
+    latency_secs: u64,
+    poll_ms: u64,
+    producer: &FutureProducer,
+) {
     let defaults = AuditSinkConfig::default();
     let topic = name("bench-audit-lat");
     create_topic(&topic, partitions).await;
@@ -303,7 +380,11 @@ async fn latency(partitions: i32, batch_rows: usize, flush_ms: u64, rate: u64, l
                 let v = verified_event(i, &signer, &raw_codec);
                 let value = codec.encode_framed(SchemaId(1), &v).unwrap();
                 let key = v.key_id.clone().unwrap_or_default();
-                pending.push(producer.send_result(FutureRecord::to(&topic).key(key.as_bytes()).payload(&value)).unwrap());
+                pending.push(
+                    producer
+                        .send_result(FutureRecord::to(&topic).key(key.as_bytes()).payload(&value))
+                        .unwrap(),
+                );
             }
             for f in pending {
                 f.await.unwrap().unwrap();
@@ -346,13 +427,16 @@ async fn latency(partitions: i32, batch_rows: usize, flush_ms: u64, rate: u64, l
     running.stop().await;
     latencies.sort_by(f64::total_cmp);
     let bound = (flush_ms + 500) as f64;
-    let (p50, p99, max) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0), latencies.last().copied().unwrap_or(f64::NAN));
+    let (p50, p99, max) = (
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN),
+    );
     println!(
         "latency produce->visible: {} of {total} events at {rate}/s, p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms (poll every {poll_ms} ms); goal p99 <= flush_interval_ms + 500 = {bound:.0} ms: {}",
         latencies.len(),
         if p99 <= bound { "met" } else { "NOT met" }
     );
-
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +451,8 @@ async fn main() {
     let latency_secs: u64 = env_or("BENCH_LATENCY_SECS", 20);
     let poll_ms: u64 = env_or("BENCH_POLL_MS", 50);
     // Comma-separated subset of throughput,latency,memory (all by default), for profiling runs.
-    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "throughput,latency,memory".into());
+    let phases =
+        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "throughput,latency,memory".into());
     let phase = |p: &str| phases.split(',').any(|x| x.trim() == p);
     println!(
         "setup: rows={n} partitions={partitions} batch_max_rows={batch_rows} flush_interval_ms={flush_ms} clickhouse={}",
@@ -377,10 +462,17 @@ async fn main() {
     let signer = EventSigner::from_seed(&[11; 32]);
     let raw_codec = Codec::<VerificationEvent>::new().unwrap();
     let codec = Codec::<VerifiedEvent>::new().unwrap();
-    let events: Vec<VerifiedEvent> = (0..n).map(|i| verified_event(i, &signer, &raw_codec)).collect();
+    let events: Vec<VerifiedEvent> = (0..n)
+        .map(|i| verified_event(i, &signer, &raw_codec))
+        .collect();
     let values: Vec<(String, Vec<u8>)> = events
         .iter()
-        .map(|v| (v.key_id.clone().unwrap_or_default(), codec.encode_framed(SchemaId(1), v).unwrap()))
+        .map(|v| {
+            (
+                v.key_id.clone().unwrap_or_default(),
+                codec.encode_framed(SchemaId(1), v).unwrap(),
+            )
+        })
         .collect();
     let producer: FutureProducer = KafkaClientConfig::from_env().producer().create().unwrap();
 
@@ -392,7 +484,8 @@ async fn main() {
         .enumerate()
         .map(|(i, v)| {
             let p = (i as i32) % partitions;
-            let mut r = AuditRow::from_verified(v, "bench", p, i as i64 / partitions as i64, ingested_at);
+            let mut r =
+                AuditRow::from_verified(v, "bench", p, i as i64 / partitions as i64, ingested_at);
             heads[p as usize].append(&mut r);
             r
         })
@@ -411,12 +504,24 @@ async fn main() {
         std::mem::size_of::<AuditRow>()
     );
     if phase("throughput") {
-        throughput(n, partitions, batch_rows, flush_ms, &rows, values, &producer).await;
+        throughput(
+            n, partitions, batch_rows, flush_ms, &rows, values, &producer,
+        )
+        .await;
     }
     drop(rows);
 
     if phase("latency") {
-        latency(partitions, batch_rows, flush_ms, rate, latency_secs, poll_ms, &producer).await;
+        latency(
+            partitions,
+            batch_rows,
+            flush_ms,
+            rate,
+            latency_secs,
+            poll_ms,
+            &producer,
+        )
+        .await;
     }
 
     // 3. Memory of a separate sink process draining a 10x backlog.
@@ -424,7 +529,9 @@ async fn main() {
         return;
     }
     let Ok(bin) = std::env::var("BENCH_SINK_BIN") else {
-        println!("memory: skipped (set BENCH_SINK_BIN to the run_sink example; scripts/bench-audit-sink does)");
+        println!(
+            "memory: skipped (set BENCH_SINK_BIN to the run_sink example; scripts/bench-audit-sink does)"
+        );
         return;
     };
     let backlog = 10 * batch_rows as u64;
@@ -435,7 +542,14 @@ async fn main() {
     let store = AuditStore::from_env(&mem_db).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("sink.pem");
-    std::fs::write(&key_file, EventSigner::from_seed(&[22; 32]).to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+    std::fs::write(
+        &key_file,
+        EventSigner::from_seed(&[22; 32])
+            .to_pkcs8_pem()
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
     let mut cfg = config(&topic, &mem_db, batch_rows, flush_ms);
     cfg.signing_key_file = Some(key_file);
     let mut child = std::process::Command::new(&bin)
@@ -449,7 +563,11 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let idle_kib = proc_kib(pid, "VmRSS:").unwrap();
     let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill {sig} {pid}");
     };
     signal("-STOP");
@@ -457,13 +575,20 @@ async fn main() {
     let values: Vec<(String, Vec<u8>)> = (0..backlog)
         .map(|i| {
             let v = verified_event(i, &signer, &raw_codec);
-            (v.key_id.clone().unwrap_or_default(), codec.encode_framed(SchemaId(1), &v).unwrap())
+            (
+                v.key_id.clone().unwrap_or_default(),
+                codec.encode_framed(SchemaId(1), &v).unwrap(),
+            )
         })
         .collect();
     produce(&producer, &topic, &values).await;
     let backlog_bytes: usize = values.iter().map(|(_, v)| v.len()).sum();
     drop(values);
-    println!("memory: backlog of {backlog} events ({:.1} MiB) produced in {:.1} s while the sink was stopped", backlog_bytes as f64 / 1048576.0, started.elapsed().as_secs_f64());
+    println!(
+        "memory: backlog of {backlog} events ({:.1} MiB) produced in {:.1} s while the sink was stopped",
+        backlog_bytes as f64 / 1048576.0,
+        started.elapsed().as_secs_f64()
+    );
     signal("-CONT");
     let started = Instant::now();
     let mut peak_sampled = idle_kib;
@@ -497,13 +622,17 @@ async fn main() {
         }
     };
     let stored = count(&store).await;
-    assert_eq!(stored, backlog, "the separate sink stored the whole backlog once");
+    assert_eq!(
+        stored, backlog,
+        "the separate sink stored the whole backlog once"
+    );
     let prefetch = KafkaClientConfig::from_env().consumer_prefetch_bytes as f64;
     // The sink holds two encoded batches; the previous design's bound (two batches of owned
     // AuditRows) is printed beside it for comparison with older figures.
     let batch_bytes = batch_rows as f64 * sink_row_bytes;
     let bound_kib = idle_kib as f64 + (2.0 * batch_bytes + prefetch) / 1024.0;
-    let old_batch_bytes = batch_rows as f64 * (std::mem::size_of::<AuditRow>() as f64 + avg_row_bytes);
+    let old_batch_bytes =
+        batch_rows as f64 * (std::mem::size_of::<AuditRow>() as f64 + avg_row_bytes);
     let old_bound_kib = idle_kib as f64 + (2.0 * old_batch_bytes + prefetch) / 1024.0;
     println!(
         "memory: drained {backlog} rows in {drain_secs:.1} s ({:.0} rows/s); RSS idle {:.1} MiB, peak sampled {:.1} MiB, VmHWM {:.1} MiB, after drain {:.1} MiB; bound idle + 2 x encoded batch ({:.1} MiB each) + prefetch ({:.1} MiB) = {:.1} MiB: {}; previous design's bound (2 x batch of AuditRow, {:.1} MiB each) = {:.1} MiB: {} (exit {:?})",
@@ -515,10 +644,18 @@ async fn main() {
         batch_bytes / 1048576.0,
         prefetch / 1048576.0,
         bound_kib / 1024.0,
-        if (hwm_kib as f64) <= bound_kib { "within" } else { "ABOVE" },
+        if (hwm_kib as f64) <= bound_kib {
+            "within"
+        } else {
+            "ABOVE"
+        },
         old_batch_bytes / 1048576.0,
         old_bound_kib / 1024.0,
-        if (hwm_kib as f64) <= old_bound_kib { "within" } else { "ABOVE" },
+        if (hwm_kib as f64) <= old_bound_kib {
+            "within"
+        } else {
+            "ABOVE"
+        },
         status,
     );
 }

@@ -18,7 +18,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signer = AuditSink::load_signer(&config)?;
     let registry = prometheus::Registry::new();
     let metrics = SinkMetrics::register(&registry)?;
-    let sink = AuditSink::new(config, KafkaClientConfig::from_env(), store, signer, metrics, Arc::new(Health::default()))?;
+    let sink = AuditSink::new(
+        config,
+        KafkaClientConfig::from_env(),
+        store,
+        signer,
+        metrics,
+        Arc::new(Health::default()),
+    )?;
     let summary = sink.run(vigil_consumer::shutdown_signal()).await?;
     eprintln!("sink stopped: {summary:?}");
     Ok(())

@@ -26,7 +26,10 @@ pub struct ChainHead {
 
 impl Default for ChainHead {
     fn default() -> Self {
-        ChainHead { next_seq: 0, hash: GENESIS }
+        ChainHead {
+            next_seq: 0,
+            hash: GENESIS,
+        }
     }
 }
 
@@ -85,14 +88,30 @@ where
     h.update(row.ingested_at.to_be_bytes());
     h.update(row.activity_id.to_be_bytes());
     for s in [
-        row.class, row.activity, row.status, row.severity, row.state, row.reason, row.platform,
-        row.service, row.host, row.principal, row.key_id, row.client_ip, row.tenant,
-        row.trace_id, row.span_id,
+        row.class,
+        row.activity,
+        row.status,
+        row.severity,
+        row.state,
+        row.reason,
+        row.platform,
+        row.service,
+        row.host,
+        row.principal,
+        row.key_id,
+        row.client_ip,
+        row.tenant,
+        row.trace_id,
+        row.span_id,
     ] {
         bytes(&mut h, s.as_bytes());
     }
     let attributes = row.attributes.clone();
-    h.update(u32::try_from(attributes.len()).unwrap_or(u32::MAX).to_be_bytes());
+    h.update(
+        u32::try_from(attributes.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     for (k, v) in attributes {
         bytes(&mut h, k.as_bytes());
         bytes(&mut h, v.as_bytes());

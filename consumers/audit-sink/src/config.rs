@@ -65,7 +65,12 @@ impl Default for AuditSinkConfig {
 impl AuditSinkConfig {
     /// Fails fast naming the first offending key.
     pub fn validate(&self) -> Result<(), AuditError> {
-        let bad = |key, reason: &str| Err(AuditError::Config { key, reason: reason.to_owned() });
+        let bad = |key, reason: &str| {
+            Err(AuditError::Config {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         if self.topic.is_empty() {
             return bad("topic", "must not be empty");
         }
@@ -94,7 +99,10 @@ impl AuditSinkConfig {
             return bad("retention_years", "must be in 1..=100");
         }
         if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
-            return bad("retry_max_ms", "retry_initial_ms must be > 0 and <= retry_max_ms");
+            return bad(
+                "retry_max_ms",
+                "retry_initial_ms must be > 0 and <= retry_max_ms",
+            );
         }
         Ok(())
     }
@@ -115,13 +123,32 @@ mod tests {
     #[test]
     fn defaults_validate_and_bad_keys_are_named() {
         assert!(AuditSinkConfig::default().validate().is_ok());
-        let c = AuditSinkConfig { database: "x;drop".into(), ..Default::default() };
-        assert!(c.validate().map_err(|e| e.to_string()).err().unwrap_or_default().contains("database"));
-        let c = AuditSinkConfig { batch_max_rows: 0, ..Default::default() };
-        assert!(c.validate().map_err(|e| e.to_string()).err().unwrap_or_default().contains("batch_max_rows"));
+        let c = AuditSinkConfig {
+            database: "x;drop".into(),
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .map_err(|e| e.to_string())
+                .err()
+                .unwrap_or_default()
+                .contains("database")
+        );
+        let c = AuditSinkConfig {
+            batch_max_rows: 0,
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .map_err(|e| e.to_string())
+                .err()
+                .unwrap_or_default()
+                .contains("batch_max_rows")
+        );
         let parsed: Result<AuditSinkConfig, _> = toml::from_str("topic = \"t\"\nbogus = 1\n");
         assert!(parsed.is_err(), "unknown keys are refused");
-        let parsed: AuditSinkConfig = toml::from_str("flush_interval_ms = 250\n").unwrap_or_default();
+        let parsed: AuditSinkConfig =
+            toml::from_str("flush_interval_ms = 250\n").unwrap_or_default();
         assert_eq!(parsed.flush_interval_ms, 250);
     }
 }

@@ -29,7 +29,11 @@ pub struct PartitionHead {
 pub fn payload(row: &DigestRow) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + row.partitions.len() * 52);
     out.extend_from_slice(DOMAIN);
-    out.extend_from_slice(&u32::try_from(row.kafka_topic.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(row.kafka_topic.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(row.kafka_topic.as_bytes());
     out.extend_from_slice(&row.digest_seq.to_be_bytes());
     out.extend_from_slice(&row.created_at.to_be_bytes());
@@ -104,7 +108,8 @@ pub fn check(row: &DigestRow, key: &PublicKey) -> Result<(), DigestError> {
     }
     let p = payload(row);
     let sig = Signature::from_slice(&row.signature).map_err(|_| DigestError::BadSignature)?;
-    key.verify(&p, &sig).map_err(|_| DigestError::BadSignature)?;
+    key.verify(&p, &sig)
+        .map_err(|_| DigestError::BadSignature)?;
     if digest_hash(&p, &row.signature) != row.digest_hash {
         return Err(DigestError::BadHash);
     }
@@ -132,17 +137,31 @@ mod tests {
     #[test]
     fn signed_digest_checks_and_any_change_is_caught() {
         let signer = EventSigner::from_seed(&[9; 32]);
-        let heads = [PartitionHead { partition: 0, last_offset: 5, next_seq: 6, head: [1; 32] }];
+        let heads = [PartitionHead {
+            partition: 0,
+            last_offset: 5,
+            next_seq: 6,
+            head: [1; 32],
+        }];
         let d = make(&signer, "t", 0, 42, [0; 32], &heads);
         assert_eq!(check(&d, signer.public_key()), Ok(()));
         let mut forged = d.clone();
         forged.next_seqs[0] = 7;
-        assert_eq!(check(&forged, signer.public_key()), Err(DigestError::BadSignature));
+        assert_eq!(
+            check(&forged, signer.public_key()),
+            Err(DigestError::BadSignature)
+        );
         let other = EventSigner::from_seed(&[8; 32]);
-        assert_eq!(check(&d, other.public_key()), Err(DigestError::BadSignature));
+        assert_eq!(
+            check(&d, other.public_key()),
+            Err(DigestError::BadSignature)
+        );
         let mut rehashed = d.clone();
         rehashed.digest_hash[0] ^= 1;
-        assert_eq!(check(&rehashed, signer.public_key()), Err(DigestError::BadHash));
+        assert_eq!(
+            check(&rehashed, signer.public_key()),
+            Err(DigestError::BadHash)
+        );
         assert_eq!(super::heads(&d), heads.to_vec());
     }
 }

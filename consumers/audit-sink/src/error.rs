@@ -55,7 +55,10 @@ impl AuditError {
 
     /// Wraps a ClickHouse error with what the sink was doing.
     pub fn clickhouse(what: impl Into<String>, source: clickhouse::error::Error) -> Self {
-        AuditError::ClickHouse { what: what.into(), source }
+        AuditError::ClickHouse {
+            what: what.into(),
+            source,
+        }
     }
 }
 
@@ -67,8 +70,17 @@ pub fn clickhouse_class(e: &clickhouse::error::Error) -> ErrorClass {
         E::BadResponse(text) => {
             // Codes that mean "try again later": too many parts, memory limit, timeouts,
             // server shutting down, table read-only on a replica, keeper unavailable.
-            const RETRYABLE: [&str; 9] =
-                ["Code: 252.", "Code: 241.", "Code: 159.", "Code: 209.", "Code: 210.", "Code: 242.", "Code: 999.", "Code: 202.", "Code: 3."];
+            const RETRYABLE: [&str; 9] = [
+                "Code: 252.",
+                "Code: 241.",
+                "Code: 159.",
+                "Code: 209.",
+                "Code: 210.",
+                "Code: 242.",
+                "Code: 999.",
+                "Code: 202.",
+                "Code: 3.",
+            ];
             if RETRYABLE.iter().any(|c| text.starts_with(c)) || !text.starts_with("Code:") {
                 ErrorClass::Transient
             } else {

@@ -200,10 +200,35 @@ pub enum ExportFormat {
 }
 
 const CSV_COLUMNS: [&str; 29] = [
-    "event_id", "occurred_at", "verified_at", "ingested_at", "class", "activity", "activity_id", "status",
-    "severity", "state", "reason", "platform", "service", "host", "principal", "key_id", "client_ip",
-    "tenant", "trace_id", "span_id", "attributes", "signed_value", "signature", "kafka_topic",
-    "kafka_partition", "kafka_offset", "seq", "prev_hash", "chain_hash",
+    "event_id",
+    "occurred_at",
+    "verified_at",
+    "ingested_at",
+    "class",
+    "activity",
+    "activity_id",
+    "status",
+    "severity",
+    "state",
+    "reason",
+    "platform",
+    "service",
+    "host",
+    "principal",
+    "key_id",
+    "client_ip",
+    "tenant",
+    "trace_id",
+    "span_id",
+    "attributes",
+    "signed_value",
+    "signature",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "seq",
+    "prev_hash",
+    "chain_hash",
 ];
 
 fn csv_field(s: &str) -> String {
@@ -219,11 +244,35 @@ pub fn write_csv_row(out: &mut impl Write, r: &AuditRow) -> std::io::Result<()> 
     let e = ExportedRow::from(r);
     let attrs = serde_json::to_string(&e.attributes).unwrap_or_default();
     let fields: [String; 29] = [
-        e.event_id.to_string(), e.occurred_at.to_string(), e.verified_at.to_string(), e.ingested_at.to_string(),
-        e.class, e.activity, e.activity_id.to_string(), e.status, e.severity, e.state, e.reason, e.platform,
-        e.service, e.host, e.principal, e.key_id, e.client_ip, e.tenant, e.trace_id, e.span_id, attrs,
-        e.signed_value, e.signature, e.kafka_topic, e.kafka_partition.to_string(), e.kafka_offset.to_string(),
-        e.seq.to_string(), e.prev_hash, e.chain_hash,
+        e.event_id.to_string(),
+        e.occurred_at.to_string(),
+        e.verified_at.to_string(),
+        e.ingested_at.to_string(),
+        e.class,
+        e.activity,
+        e.activity_id.to_string(),
+        e.status,
+        e.severity,
+        e.state,
+        e.reason,
+        e.platform,
+        e.service,
+        e.host,
+        e.principal,
+        e.key_id,
+        e.client_ip,
+        e.tenant,
+        e.trace_id,
+        e.span_id,
+        attrs,
+        e.signed_value,
+        e.signature,
+        e.kafka_topic,
+        e.kafka_partition.to_string(),
+        e.kafka_offset.to_string(),
+        e.seq.to_string(),
+        e.prev_hash,
+        e.chain_hash,
     ];
     let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
     writeln!(out, "{}", line.join(","))
@@ -245,10 +294,20 @@ pub fn write_jsonl(out: &mut impl Write, rec: &ExportRecord) -> Result<(), Audit
 pub fn read_jsonl(text: &str) -> Result<(Vec<AuditRow>, Vec<DigestRow>), String> {
     let mut rows = Vec::new();
     let mut digests = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        match serde_json::from_str::<ExportRecord>(line).map_err(|e| format!("line {}: {e}", i + 1))? {
-            ExportRecord::Event(r) => rows.push(AuditRow::try_from(r).map_err(|e| format!("line {}: {e}", i + 1))?),
-            ExportRecord::Digest(d) => digests.push(DigestRow::try_from(d).map_err(|e| format!("line {}: {e}", i + 1))?),
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str::<ExportRecord>(line)
+            .map_err(|e| format!("line {}: {e}", i + 1))?
+        {
+            ExportRecord::Event(r) => {
+                rows.push(AuditRow::try_from(r).map_err(|e| format!("line {}: {e}", i + 1))?)
+            }
+            ExportRecord::Digest(d) => {
+                digests.push(DigestRow::try_from(d).map_err(|e| format!("line {}: {e}", i + 1))?)
+            }
         }
     }
     Ok((rows, digests))
@@ -269,7 +328,11 @@ pub async fn export(
     if format == ExportFormat::Csv {
         write_csv_header(out)?;
     }
-    while let Some(row) = cursor.next().await.map_err(|e| AuditError::clickhouse("read audit_events", e))? {
+    while let Some(row) = cursor
+        .next()
+        .await
+        .map_err(|e| AuditError::clickhouse("read audit_events", e))?
+    {
         match format {
             ExportFormat::Jsonl => write_jsonl(out, &ExportRecord::Event(ExportedRow::from(&row)))?,
             ExportFormat::Csv => write_csv_row(out, &row)?,
@@ -297,7 +360,14 @@ mod tests {
     #[test]
     fn jsonl_round_trips_rows_and_digests() {
         let r = sample_row(3);
-        let d = crate::digest::make(&vigil_schemas::signing::EventSigner::from_seed(&[1; 32]), "t", 0, 1, [0; 32], &[]);
+        let d = crate::digest::make(
+            &vigil_schemas::signing::EventSigner::from_seed(&[1; 32]),
+            "t",
+            0,
+            1,
+            [0; 32],
+            &[],
+        );
         let mut buf = Vec::new();
         write_jsonl(&mut buf, &ExportRecord::Event(ExportedRow::from(&r))).unwrap_or_default();
         write_jsonl(&mut buf, &ExportRecord::Digest(ExportedDigest::from(&d))).unwrap_or_default();

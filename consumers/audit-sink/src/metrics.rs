@@ -33,20 +33,40 @@ impl SinkMetrics {
         let c = |n: &str, h: &str| IntCounter::with_opts(Opts::new(n, h));
         let g = |n: &str, h: &str| IntGauge::with_opts(Opts::new(n, h));
         let m = SinkMetrics {
-            rows: c("vigil_audit_sink_rows_total", "rows written to audit_events")?,
+            rows: c(
+                "vigil_audit_sink_rows_total",
+                "rows written to audit_events",
+            )?,
             batches: c("vigil_audit_sink_batches_total", "batches written")?,
-            dead_letters: c("vigil_audit_sink_dead_letters_total", "undecodable records sent to the dlq")?,
+            dead_letters: c(
+                "vigil_audit_sink_dead_letters_total",
+                "undecodable records sent to the dlq",
+            )?,
             retries: IntCounterVec::new(
-                Opts::new("vigil_audit_sink_write_retries_total", "clickhouse write retries"),
+                Opts::new(
+                    "vigil_audit_sink_write_retries_total",
+                    "clickhouse write retries",
+                ),
                 &["table"],
             )?,
             digests: c("vigil_audit_sink_digests_total", "signed digests written")?,
-            pending_rows: g("vigil_audit_sink_pending_rows", "rows in the batch being built")?,
-            pending_bytes: g("vigil_audit_sink_pending_bytes", "bytes in the batch being built")?,
-            paused: g("vigil_audit_sink_paused", "1 while partitions are paused for clickhouse")?,
+            pending_rows: g(
+                "vigil_audit_sink_pending_rows",
+                "rows in the batch being built",
+            )?,
+            pending_bytes: g(
+                "vigil_audit_sink_pending_bytes",
+                "bytes in the batch being built",
+            )?,
+            paused: g(
+                "vigil_audit_sink_paused",
+                "1 while partitions are paused for clickhouse",
+            )?,
             latency: Histogram::with_opts(
                 HistogramOpts::new("vigil_audit_sink_latency_seconds", "verified_at to stored")
-                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]),
+                    .buckets(vec![
+                        0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+                    ]),
             )?,
             write_seconds: Histogram::with_opts(
                 HistogramOpts::new("vigil_audit_sink_write_seconds", "batch write duration")

@@ -23,9 +23,21 @@ pub struct Migration {
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "0001_audit_events", sql: include_str!("../migrations/0001_audit_events.sql") },
-    Migration { version: 2, name: "0002_audit_digests", sql: include_str!("../migrations/0002_audit_digests.sql") },
-    Migration { version: 3, name: "0003_sink_offsets", sql: include_str!("../migrations/0003_sink_offsets.sql") },
+    Migration {
+        version: 1,
+        name: "0001_audit_events",
+        sql: include_str!("../migrations/0001_audit_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_audit_digests",
+        sql: include_str!("../migrations/0002_audit_digests.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_sink_offsets",
+        sql: include_str!("../migrations/0003_sink_offsets.sql"),
+    },
 ];
 
 impl Migration {
@@ -65,11 +77,21 @@ pub struct MigrationReport {
 
 /// Creates the database and applies every missing migration. `client` must not carry a
 /// database (the database may not exist yet); `database` must be a plain identifier.
-pub async fn migrate(client: &Client, database: &str, retention_years: u32) -> Result<MigrationReport, AuditError> {
+pub async fn migrate(
+    client: &Client,
+    database: &str,
+    retention_years: u32,
+) -> Result<MigrationReport, AuditError> {
     if !crate::config::is_identifier(database) {
-        return Err(AuditError::Config { key: "database", reason: "must be an identifier".into() });
+        return Err(AuditError::Config {
+            key: "database",
+            reason: "must be an identifier".into(),
+        });
     }
-    let ch = |what: &str| { let what = what.to_owned(); move |e| AuditError::clickhouse(what, e) };
+    let ch = |what: &str| {
+        let what = what.to_owned();
+        move |e| AuditError::clickhouse(what, e)
+    };
     client
         .query_raw(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
         .execute()

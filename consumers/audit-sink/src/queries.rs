@@ -56,7 +56,12 @@ mod tests {
     fn every_query_says_what_it_answers() {
         for q in PACK {
             assert!(q.question().starts_with("Question:"), "{}", q.name);
-            assert!(q.statement().trim_start().starts_with("SELECT") || q.statement().trim_start().starts_with("WITH"), "{}", q.name);
+            assert!(
+                q.statement().trim_start().starts_with("SELECT")
+                    || q.statement().trim_start().starts_with("WITH"),
+                "{}",
+                q.name
+            );
         }
         assert!(SocQuery::named("trace_timeline").is_some());
     }

@@ -103,7 +103,10 @@ impl AuditRow {
             tenant: r.tenant.to_owned(),
             trace_id: r.trace_id.to_owned(),
             span_id: r.span_id.to_owned(),
-            attributes: r.attributes.map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            attributes: r
+                .attributes
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             signed_value: r.signed_value.to_vec(),
             signature: r.signature.to_vec(),
             kafka_topic: r.kafka_topic.to_owned(),
@@ -152,12 +155,35 @@ impl AuditRow {
     /// Returns an estimate of the row's RowBinary size, for the batch byte bound.
     pub fn encoded_len(&self) -> usize {
         let strings = [
-            &self.class, &self.activity, &self.status, &self.severity, &self.state, &self.reason,
-            &self.platform, &self.service, &self.host, &self.principal, &self.key_id,
-            &self.client_ip, &self.tenant, &self.trace_id, &self.span_id, &self.kafka_topic,
+            &self.class,
+            &self.activity,
+            &self.status,
+            &self.severity,
+            &self.state,
+            &self.reason,
+            &self.platform,
+            &self.service,
+            &self.host,
+            &self.principal,
+            &self.key_id,
+            &self.client_ip,
+            &self.tenant,
+            &self.trace_id,
+            &self.span_id,
+            &self.kafka_topic,
         ];
-        let attrs: usize = self.attributes.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-        16 + 8 * 3 + 4 + 4 + 8 + 8 + 64 + 32
+        let attrs: usize = self
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum();
+        16 + 8 * 3
+            + 4
+            + 4
+            + 8
+            + 8
+            + 64
+            + 32
             + strings.iter().map(|s| s.len() + 2).sum::<usize>()
             + attrs
             + self.signed_value.len()
@@ -263,7 +289,13 @@ impl ExactSizeIterator for MapIter<'_> {}
 
 impl<'a> RowView<'a, MapIter<'a>> {
     /// Borrows the row of a verified event; seq and prev_hash are set by [`crate::chain`].
-    pub fn from_verified(v: &'a VerifiedEvent, topic: &'a str, partition: i32, offset: i64, ingested_at: i64) -> Self {
+    pub fn from_verified(
+        v: &'a VerifiedEvent,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        ingested_at: i64,
+    ) -> Self {
         let e = &v.event;
         let opt = |s: &'a Option<String>| s.as_deref().unwrap_or_default();
         RowView {
@@ -286,11 +318,23 @@ impl<'a> RowView<'a, MapIter<'a>> {
             service: &e.producer.service,
             host: opt(&e.producer.host),
             principal: opt(&e.subject.principal),
-            key_id: v.key_id.as_deref().or(e.subject.key_id.as_deref()).unwrap_or_default(),
+            key_id: v
+                .key_id
+                .as_deref()
+                .or(e.subject.key_id.as_deref())
+                .unwrap_or_default(),
             client_ip: opt(&e.subject.client_ip),
             tenant: opt(&e.subject.tenant),
-            trace_id: e.trace.as_ref().map(|t| t.trace_id.as_str()).unwrap_or_default(),
-            span_id: e.trace.as_ref().map(|t| t.span_id.as_str()).unwrap_or_default(),
+            trace_id: e
+                .trace
+                .as_ref()
+                .map(|t| t.trace_id.as_str())
+                .unwrap_or_default(),
+            span_id: e
+                .trace
+                .as_ref()
+                .map(|t| t.span_id.as_str())
+                .unwrap_or_default(),
             attributes: MapIter(e.attributes.iter()),
             signed_value: &v.signed_value,
             signature: &v.signature,
@@ -369,7 +413,11 @@ pub fn encode_header(out: &mut Vec<u8>) {
 
 /// Returns the column list for `INSERT INTO audit_events (...)`.
 pub fn column_list() -> String {
-    AUDIT_EVENT_COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    AUDIT_EVENT_COLUMNS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Appends one row in RowBinary (the encoding of [`AUDIT_EVENT_COLUMNS`]) to `out`; byte for
@@ -388,8 +436,19 @@ where
     put_bytes(out, row.activity.as_bytes());
     out.extend_from_slice(&row.activity_id.to_le_bytes());
     for s in [
-        row.status, row.severity, row.state, row.reason, row.platform, row.service, row.host,
-        row.principal, row.key_id, row.client_ip, row.tenant, row.trace_id, row.span_id,
+        row.status,
+        row.severity,
+        row.state,
+        row.reason,
+        row.platform,
+        row.service,
+        row.host,
+        row.principal,
+        row.key_id,
+        row.client_ip,
+        row.tenant,
+        row.trace_id,
+        row.span_id,
     ] {
         put_bytes(out, s.as_bytes());
     }

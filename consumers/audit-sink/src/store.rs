@@ -23,7 +23,9 @@ pub struct AuditStore {
 
 impl std::fmt::Debug for AuditStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditStore").field("database", &self.database).finish_non_exhaustive()
+        f.debug_struct("AuditStore")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +50,10 @@ impl AuditStore {
     /// Connects to `url` (user and password from `VIGIL_CLICKHOUSE_USER` / `_PASSWORD` if set).
     pub fn connect(url: &str, database: &str) -> Result<Self, AuditError> {
         if !crate::config::is_identifier(database) {
-            return Err(AuditError::Config { key: "database", reason: "must be an identifier".into() });
+            return Err(AuditError::Config {
+                key: "database",
+                reason: "must be an identifier".into(),
+            });
         }
         let mut root = Client::default()
             .with_url(url)
@@ -61,7 +66,11 @@ impl AuditStore {
             root = root.with_password(password);
         }
         let client = root.clone().with_database(database);
-        Ok(AuditStore { root, client, database: database.to_owned() })
+        Ok(AuditStore {
+            root,
+            client,
+            database: database.to_owned(),
+        })
     }
 
     /// Connects to `VIGIL_CLICKHOUSE_URL`.
@@ -84,7 +93,10 @@ impl AuditStore {
     }
 
     /// Applies the migrations (idempotent).
-    pub async fn migrate(&self, retention_years: u32) -> Result<crate::migrations::MigrationReport, AuditError> {
+    pub async fn migrate(
+        &self,
+        retention_years: u32,
+    ) -> Result<crate::migrations::MigrationReport, AuditError> {
         crate::migrations::migrate(&self.root, &self.database, retention_years).await
     }
 
@@ -97,7 +109,12 @@ impl AuditStore {
     /// deduplication token. `chunk_ends` are row boundaries where the body may be cut into
     /// compressed blocks. The caller keeps (and reuses) the buffer: it is compressed chunk by
     /// chunk, never copied whole, and a retry sends the same bytes again.
-    pub async fn insert_events_encoded(&self, rows: &[u8], chunk_ends: &[usize], token: &str) -> Result<(), AuditError> {
+    pub async fn insert_events_encoded(
+        &self,
+        rows: &[u8],
+        chunk_ends: &[usize],
+        token: &str,
+    ) -> Result<(), AuditError> {
         let ch = |e| AuditError::clickhouse("insert into audit_events", e);
         let sql = format!(
             "INSERT INTO audit_events ({}) FORMAT RowBinaryWithNamesAndTypes",
@@ -110,11 +127,19 @@ impl AuditStore {
             .with_setting("insert_deduplicate", "1");
         let mut header = Vec::with_capacity(1024);
         crate::row::encode_header(&mut header);
-        insert.send_compressed(CompressedData::new(&header, COMPRESSION).map_err(ch)?).await.map_err(ch)?;
+        insert
+            .send_compressed(CompressedData::new(&header, COMPRESSION).map_err(ch)?)
+            .await
+            .map_err(ch)?;
         let mut start = 0;
         for &end in chunk_ends.iter().chain(std::iter::once(&rows.len())) {
-            let Some(chunk) = rows.get(start..end).filter(|c| !c.is_empty()) else { continue };
-            insert.send_compressed(CompressedData::new(chunk, COMPRESSION).map_err(ch)?).await.map_err(ch)?;
+            let Some(chunk) = rows.get(start..end).filter(|c| !c.is_empty()) else {
+                continue;
+            };
+            insert
+                .send_compressed(CompressedData::new(chunk, COMPRESSION).map_err(ch)?)
+                .await
+                .map_err(ch)?;
             start = end;
         }
         insert.end().await.map_err(ch)
@@ -128,7 +153,8 @@ impl AuditStore {
     /// Inserts a digest row.
     pub async fn insert_digest(&self, row: &DigestRow) -> Result<(), AuditError> {
         let token = format!("digest-{}-{}", row.kafka_topic, row.digest_seq);
-        self.insert("audit_digests", std::slice::from_ref(row), &token).await
+        self.insert("audit_digests", std::slice::from_ref(row), &token)
+            .await
     }
 
     async fn insert<T>(&self, table: &str, rows: &[T], token: &str) -> Result<(), AuditError>
@@ -150,7 +176,10 @@ impl AuditStore {
     }
 
     /// Returns, per partition of `topic`, the last stored offset and chain head.
-    pub async fn resume_points(&self, topic: &str) -> Result<BTreeMap<i32, ResumePoint>, AuditError> {
+    pub async fn resume_points(
+        &self,
+        topic: &str,
+    ) -> Result<BTreeMap<i32, ResumePoint>, AuditError> {
         let rows: Vec<ResumeRow> = self
             .client
             .query(
@@ -165,10 +194,16 @@ impl AuditStore {
         Ok(rows
             .into_iter()
             .map(|r| {
-                (r.kafka_partition, ResumePoint {
-                    last_offset: r.last_offset,
-                    head: ChainHead { next_seq: r.next_seq, hash: r.last_chain_hash },
-                })
+                (
+                    r.kafka_partition,
+                    ResumePoint {
+                        last_offset: r.last_offset,
+                        head: ChainHead {
+                            next_seq: r.next_seq,
+                            hash: r.last_chain_hash,
+                        },
+                    },
+                )
             })
             .collect())
     }
@@ -246,6 +281,7 @@ impl AuditStore {
         if let Some(t) = to_micros {
             q = q.bind(t);
         }
-        q.fetch::<AuditRow>().map_err(|e| AuditError::clickhouse("read audit_events", e))
+        q.fetch::<AuditRow>()
+            .map_err(|e| AuditError::clickhouse("read audit_events", e))
     }
 }

@@ -161,7 +161,11 @@ impl fmt::Display for VerifyReport {
             writeln!(
                 f,
                 "  partition {p}: {} rows, seq {}..={}, head {}, digest covers seq < {}",
-                s.rows, s.first_seq, s.last_seq, hex::encode(s.head), s.covered_until
+                s.rows,
+                s.first_seq,
+                s.last_seq,
+                hex::encode(s.head),
+                s.covered_until
             )?;
         }
         writeln!(
@@ -170,9 +174,16 @@ impl fmt::Display for VerifyReport {
             self.digests, self.signatures_valid, self.signatures_unchecked, self.signatures_skipped
         )?;
         if self.is_clean() {
-            writeln!(f, "OK: every chain link, digest and event signature checks out")
+            writeln!(
+                f,
+                "OK: every chain link, digest and event signature checks out"
+            )
         } else {
-            writeln!(f, "BROKEN: {} finding(s); first broken link of each kind:", self.total_findings)?;
+            writeln!(
+                f,
+                "BROKEN: {} finding(s); first broken link of each kind:",
+                self.total_findings
+            )?;
             for x in &self.findings {
                 writeln!(f, "  {x}")?;
             }
@@ -207,7 +218,10 @@ impl Walker {
     pub fn new(topic: &str, opts: VerifyOptions, digests: &[DigestRow]) -> Self {
         let mut w = Walker {
             opts,
-            report: VerifyReport { topic: topic.to_owned(), ..VerifyReport::default() },
+            report: VerifyReport {
+                topic: topic.to_owned(),
+                ..VerifyReport::default()
+            },
             chains: BTreeMap::new(),
             reported: BTreeSet::new(),
             wanted: BTreeMap::new(),
@@ -229,9 +243,19 @@ impl Walker {
         let mut prev: Option<&DigestRow> = None;
         for d in digests {
             self.report.digests += 1;
-            let df = |kind, detail: String| Finding { kind, partition: None, seq: Some(d.digest_seq), offset: None, event_id: None, detail };
+            let df = |kind, detail: String| Finding {
+                kind,
+                partition: None,
+                seq: Some(d.digest_seq),
+                offset: None,
+                event_id: None,
+                detail,
+            };
             if let Err(e) = digest::check(d, &self.opts.sink_key) {
-                self.find(df(FindingKind::ForgedDigest, format!("digest {}: {e}", d.digest_seq)));
+                self.find(df(
+                    FindingKind::ForgedDigest,
+                    format!("digest {}: {e}", d.digest_seq),
+                ));
                 prev = Some(d);
                 continue;
             }
@@ -240,15 +264,33 @@ impl Walker {
                 None => (0, GENESIS),
             };
             if d.digest_seq != want_seq {
-                self.find(df(FindingKind::MissingDigest, format!("digest seq {} follows {}: digests {}..{} are missing", d.digest_seq, want_seq.saturating_sub(1), want_seq, d.digest_seq)));
+                self.find(df(
+                    FindingKind::MissingDigest,
+                    format!(
+                        "digest seq {} follows {}: digests {}..{} are missing",
+                        d.digest_seq,
+                        want_seq.saturating_sub(1),
+                        want_seq,
+                        d.digest_seq
+                    ),
+                ));
             } else if d.prev_digest_hash != want_prev {
-                self.find(df(FindingKind::ForgedDigest, format!("digest {} does not chain to the digest before it", d.digest_seq)));
+                self.find(df(
+                    FindingKind::ForgedDigest,
+                    format!(
+                        "digest {} does not chain to the digest before it",
+                        d.digest_seq
+                    ),
+                ));
             }
             for h in digest::heads(d) {
                 let covered = self.report.partitions.entry(h.partition).or_default();
                 covered.covered_until = covered.covered_until.max(h.next_seq);
                 if h.next_seq > 0 {
-                    self.wanted.insert((h.partition, h.next_seq - 1), (d.digest_seq, h.last_offset, h.head));
+                    self.wanted.insert(
+                        (h.partition, h.next_seq - 1),
+                        (d.digest_seq, h.last_offset, h.head),
+                    );
                 }
             }
             prev = Some(d);
@@ -261,8 +303,16 @@ impl Walker {
         let anchored = self.opts.anchored;
         let st = self.chains.entry(p).or_default();
         let first = st.expected_seq.is_none();
-        let expected = st.expected_seq.unwrap_or(if anchored { row.seq } else { 0 });
-        let prev_head = if first && anchored { row.prev_hash } else if first { GENESIS } else { st.head };
+        let expected = st
+            .expected_seq
+            .unwrap_or(if anchored { row.seq } else { 0 });
+        let prev_head = if first && anchored {
+            row.prev_hash
+        } else if first {
+            GENESIS
+        } else {
+            st.head
+        };
         let prev_offset = st.last_offset;
         st.expected_seq = Some(row.seq.saturating_add(1).max(expected));
         st.head = row.chain_hash;
@@ -284,7 +334,9 @@ impl Walker {
         summary.last_seq = row.seq;
         summary.head = row.chain_hash;
         if row.seq >= summary.covered_until {
-            self.uncovered_oldest.entry(p).or_insert((row.seq, row.ingested_at));
+            self.uncovered_oldest
+                .entry(p)
+                .or_insert((row.seq, row.ingested_at));
         }
 
         let content_ok = link_hash(row) == row.chain_hash;
@@ -292,19 +344,49 @@ impl Walker {
             // An authentic row moved to another seq still hashes at its original seq.
             let moved_from = (row.seq.saturating_sub(16)..row.seq.saturating_add(17))
                 .filter(|&s| s != row.seq)
-                .find(|&s| link_hash(&AuditRow { seq: s, ..row.clone() }) == row.chain_hash);
+                .find(|&s| {
+                    link_hash(&AuditRow {
+                        seq: s,
+                        ..row.clone()
+                    }) == row.chain_hash
+                });
             match moved_from {
-                Some(s) => self.find(rf(FindingKind::ReorderedRow, format!("row stored at seq {} was chained at seq {s}", row.seq))),
-                None => self.find(rf(FindingKind::AlteredRow, "the row's content does not hash to its chain_hash (a field was changed)".into())),
+                Some(s) => self.find(rf(
+                    FindingKind::ReorderedRow,
+                    format!("row stored at seq {} was chained at seq {s}", row.seq),
+                )),
+                None => self.find(rf(
+                    FindingKind::AlteredRow,
+                    "the row's content does not hash to its chain_hash (a field was changed)"
+                        .into(),
+                )),
             }
         } else if row.seq > expected {
-            self.find(rf(FindingKind::DeletedRow, format!("seq {}..={} missing before this row", expected, row.seq - 1)));
+            self.find(rf(
+                FindingKind::DeletedRow,
+                format!("seq {}..={} missing before this row", expected, row.seq - 1),
+            ));
         } else if row.seq < expected {
-            self.find(rf(FindingKind::ReorderedRow, format!("seq {} repeats or goes backwards (expected {expected})", row.seq)));
+            self.find(rf(
+                FindingKind::ReorderedRow,
+                format!(
+                    "seq {} repeats or goes backwards (expected {expected})",
+                    row.seq
+                ),
+            ));
         } else if row.prev_hash != prev_head {
-            self.find(rf(FindingKind::ReorderedRow, "prev_hash does not link to the row before it".into()));
+            self.find(rf(
+                FindingKind::ReorderedRow,
+                "prev_hash does not link to the row before it".into(),
+            ));
         } else if !first && row.kafka_offset <= prev_offset {
-            self.find(rf(FindingKind::ReorderedRow, format!("offset {} does not follow offset {prev_offset}", row.kafka_offset)));
+            self.find(rf(
+                FindingKind::ReorderedRow,
+                format!(
+                    "offset {} does not follow offset {prev_offset}",
+                    row.kafka_offset
+                ),
+            ));
         }
 
         if let Some(&(dseq, offset, head)) = self.wanted.get(&(p, row.seq)) {
@@ -318,11 +400,15 @@ impl Walker {
         if row.state == "valid" {
             match self.opts.producer_keys.get(&row.key_id) {
                 Some(key) => {
-                    let ok = Signature::from_slice(&row.signature).is_ok_and(|s| key.verify(&row.signed_value, &s).is_ok());
+                    let ok = Signature::from_slice(&row.signature)
+                        .is_ok_and(|s| key.verify(&row.signed_value, &s).is_ok());
                     if ok {
                         self.report.signatures_valid += 1;
                     } else {
-                        self.find(rf(FindingKind::BadEventSignature, format!("signature does not verify under key {}", row.key_id)));
+                        self.find(rf(
+                            FindingKind::BadEventSignature,
+                            format!("signature does not verify under key {}", row.key_id),
+                        ));
                     }
                 }
                 None => self.report.signatures_unchecked += 1,
@@ -360,9 +446,17 @@ impl Walker {
             });
         }
         let oldest_allowed = self.opts.now_micros - self.opts.max_digest_lag_micros;
-        let uncovered: Vec<_> = self.uncovered_oldest.iter().map(|(&p, &(s, at))| (p, s, at)).collect();
+        let uncovered: Vec<_> = self
+            .uncovered_oldest
+            .iter()
+            .map(|(&p, &(s, at))| (p, s, at))
+            .collect();
         for (p, s, at) in uncovered {
-            let covered = self.report.partitions.get(&p).map_or(0, |x| x.covered_until);
+            let covered = self
+                .report
+                .partitions
+                .get(&p)
+                .map_or(0, |x| x.covered_until);
             if s >= covered && at <= oldest_allowed {
                 self.find(Finding {
                     kind: FindingKind::MissingDigest,
@@ -415,7 +509,19 @@ mod tests {
 
     fn digest_of(rows: &[AuditRow], key: &EventSigner) -> DigestRow {
         let last = rows.last().cloned().unwrap_or_else(|| sample_row(0));
-        digest::make(key, "t", 0, 1, GENESIS, &[PartitionHead { partition: 0, last_offset: last.kafka_offset, next_seq: last.seq + 1, head: last.chain_hash }])
+        digest::make(
+            key,
+            "t",
+            0,
+            1,
+            GENESIS,
+            &[PartitionHead {
+                partition: 0,
+                last_offset: last.kafka_offset,
+                next_seq: last.seq + 1,
+                head: last.chain_hash,
+            }],
+        )
     }
 
     #[test]
@@ -428,12 +534,20 @@ mod tests {
         let mut deleted = rows.clone();
         deleted.remove(4);
         let r = run(&deleted, std::slice::from_ref(&d), &key);
-        assert_eq!(r.first(FindingKind::DeletedRow).and_then(|f| f.seq), Some(5), "{r}");
+        assert_eq!(
+            r.first(FindingKind::DeletedRow).and_then(|f| f.seq),
+            Some(5),
+            "{r}"
+        );
 
         let mut altered = rows.clone();
         altered[3].principal = "mallory".into();
         let r = run(&altered, std::slice::from_ref(&d), &key);
-        assert_eq!(r.first(FindingKind::AlteredRow).and_then(|f| f.seq), Some(3), "{r}");
+        assert_eq!(
+            r.first(FindingKind::AlteredRow).and_then(|f| f.seq),
+            Some(3),
+            "{r}"
+        );
 
         let mut reordered = rows.clone();
         reordered.swap(5, 6);
@@ -441,7 +555,11 @@ mod tests {
         reordered[5].seq = b;
         reordered[6].seq = a;
         let r = run(&reordered, std::slice::from_ref(&d), &key);
-        assert_eq!(r.first(FindingKind::ReorderedRow).and_then(|f| f.seq), Some(5), "{r}");
+        assert_eq!(
+            r.first(FindingKind::ReorderedRow).and_then(|f| f.seq),
+            Some(5),
+            "{r}"
+        );
 
         let mut forged = d.clone();
         forged.heads[0][0] ^= 1;
@@ -449,7 +567,11 @@ mod tests {
         assert!(r.first(FindingKind::ForgedDigest).is_some(), "{r}");
 
         let r = run(&rows, &[], &key);
-        assert_eq!(r.first(FindingKind::MissingDigest).and_then(|f| f.seq), Some(0), "{r}");
+        assert_eq!(
+            r.first(FindingKind::MissingDigest).and_then(|f| f.seq),
+            Some(0),
+            "{r}"
+        );
 
         // A chain recomputed after a deletion is caught by the signed head.
         let mut recomputed = rows.clone();
@@ -473,7 +595,14 @@ pub async fn verify_store(
     to_micros: Option<i64>,
 ) -> Result<VerifyReport, crate::error::AuditError> {
     let digests = store.digests(topic).await?;
-    let mut walker = Walker::new(topic, VerifyOptions { anchored: opts.anchored || from_micros.is_some(), ..opts }, &digests);
+    let mut walker = Walker::new(
+        topic,
+        VerifyOptions {
+            anchored: opts.anchored || from_micros.is_some(),
+            ..opts
+        },
+        &digests,
+    );
     let mut cursor = store.rows(topic, partition, from_micros, to_micros)?;
     while let Some(row) = cursor
         .next()

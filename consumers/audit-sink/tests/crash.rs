@@ -67,22 +67,42 @@ async fn kill_9_between_insert_and_offset_commit_writes_nothing_twice_and_loses_
         }
     }
     // A clean run finishes the backlog and writes the final digest.
-    let mut child = Command::new(&bin).env("AUDIT_SINK_CONFIG", &cfg_text).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut child = Command::new(&bin)
+        .env("AUDIT_SINK_CONFIG", &cfg_text)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while count(&store, "audit_events").await < total && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Let it settle, then stop gracefully (SIGTERM) so it writes the final digest.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     child.wait().unwrap();
 
     let n = count(&store, "audit_events").await;
-    let distinct: u64 = store.client().query("SELECT uniqExact(event_id) FROM audit_events").fetch_one().await.unwrap();
-    let batches: u64 = store.client().query("SELECT count() FROM sink_offsets").fetch_one().await.unwrap();
+    let distinct: u64 = store
+        .client()
+        .query("SELECT uniqExact(event_id) FROM audit_events")
+        .fetch_one()
+        .await
+        .unwrap();
+    let batches: u64 = store
+        .client()
+        .query("SELECT count() FROM sink_offsets")
+        .fetch_one()
+        .await
+        .unwrap();
     eprintln!("{rounds} kill -9 rounds, {n} rows, {distinct} distinct, {batches} batch intents");
     assert_eq!(n, ids.len() as u64, "row count equals events produced");
     assert_eq!(distinct, n, "no event_id twice");
-    let report = verify_store(&store, &topic, verify_options(), None, None, None).await.unwrap();
+    let report = verify_store(&store, &topic, verify_options(), None, None, None)
+        .await
+        .unwrap();
     assert!(report.is_clean(), "{report}");
 }

@@ -18,7 +18,10 @@ async fn copy_db(store: &AuditStore, prefix: &str) -> AuditStore {
     copy.migrate(7).await.unwrap();
     for t in ["audit_events", "audit_digests", "sink_offsets"] {
         copy.client()
-            .query_raw(&format!("INSERT INTO {db}.{t} SELECT * FROM {}.{t}", store.database()))
+            .query_raw(&format!(
+                "INSERT INTO {db}.{t} SELECT * FROM {}.{t}",
+                store.database()
+            ))
             .execute()
             .await
             .unwrap();
@@ -33,7 +36,13 @@ fn pick(name: &str, cols: &str) -> String {
 }
 
 async fn mutate(store: &AuditStore, sql: &str) {
-    store.client().query_raw(sql).with_setting("mutations_sync", "2").execute().await.unwrap();
+    store
+        .client()
+        .query_raw(sql)
+        .with_setting("mutations_sync", "2")
+        .execute()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,43 +66,74 @@ async fn stores_every_event_once_verifies_clean_and_names_each_tampering() {
     assert_eq!(count(&store, "audit_events").await, ids.len() as u64);
     assert_eq!(distinct.len(), ids.len(), "no event twice");
 
-    let clean = verify_store(&store, &topic, verify_options(), None, None, None).await.unwrap();
+    let clean = verify_store(&store, &topic, verify_options(), None, None, None)
+        .await
+        .unwrap();
     assert!(clean.is_clean(), "{clean}");
-    assert_eq!(clean.signatures_valid + clean.signatures_skipped, 600, "{clean}");
+    assert_eq!(
+        clean.signatures_valid + clean.signatures_skipped,
+        600,
+        "{clean}"
+    );
 
     // Deleted row.
     let t = copy_db(&store, "audit_del").await;
-    mutate(&t, "ALTER TABLE audit_events DELETE WHERE kafka_partition = 1 AND seq = 10").await;
-    let r = verify_store(&t, &topic, verify_options(), None, None, None).await.unwrap();
-    let f = r.first(FindingKind::DeletedRow).unwrap_or_else(|| panic!("deleted row not found: {r}"));
+    mutate(
+        &t,
+        "ALTER TABLE audit_events DELETE WHERE kafka_partition = 1 AND seq = 10",
+    )
+    .await;
+    let r = verify_store(&t, &topic, verify_options(), None, None, None)
+        .await
+        .unwrap();
+    let f = r
+        .first(FindingKind::DeletedRow)
+        .unwrap_or_else(|| panic!("deleted row not found: {r}"));
     assert_eq!((f.partition, f.seq), (Some(1), Some(11)), "{r}");
 
     // Altered field.
     let t = copy_db(&store, "audit_alt").await;
     mutate(&t, "ALTER TABLE audit_events UPDATE principal = 'mallory' WHERE kafka_partition = 2 AND seq = 5").await;
-    let r = verify_store(&t, &topic, verify_options(), None, None, None).await.unwrap();
-    let f = r.first(FindingKind::AlteredRow).unwrap_or_else(|| panic!("altered row not found: {r}"));
+    let r = verify_store(&t, &topic, verify_options(), None, None, None)
+        .await
+        .unwrap();
+    let f = r
+        .first(FindingKind::AlteredRow)
+        .unwrap_or_else(|| panic!("altered row not found: {r}"));
     assert_eq!((f.partition, f.seq), (Some(2), Some(5)), "{r}");
 
     // Reordered rows (two seqs swapped).
     let t = copy_db(&store, "audit_reo").await;
     mutate(&t, "ALTER TABLE audit_events UPDATE seq = if(seq = 7, 8, 7) WHERE kafka_partition = 0 AND seq IN (7, 8)").await;
-    let r = verify_store(&t, &topic, verify_options(), None, None, None).await.unwrap();
-    let f = r.first(FindingKind::ReorderedRow).unwrap_or_else(|| panic!("reorder not found: {r}"));
+    let r = verify_store(&t, &topic, verify_options(), None, None, None)
+        .await
+        .unwrap();
+    let f = r
+        .first(FindingKind::ReorderedRow)
+        .unwrap_or_else(|| panic!("reorder not found: {r}"));
     assert_eq!((f.partition, f.seq), (Some(0), Some(7)), "{r}");
 
     // Forged digest.
     let t = copy_db(&store, "audit_forg").await;
     mutate(&t, "ALTER TABLE audit_digests UPDATE last_offsets = arrayMap(x -> x + 1, last_offsets) WHERE digest_seq = 0").await;
-    let r = verify_store(&t, &topic, verify_options(), None, None, None).await.unwrap();
-    let f = r.first(FindingKind::ForgedDigest).unwrap_or_else(|| panic!("forged digest not found: {r}"));
+    let r = verify_store(&t, &topic, verify_options(), None, None, None)
+        .await
+        .unwrap();
+    let f = r
+        .first(FindingKind::ForgedDigest)
+        .unwrap_or_else(|| panic!("forged digest not found: {r}"));
     assert_eq!(f.seq, Some(0), "{r}");
 
     // Missing digest (the last one deleted: the tail is no longer covered).
     let t = copy_db(&store, "audit_miss").await;
     mutate(&t, "ALTER TABLE audit_digests DELETE WHERE digest_seq = (SELECT max(digest_seq) FROM audit_digests)").await;
-    let r = verify_store(&t, &topic, verify_options(), None, None, None).await.unwrap();
-    assert!(r.first(FindingKind::MissingDigest).is_some(), "missing digest not found: {r}");
+    let r = verify_store(&t, &topic, verify_options(), None, None, None)
+        .await
+        .unwrap();
+    assert!(
+        r.first(FindingKind::MissingDigest).is_some(),
+        "missing digest not found: {r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,9 +143,23 @@ async fn schema_carries_ttl_and_partitioning_and_migrations_are_idempotent() {
     let first = store.migrate(3).await.unwrap();
     assert_eq!(first.applied, vec![1, 2, 3]);
     let again = store.migrate(3).await.unwrap();
-    assert!(again.applied.is_empty() && again.already == vec![1, 2, 3], "{again:?}");
-    let ddl: String = store.client().query("SHOW CREATE TABLE audit_events").fetch_one().await.unwrap();
-    for want in ["PARTITION BY toYYYYMM(occurred_at)", "TTL toDateTime(occurred_at) + toIntervalYear(3)", "DateTime64(6, 'UTC')", "LowCardinality(String)", "ORDER BY (class, state, occurred_at, event_id)"] {
+    assert!(
+        again.applied.is_empty() && again.already == vec![1, 2, 3],
+        "{again:?}"
+    );
+    let ddl: String = store
+        .client()
+        .query("SHOW CREATE TABLE audit_events")
+        .fetch_one()
+        .await
+        .unwrap();
+    for want in [
+        "PARTITION BY toYYYYMM(occurred_at)",
+        "TTL toDateTime(occurred_at) + toIntervalYear(3)",
+        "DateTime64(6, 'UTC')",
+        "LowCardinality(String)",
+        "ORDER BY (class, state, occurred_at, event_id)",
+    ] {
         assert!(ddl.contains(want), "{want} missing in {ddl}");
     }
 }
@@ -138,56 +192,166 @@ async fn every_soc_query_returns_the_expected_rows() {
         .unwrap();
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-    struct KeyFail { key_id: String, failures: u64 }
-    let rows: Vec<KeyFail> = store.client().query_raw(&pick("failed_verifications_by_key_24h", "key_id, failures")).fetch_all().await.unwrap();
+    struct KeyFail {
+        key_id: String,
+        failures: u64,
+    }
+    let rows: Vec<KeyFail> = store
+        .client()
+        .query_raw(&pick("failed_verifications_by_key_24h", "key_id, failures"))
+        .fetch_all()
+        .await
+        .unwrap();
     // Events 0, 7, ..., 63 are rejected: 10 of 70.
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].key_id.as_str(), rows[0].failures), ("k-test", 10));
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-    struct IpFail { #[allow(dead_code)] client_ip: String, failures: u64 }
-    let rows: Vec<IpFail> = store.client().query_raw(&pick("failed_verifications_by_client_ip_24h", "client_ip, failures")).fetch_all().await.unwrap();
+    struct IpFail {
+        #[allow(dead_code)]
+        client_ip: String,
+        failures: u64,
+    }
+    let rows: Vec<IpFail> = store
+        .client()
+        .query_raw(&pick(
+            "failed_verifications_by_client_ip_24h",
+            "client_ip, failures",
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
     let total: u64 = rows.iter().map(|r| r.failures).sum();
     assert_eq!(total, 10);
-    assert_eq!(rows.len(), 3, "rejected events 0..63 step 7 hit ips .0 .1 .2: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        3,
+        "rejected events 0..63 step 7 hit ips .0 .1 .2: {rows:?}"
+    );
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-    struct Step { occurred_at: i64, platform: String, span_id: String }
-    let rows: Vec<Step> = store.client().query_raw(&pick("trace_timeline", "toUnixTimestamp64Micro(occurred_at) AS occurred_at, platform, span_id")).param("trace_id", format!("{:032x}", 2)).fetch_all().await.unwrap();
+    struct Step {
+        occurred_at: i64,
+        platform: String,
+        span_id: String,
+    }
+    let rows: Vec<Step> = store
+        .client()
+        .query_raw(&pick(
+            "trace_timeline",
+            "toUnixTimestamp64Micro(occurred_at) AS occurred_at, platform, span_id",
+        ))
+        .param("trace_id", format!("{:032x}", 2))
+        .fetch_all()
+        .await
+        .unwrap();
     // Events 10..19 share trace 2, over three platforms.
     assert_eq!(rows.len(), 10);
-    assert!(rows.windows(2).all(|w| w[0].occurred_at <= w[1].occurred_at));
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0].occurred_at <= w[1].occurred_at)
+    );
     let platforms: HashSet<_> = rows.iter().map(|r| r.platform.as_str()).collect();
     assert_eq!(platforms.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r.span_id.len() == 16));
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-    struct AfterRevoke { key_id: String, uses_after_revocation: u64 }
-    let rows: Vec<AfterRevoke> = store.client().query_raw(&pick("keys_used_after_revocation", "key_id, uses_after_revocation")).fetch_all().await.unwrap();
+    struct AfterRevoke {
+        key_id: String,
+        uses_after_revocation: u64,
+    }
+    let rows: Vec<AfterRevoke> = store
+        .client()
+        .query_raw(&pick(
+            "keys_used_after_revocation",
+            "key_id, uses_after_revocation",
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!((rows[0].key_id.as_str(), rows[0].uses_after_revocation), ("k-test", 70));
+    assert_eq!(
+        (rows[0].key_id.as_str(), rows[0].uses_after_revocation),
+        ("k-test", 70)
+    );
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-    struct Old { key_id: String, age_days: i64 }
-    let rows: Vec<Old> = store.client().query_raw(&pick("keys_past_rotation_policy", "key_id, toInt64(age_days) AS age_days")).param("max_age_days", 90u32).fetch_all().await.unwrap();
+    struct Old {
+        key_id: String,
+        age_days: i64,
+    }
+    let rows: Vec<Old> = store
+        .client()
+        .query_raw(&pick(
+            "keys_past_rotation_policy",
+            "key_id, toInt64(age_days) AS age_days",
+        ))
+        .param("max_age_days", 90u32)
+        .fetch_all()
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].key_id, "k-old");
     assert!(rows[0].age_days >= 399, "{rows:?}");
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-    struct Volume { platform: String, events: u64, rejected: u64 }
-    let rows: Vec<Volume> = store.client().query_raw(&pick("event_volume_by_platform_hour", "platform, events, rejected")).param("hours", 1u32).fetch_all().await.unwrap();
-    let sum = |p: &str| rows.iter().filter(|r| r.platform == p).map(|r| r.events).sum::<u64>();
+    struct Volume {
+        platform: String,
+        events: u64,
+        rejected: u64,
+    }
+    let rows: Vec<Volume> = store
+        .client()
+        .query_raw(&pick(
+            "event_volume_by_platform_hour",
+            "platform, events, rejected",
+        ))
+        .param("hours", 1u32)
+        .fetch_all()
+        .await
+        .unwrap();
+    let sum = |p: &str| {
+        rows.iter()
+            .filter(|r| r.platform == p)
+            .map(|r| r.events)
+            .sum::<u64>()
+    };
     // 70 events round-robin over rust/python/js, plus the seeded logon a minute ago.
-    assert_eq!((sum("rust"), sum("python"), sum("js")), (24 + 1, 23, 23), "{rows:?}");
+    assert_eq!(
+        (sum("rust"), sum("python"), sum("js")),
+        (24 + 1, 23, 23),
+        "{rows:?}"
+    );
     assert_eq!(rows.iter().map(|r| r.rejected).sum::<u64>(), 10);
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-    struct Top { platform: String, service: String, host: String, rejected: u64 }
-    let rows: Vec<Top> = store.client().query_raw(&pick("top_rejected_producers", "platform, service, host, rejected")).param("limit", 3u32).fetch_all().await.unwrap();
+    struct Top {
+        platform: String,
+        service: String,
+        host: String,
+        rejected: u64,
+    }
+    let rows: Vec<Top> = store
+        .client()
+        .query_raw(&pick(
+            "top_rejected_producers",
+            "platform, service, host, rejected",
+        ))
+        .param("limit", 3u32)
+        .fetch_all()
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
-    assert!(rows.windows(2).all(|w| w[0].rejected >= w[1].rejected), "{rows:?}");
-    assert!(rows[0].rejected >= 1 && !rows[0].service.is_empty() && !rows[0].platform.is_empty() && !rows[0].host.is_empty());
+    assert!(
+        rows.windows(2).all(|w| w[0].rejected >= w[1].rejected),
+        "{rows:?}"
+    );
+    assert!(
+        rows[0].rejected >= 1
+            && !rows[0].service.is_empty()
+            && !rows[0].platform.is_empty()
+            && !rows[0].host.is_empty()
+    );
 }
 
 /// The sink writes rows it encoded itself (RowBinary with a names-and-types header); read back
@@ -209,7 +373,10 @@ async fn encoded_rows_read_back_as_the_crate_rows_and_type_drift_is_refused() {
     events[1].event.trace = None;
     events[1].event.attributes.clear();
     events[2].event.producer.service = "zahlungsdienst-Ü-✓".into();
-    events[3].event.attributes.insert("long".into(), "x".repeat(300));
+    events[3]
+        .event
+        .attributes
+        .insert("long".into(), "x".repeat(300));
     let mut heads = [ChainHead::default(), ChainHead::default()];
     let mut buf = Vec::new();
     let mut ends = Vec::new();
@@ -224,17 +391,30 @@ async fn encoded_rows_read_back_as_the_crate_rows_and_type_drift_is_refused() {
         }
         let mut row = AuditRow::from_verified(v, "enc-topic", p, i as i64, 1_795_000_000_000_000);
         let mut head = if expected.iter().any(|r: &AuditRow| r.kafka_partition == p) {
-            let last = expected.iter().rev().find(|r: &&AuditRow| r.kafka_partition == p).unwrap();
-            ChainHead { next_seq: last.seq + 1, hash: last.chain_hash }
+            let last = expected
+                .iter()
+                .rev()
+                .find(|r: &&AuditRow| r.kafka_partition == p)
+                .unwrap();
+            ChainHead {
+                next_seq: last.seq + 1,
+                hash: last.chain_hash,
+            }
         } else {
             ChainHead::default()
         };
         head.append(&mut row);
-        assert_eq!(row.chain_hash, hash, "row {i}: the borrowed chain hash equals the owned one");
+        assert_eq!(
+            row.chain_hash, hash,
+            "row {i}: the borrowed chain hash equals the owned one"
+        );
         expected.push(row);
     }
     // Several compressed blocks, cut at row boundaries.
-    store.insert_events_encoded(&buf, &ends, "enc-test-token").await.unwrap();
+    store
+        .insert_events_encoded(&buf, &ends, "enc-test-token")
+        .await
+        .unwrap();
     let mut got: Vec<AuditRow> = store
         .client()
         .query("SELECT ?fields FROM audit_events ORDER BY kafka_offset")
@@ -246,13 +426,30 @@ async fn encoded_rows_read_back_as_the_crate_rows_and_type_drift_is_refused() {
         assert_eq!(g, e);
     }
     // The same token again is dropped by deduplication.
-    store.insert_events_encoded(&buf, &[], "enc-test-token").await.unwrap();
-    let count: u64 = store.client().query("SELECT count() FROM audit_events").fetch_one().await.unwrap();
+    store
+        .insert_events_encoded(&buf, &[], "enc-test-token")
+        .await
+        .unwrap();
+    let count: u64 = store
+        .client()
+        .query("SELECT count() FROM audit_events")
+        .fetch_one()
+        .await
+        .unwrap();
     assert_eq!(count, expected.len() as u64);
 
     // A table whose column type drifted refuses the header's types.
-    mutate(&store, "ALTER TABLE audit_events MODIFY COLUMN activity_id Int64").await;
-    let refused = store.insert_events_encoded(&buf, &[], "enc-test-token-2").await;
+    mutate(
+        &store,
+        "ALTER TABLE audit_events MODIFY COLUMN activity_id Int64",
+    )
+    .await;
+    let refused = store
+        .insert_events_encoded(&buf, &[], "enc-test-token-2")
+        .await;
     let error = refused.err().map(|e| format!("{e:?}")).unwrap_or_default();
-    assert!(error.contains("activity_id"), "a type mismatch must fail the insert naming the column: {error}");
+    assert!(
+        error.contains("activity_id"),
+        "a type mismatch must fail the insert naming the column: {error}"
+    );
 }

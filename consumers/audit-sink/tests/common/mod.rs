@@ -53,18 +53,41 @@ pub fn verified_event(i: u64, signer: &EventSigner) -> VerifiedEvent {
     let mut event = VerificationEvent::new(
         EventClass::SignatureVerification,
         "verify",
-        if i % 7 == 0 { Status::Failure } else { Status::Success },
-        Producer::new(platform, "1.0", format!("svc-{}", i % 4)).with_host(format!("host-{}", i % 2)),
+        if i % 7 == 0 {
+            Status::Failure
+        } else {
+            Status::Success
+        },
+        Producer::new(platform, "1.0", format!("svc-{}", i % 4))
+            .with_host(format!("host-{}", i % 2)),
     )
-    .with_subject(Subject::principal(format!("user-{}", i % 5)).with_key_id("k-test").with_client_ip(format!("10.0.0.{}", i % 3)))
-    .with_trace(Trace::new(format!("{:032x}", i / 10 + 1), format!("{:016x}", i + 1)))
+    .with_subject(
+        Subject::principal(format!("user-{}", i % 5))
+            .with_key_id("k-test")
+            .with_client_ip(format!("10.0.0.{}", i % 3)),
+    )
+    .with_trace(Trace::new(
+        format!("{:032x}", i / 10 + 1),
+        format!("{:016x}", i + 1),
+    ))
     .with_attribute("i", i.to_string());
     event.occurred_at = now_micros() - 1_000_000;
-    let raw = Codec::<VerificationEvent>::new().unwrap().encode_framed(SchemaId(1), &event).unwrap();
+    let raw = Codec::<VerificationEvent>::new()
+        .unwrap()
+        .encode_framed(SchemaId(1), &event)
+        .unwrap();
     let (state, signature, reason) = if i % 7 == 0 {
-        (SignatureState::Bad, vec![0u8; 64], Some("signature invalid".to_owned()))
+        (
+            SignatureState::Bad,
+            vec![0u8; 64],
+            Some("signature invalid".to_owned()),
+        )
     } else {
-        (SignatureState::Valid, signer.sign(&raw).to_bytes().to_vec(), None)
+        (
+            SignatureState::Valid,
+            signer.sign(&raw).to_bytes().to_vec(),
+            None,
+        )
     };
     VerifiedEvent {
         event,
@@ -93,7 +116,11 @@ pub async fn produce(topic: &str, n: u64, garbage: u64) -> Vec<uuid::Uuid> {
         ids.push(v.event.event_id);
         let value = codec.encode_framed(SchemaId(1), &v).unwrap();
         let key = format!("k{}", i % 13);
-        futures.push(producer.send_result(FutureRecord::to(topic).key(key.as_bytes()).payload(&value)).unwrap());
+        futures.push(
+            producer
+                .send_result(FutureRecord::to(topic).key(key.as_bytes()).payload(&value))
+                .unwrap(),
+        );
         if futures.len() >= 1000 {
             for f in futures.drain(..) {
                 f.await.unwrap().unwrap();
@@ -102,7 +129,11 @@ pub async fn produce(topic: &str, n: u64, garbage: u64) -> Vec<uuid::Uuid> {
     }
     for g in 0..garbage {
         let value = format!("not avro {g}");
-        futures.push(producer.send_result(FutureRecord::<[u8], [u8]>::to(topic).payload(value.as_bytes())).unwrap());
+        futures.push(
+            producer
+                .send_result(FutureRecord::<[u8], [u8]>::to(topic).payload(value.as_bytes()))
+                .unwrap(),
+        );
     }
     for f in futures {
         f.await.unwrap().unwrap();
@@ -114,7 +145,15 @@ pub async fn produce(topic: &str, n: u64, garbage: u64) -> Vec<uuid::Uuid> {
 pub async fn run_until(config: AuditSinkConfig, rows: u64) -> SinkSummary {
     let store = AuditStore::from_env(&config.database).unwrap();
     let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
-    let sink = AuditSink::new(config.clone(), KafkaClientConfig::from_env(), store.clone(), sink_key(), metrics, Arc::new(Health::default())).unwrap();
+    let sink = AuditSink::new(
+        config.clone(),
+        KafkaClientConfig::from_env(),
+        store.clone(),
+        sink_key(),
+        metrics,
+        Arc::new(Health::default()),
+    )
+    .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(sink.run(async move {
         let _ = stop_rx.await;
@@ -132,7 +171,12 @@ pub async fn run_until(config: AuditSinkConfig, rows: u64) -> SinkSummary {
 
 /// Returns `SELECT count() FROM table` (0 if the table does not exist yet).
 pub async fn count(store: &AuditStore, table: &str) -> u64 {
-    store.client().query(&format!("SELECT count() FROM {table}")).fetch_one::<u64>().await.unwrap_or(0)
+    store
+        .client()
+        .query(&format!("SELECT count() FROM {table}"))
+        .fetch_one::<u64>()
+        .await
+        .unwrap_or(0)
 }
 
 /// Verification options with the test keys and no digest lag allowance.
