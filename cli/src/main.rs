@@ -22,9 +22,9 @@ struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VIGIL_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Async worker threads (default: one per core). Services keep librdkafka's threads and the
-    /// verifier's signature thread besides these; one worker measured ~10% less CPU per event
-    /// for the verifier on a 2-core host (`BENCH_WORKERS` of `scripts/bench-verifier`).
+    /// Async worker threads (default: one per core; one for `run verifier`, see
+    /// `Service::default_worker_threads`). Services keep librdkafka's threads and the
+    /// verifier's signature thread besides these.
     #[arg(long, global = true, env = "VIGIL_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
     #[command(subcommand)]
@@ -54,8 +54,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = cli.worker_threads {
-        runtime.worker_threads(usize::from(n));
+    let workers = cli.worker_threads.map(usize::from).or(match &cli.command {
+        Command::Run(args) => args.service.default_worker_threads(),
+        _ => None,
+    });
+    if let Some(n) = workers {
+        runtime.worker_threads(n);
     }
     match runtime.enable_all().build() {
         Ok(rt) => rt.block_on(run(cli)),

@@ -63,3 +63,51 @@ pub async fn create_topic(name: &str, partitions: i32) {
         r.unwrap_or_else(|(t, e)| panic!("creating test topic {t}: {e}"));
     }
 }
+
+/// Returns an idempotent producer for the test broker.
+pub fn producer() -> rdkafka::producer::FutureProducer {
+    let mut c = client_config();
+    c.set("linger.ms", "1").set("enable.idempotence", "true");
+    c.create().expect("producer for the test broker")
+}
+
+/// Sends `value` with `key` and `headers` to `topic` and waits for the acknowledgement.
+pub async fn send(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    headers: &[(&str, &[u8])],
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut h = OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
+    }
+    p.send(
+        rdkafka::producer::FutureRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .headers(h),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|(e, _)| panic!("sending to {topic}: {e}"));
+}
+
+/// Sends a signed record (key, value and every signature header) to `topic`.
+pub async fn send_signed(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    r: &vigil_schemas::SignedRecord,
+) {
+    let headers: Vec<(&str, &[u8])> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    send(p, topic, &r.key, &r.value, &headers).await;
+}

@@ -36,6 +36,22 @@ pub enum Service {
     Correlator,
 }
 
+impl Service {
+    /// Async worker threads when `--worker-threads` is not given (`None`: one per core).
+    ///
+    /// The verifier checks signatures on its own thread, which bounds its throughput (~70k
+    /// events/s per verification thread); its async side needs ~9 µs per event, so one worker
+    /// keeps up with it and, measured by `scripts/bench-verifier` on the 2-core host
+    /// (`BENCH_WORKERS=1` vs the default), spends 8.5 instead of 11–15 µs per event there,
+    /// the rest being wake-ups between two workers.
+    pub fn default_worker_threads(self) -> Option<usize> {
+        match self {
+            Service::Verifier => Some(1),
+            Service::AuditSink | Service::Alerter | Service::Correlator => None,
+        }
+    }
+}
+
 /// Runs the chosen service.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match args.service {
