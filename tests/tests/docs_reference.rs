@@ -135,7 +135,10 @@ fn render_named(
                 .collect();
             let _ = writeln!(out, "Symbols, in order: {}.", symbols.join(", "));
             if let Some(d) = p.schema.get("default").and_then(Value::as_str) {
-                let _ = writeln!(out, "Default for readers that meet an unknown symbol: `{d}`.");
+                let _ = writeln!(
+                    out,
+                    "Default for readers that meet an unknown symbol: `{d}`."
+                );
             }
             out.push('\n');
         }
@@ -328,8 +331,16 @@ fn every_schema_field_is_documented_in_the_reference() {
             Value::Object(m) => {
                 if m.get("type").and_then(Value::as_str) == Some("record") {
                     let name = str_of(&v, "name");
-                    assert!(page.contains(&format!("`io.vigil.{name}`")), "record {name} missing");
-                    for f in m.get("fields").and_then(Value::as_array).into_iter().flatten() {
+                    assert!(
+                        page.contains(&format!("`io.vigil.{name}`")),
+                        "record {name} missing"
+                    );
+                    for f in m
+                        .get("fields")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
                         let fname = str_of(f, "name");
                         assert!(
                             page.contains(&format!("| `{fname}` |")),

@@ -73,7 +73,10 @@ fn declared(reg: &Registry, name: &str) -> bool {
 /// Crates whose metric constructors are private: prefix, and the source files holding them.
 const SOURCE_CHECKED: &[(&str, &str)] = &[
     ("vigil_correlator_", "consumers/correlator/src"),
-    ("vigil_key_registry_", "consumers/common/src/key_registry.rs"),
+    (
+        "vigil_key_registry_",
+        "consumers/common/src/key_registry.rs",
+    ),
 ];
 
 /// Returns the `"vigil_…"` string literals in the Rust sources under `rel` (file or folder).
@@ -109,7 +112,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
         };
         let mut end = start + "vigil_".len();
         while end < bytes.len()
-            && (bytes[end].is_ascii_lowercase() || bytes[end].is_ascii_digit() || bytes[end] == b'_')
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end].is_ascii_digit()
+                || bytes[end] == b'_')
         {
             end += 1;
         }
@@ -178,7 +183,10 @@ fn resolve(
         }
     }
     candidates.into_iter().find(|c| {
-        match source_literals.iter().find(|(prefix, _)| c.starts_with(prefix)) {
+        match source_literals
+            .iter()
+            .find(|(prefix, _)| c.starts_with(prefix))
+        {
             Some((_, names)) => names.contains(c),
             None => declared(reg, c),
         }
@@ -193,10 +201,22 @@ fn every_metric_used_by_dashboards_and_rules_is_registered() {
         .map(|(prefix, rel)| (*prefix, literals_in_sources(rel)))
         .collect();
     let mut uses: Vec<(String, String)> = dashboard_exprs();
-    assert!(uses.len() >= 20, "dashboards have only {} expressions", uses.len());
+    assert!(
+        uses.len() >= 20,
+        "dashboards have only {} expressions",
+        uses.len()
+    );
     let rule_list = rules();
-    assert!(rule_list.len() >= 6, "only {} alerting rules", rule_list.len());
-    uses.extend(rule_list.into_iter().map(|(f, name, expr, _)| (format!("{f} ({name})"), expr)));
+    assert!(
+        rule_list.len() >= 6,
+        "only {} alerting rules",
+        rule_list.len()
+    );
+    uses.extend(
+        rule_list
+            .into_iter()
+            .map(|(f, name, expr, _)| (format!("{f} ({name})"), expr)),
+    );
 
     let mut missing = Vec::new();
     let mut resolved = BTreeSet::new();
@@ -239,11 +259,25 @@ fn the_check_rejects_a_name_nobody_registers() {
         .iter()
         .map(|(prefix, rel)| (*prefix, literals_in_sources(rel)))
         .collect();
-    assert_eq!(resolve("vigil_verifier_made_up_total", &reg, &literals), None);
-    assert_eq!(resolve("vigil_correlator_made_up_total", &reg, &literals), None);
-    assert_eq!(resolve("vigil_made_up_seconds_bucket", &reg, &literals), None);
     assert_eq!(
-        resolve("vigil_consumer_handle_duration_seconds_bucket", &reg, &literals).as_deref(),
+        resolve("vigil_verifier_made_up_total", &reg, &literals),
+        None
+    );
+    assert_eq!(
+        resolve("vigil_correlator_made_up_total", &reg, &literals),
+        None
+    );
+    assert_eq!(
+        resolve("vigil_made_up_seconds_bucket", &reg, &literals),
+        None
+    );
+    assert_eq!(
+        resolve(
+            "vigil_consumer_handle_duration_seconds_bucket",
+            &reg,
+            &literals
+        )
+        .as_deref(),
         Some("vigil_consumer_handle_duration_seconds")
     );
     // The probe leaves the registry as it found it.
@@ -274,7 +308,10 @@ fn every_rule_is_complete_and_links_to_an_existing_runbook_section() {
     let mut names = BTreeSet::new();
     for (file, name, expr, rule) in rules() {
         assert!(!name.is_empty(), "{file}: a rule has no alert name");
-        assert!(names.insert(name.clone()), "{file}: alert {name} declared twice");
+        assert!(
+            names.insert(name.clone()),
+            "{file}: alert {name} declared twice"
+        );
         assert!(!expr.trim().is_empty(), "{file}: {name} has no expr");
         let severity = rule["labels"]["severity"].as_str().unwrap_or_default();
         assert!(
@@ -285,10 +322,12 @@ fn every_rule_is_complete_and_links_to_an_existing_runbook_section() {
             rule["annotations"]["summary"].as_str().is_some(),
             "{file}: {name} has no summary"
         );
-        let url = rule["annotations"]["runbook_url"].as_str().unwrap_or_default();
-        let anchor = url
-            .strip_prefix("docs/operations.md#")
-            .unwrap_or_else(|| panic!("{file}: {name} runbook_url {url:?} is not docs/operations.md#…"));
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_default();
+        let anchor = url.strip_prefix("docs/operations.md#").unwrap_or_else(|| {
+            panic!("{file}: {name} runbook_url {url:?} is not docs/operations.md#…")
+        });
         assert!(
             anchors.contains(anchor),
             "{file}: {name} links to #{anchor}, which is no heading of docs/operations.md"
@@ -324,10 +363,17 @@ fn github_anchor(heading: &str) -> String {
 #[test]
 fn dashboards_are_well_formed() {
     let files = files_with_ext("deploy/grafana/dashboards", &["json"]);
-    assert!(!files.is_empty(), "no dashboards in deploy/grafana/dashboards");
+    assert!(
+        !files.is_empty(),
+        "no dashboards in deploy/grafana/dashboards"
+    );
     for f in files {
         let json: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
-        assert!(json["uid"].as_str().is_some_and(|u| !u.is_empty()), "{}: no uid", f.display());
+        assert!(
+            json["uid"].as_str().is_some_and(|u| !u.is_empty()),
+            "{}: no uid",
+            f.display()
+        );
         let mut ids = BTreeSet::new();
         for p in json["panels"].as_array().expect("panels array") {
             let id = p["id"].as_u64().expect("panel id");
@@ -340,7 +386,11 @@ fn dashboards_are_well_formed() {
             assert!(targets > 0, "{}: panel {title:?} has no query", f.display());
             let g = &p["gridPos"];
             let (x, w) = (g["x"].as_u64().unwrap(), g["w"].as_u64().unwrap());
-            assert!(x + w <= 24, "{}: panel {title:?} overflows the grid", f.display());
+            assert!(
+                x + w <= 24,
+                "{}: panel {title:?} overflows the grid",
+                f.display()
+            );
         }
     }
 }
@@ -357,7 +407,12 @@ fn compose_provisions_the_pack_and_scrapes_every_service() {
         .as_sequence()
         .into_iter()
         .flatten()
-        .flat_map(|j| j["static_configs"].as_sequence().cloned().unwrap_or_default())
+        .flat_map(|j| {
+            j["static_configs"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
         .flat_map(|s| s["targets"].as_sequence().cloned().unwrap_or_default())
         .filter_map(|t| t.as_str().map(str::to_owned))
         .collect();
@@ -377,10 +432,16 @@ fn compose_provisions_the_pack_and_scrapes_every_service() {
                 .and_then(|a| a.rsplit(':').next())
                 .unwrap_or_default();
             let target = format!("{name}:{port}");
-            assert!(targets.contains(&target), "prometheus.yml does not scrape {target}");
+            assert!(
+                targets.contains(&target),
+                "prometheus.yml does not scrape {target}"
+            );
         }
     }
-    assert!(serving >= 4, "only {serving} compose services serve /metrics");
+    assert!(
+        serving >= 4,
+        "only {serving} compose services serve /metrics"
+    );
 
     // Rules and dashboards are mounted where the configs look for them.
     let mounts = |svc: &str| -> Vec<String> {
@@ -405,7 +466,9 @@ fn compose_provisions_the_pack_and_scrapes_every_service() {
         .filter_map(|r| r.as_str().map(str::to_owned))
         .collect();
     assert!(
-        rule_files.iter().any(|r| r.starts_with(&format!("{rule_dir}/"))),
+        rule_files
+            .iter()
+            .any(|r| r.starts_with(&format!("{rule_dir}/"))),
         "prometheus.yml rule_files {rule_files:?} do not read {rule_dir}"
     );
     let grafana_mounts = mounts("grafana");
