@@ -7,14 +7,6 @@ use vigil_topology::LogFormat;
 
 mod commands;
 
-/// mimalloc instead of glibc malloc: per event the services allocate many small, short-lived
-/// buffers (record copies, headers, decoded strings) from several threads; measured by
-/// `scripts/bench-verifier` (60k events, same run conditions, two runs each) the verifier's tokio
-/// threads spent 22 µs/event with glibc (a quarter of it in `_int_free`/`malloc_consolidate`)
-/// and 16.5 µs/event with mimalloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Vigil: a Kafka pipeline for signed security verification events.
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, about, propagate_version = true)]

@@ -33,9 +33,6 @@ use vigil_schemas::{
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
