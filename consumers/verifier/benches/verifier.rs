@@ -173,14 +173,9 @@ fn ceiling(
 }
 
 fn main() {
-    // BENCH_WORKERS: tokio worker threads (default: one per core, as `#[tokio::main]`).
+    // BENCH_WORKERS: tokio worker threads (default 1, as `vigil run verifier` runs).
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("BENCH_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        rt.worker_threads(n);
-    }
+    rt.worker_threads(env_or("BENCH_WORKERS", 1));
     rt.enable_all().build().unwrap().block_on(bench());
 }
 
