@@ -33,8 +33,8 @@ use vigil_producer::{Emitter, EmitterConfig};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
-    SchemaRegistry, Status, Subject, VerificationEvent,
+    AvroRecord, EventClass, EventSigner, KeyId, KeyStatus, Producer, RecordSigner, SchemaRegistry,
+    Status, Subject, VerificationEvent,
 };
 use vigil_topology::{KafkaClientConfig, Telemetry};
 
@@ -64,7 +64,10 @@ async fn receive(State(seen): State<Arc<Mutex<Seen>>>, body: Bytes) -> &'static 
 }
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn pct(l: &[i64], q: f64) -> f64 {
@@ -155,9 +158,17 @@ fn stage_reader(
     consumer.subscribe(&[topic]).unwrap();
     std::thread::spawn(move || {
         loop {
-            let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
             let now = now_micros();
-            let Some(t0) = m.payload().and_then(|v| v.get(5..)).and_then(|b| emitted(b)) else { continue };
+            let Some(t0) = m
+                .payload()
+                .and_then(|v| v.get(5..))
+                .and_then(|b| emitted(b))
+            else {
+                continue;
+            };
             let produced = m.timestamp().to_millis().map(|ms| ms * 1_000 - t0);
             let mut s = stages.lock().unwrap();
             let hop = pick(&mut s);
@@ -173,7 +184,13 @@ fn report_stages(stages: &Arc<Mutex<Stages>>) {
     let mut s = stages.lock().unwrap();
     let line = |name: &str, v: &mut Vec<i64>| {
         v.sort_unstable();
-        println!("  {name}: n={} p50={:.2}ms p99={:.2}ms max={:.2}ms", v.len(), pct(v, 0.5), pct(v, 0.99), pct(v, 1.0));
+        println!(
+            "  {name}: n={} p50={:.2}ms p99={:.2}ms max={:.2}ms",
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
         v.clear();
     };
     let Stages { verified, alerts } = &mut *s;
@@ -197,7 +214,12 @@ async fn main() {
         unique_name("bench-e2e-alerts"),
         unique_name("bench-e2e-dlq"),
     );
-    for (t, p) in [(&raw, partitions), (&verified, partitions), (&alerts, 6), (&dlq, 1)] {
+    for (t, p) in [
+        (&raw, partitions),
+        (&verified, partitions),
+        (&alerts, 6),
+        (&dlq, 1),
+    ] {
         vigil_e2e::create_topic(t, p).await;
     }
     vigil_e2e::create_topic(&keys, 1).await;
@@ -213,30 +235,29 @@ async fn main() {
     // A signing key the verifier trusts.
     let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
     let raw_schema = registry
-        .register(&value_subject(&raw), <VerificationEvent as AvroRecord>::SCHEMA_JSON)
+        .register(
+            &value_subject(&raw),
+            <VerificationEvent as AvroRecord>::SCHEMA_JSON,
+        )
         .await
         .unwrap();
     // One signing key; the events' subjects spread over BENCH_KEYS key ids, so the raw topic's
     // subject key spreads them over partitions as real traffic is.
     let key_id = "bench-e2e-key";
-    let subjects: Vec<String> = (0..env("BENCH_KEYS", 64)).map(|i| format!("bench-subject-{i}")).collect();
+    let subjects: Vec<String> = (0..env("BENCH_KEYS", 64))
+        .map(|i| format!("bench-subject-{i}"))
+        .collect();
     let signer = EventSigner::generate().with_key_id(KeyId::new(key_id).unwrap());
-    let writer = KeyStatusWriter::new(&keys, &schema_registry_url(), &kafka).await.unwrap();
+    let writer = KeyStatusWriter::new(&keys, &schema_registry_url(), &kafka)
+        .await
+        .unwrap();
     writer
-        .write(&KeyStatus {
-            key_id: key_id.into(),
-            algorithm: "ed25519".into(),
-            public_key: signer.public_key().to_bytes().to_vec(),
-            state: KeyState::Active,
-            valid_from: now_micros() - 3_600_000_000,
-            grace_until: None,
-            revoked_at: None,
-            reason: None,
-            emergency: false,
-            replaced_by: None,
-            updated_at: now_micros(),
-            updated_by: "bench-e2e".into(),
-        })
+        .write(&KeyStatus::active(
+            key_id,
+            signer.public_key(),
+            now_micros() - 3_600_000_000,
+            "bench-e2e",
+        ))
         .await
         .unwrap();
 
@@ -277,7 +298,10 @@ async fn main() {
     health.push(vt.health.clone());
     let shutdown = stopper(&stop_tx);
     tasks.push(tokio::spawn(async move {
-        vigil_verifier::run(&vc, &vt, shutdown).await.map(|_| ()).map_err(|e| e.to_string())
+        vigil_verifier::run(&vc, &vt, shutdown)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }));
 
     let mut cc = vigil_correlator::CorrelatorConfig::default();
@@ -295,7 +319,10 @@ async fn main() {
     health.push(ct.health.clone());
     let shutdown = stopper(&stop_tx);
     tasks.push(tokio::spawn(async move {
-        vigil_correlator::run(&cc, &ct, shutdown).await.map(|_| ()).map_err(|e| e.to_string())
+        vigil_correlator::run(&cc, &ct, shutdown)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }));
 
     let yaml = format!(
@@ -317,11 +344,18 @@ async fn main() {
     let alerter = vigil_alerter::build(&ac, &at).await.unwrap();
     let shutdown = stopper(&stop_tx);
     tasks.push(tokio::spawn(async move {
-        alerter.run(&ac, &at, shutdown).await.map(|_| ()).map_err(|e| e.to_string())
+        alerter
+            .run(&ac, &at, shutdown)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }));
     let started = Instant::now();
     while !health.iter().all(|h| h.is_ready()) {
-        assert!(started.elapsed() < Duration::from_secs(60), "services not ready after 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "services not ready after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -329,9 +363,19 @@ async fn main() {
     let with_stages = std::env::var("BENCH_STAGES").is_ok_and(|v| v == "1");
     if with_stages {
         let vcodec = vigil_schemas::Codec::<vigil_schemas::VerifiedEvent>::new().unwrap();
-        stage_reader(&verified, stages.clone(), |s| &mut s.verified, Box::new(move |b| vcodec.decode(b).ok().map(|v| v.event.occurred_at)));
+        stage_reader(
+            &verified,
+            stages.clone(),
+            |s| &mut s.verified,
+            Box::new(move |b| vcodec.decode(b).ok().map(|v| v.event.occurred_at)),
+        );
         let acodec = vigil_schemas::Codec::<vigil_schemas::Alert>::new().unwrap();
-        stage_reader(&alerts, stages.clone(), |s| &mut s.alerts, Box::new(move |b| acodec.decode(b).ok().map(|a| a.first_seen)));
+        stage_reader(
+            &alerts,
+            stages.clone(),
+            |s| &mut s.alerts,
+            Box::new(move |b| acodec.decode(b).ok().map(|a| a.first_seen)),
+        );
     }
     let stage_report = || {
         if with_stages {
@@ -341,8 +385,13 @@ async fn main() {
 
     let mut ec = EmitterConfig::new(dir.path().join("spool"));
     ec.topic = raw.clone();
-    let emitter = Emitter::start(&ec, &kafka, RecordSigner::new(signer, raw_schema).unwrap(), None)
-        .unwrap();
+    let emitter = Emitter::start(
+        &ec,
+        &kafka,
+        RecordSigner::new(signer, raw_schema).unwrap(),
+        None,
+    )
+    .unwrap();
 
     // Warm-up: connections, schema caches, fetch sessions.
     let warm = paced(&emitter, &subjects, 50.0, 2).await;
@@ -385,7 +434,9 @@ async fn main() {
         max_rate = rate;
         rate *= 1.5;
     }
-    println!("max sustained ≈ {max_rate:.0} events/s (p99 ≤ {p99_limit_ms} ms, every alert delivered)");
+    println!(
+        "max sustained ≈ {max_rate:.0} events/s (p99 ≤ {p99_limit_ms} ms, every alert delivered)"
+    );
 
     let load = (max_rate * 0.7).max(1.0);
     let n = paced(&emitter, &subjects, load, env("BENCH_LOAD_SECS", 15)).await;

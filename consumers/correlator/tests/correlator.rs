@@ -26,23 +26,23 @@ const MINUTE_US: i64 = 60_000_000;
 
 fn status(key_id: &str, signer: &EventSigner, state: KeyState, reason: Option<&str>) -> KeyStatus {
     KeyStatus {
-        key_id: key_id.into(),
-        algorithm: "ed25519".into(),
-        public_key: signer.public_key().to_bytes().to_vec(),
         state,
-        valid_from: now_micros() - 3_600_000_000,
-        grace_until: None,
         revoked_at: (state == KeyState::Revoked).then(|| now_micros() - 1_000_000),
         reason: reason.map(str::to_owned),
-        emergency: false,
-        replaced_by: None,
-        updated_at: now_micros(),
-        updated_by: "correlator-test".into(),
+        ..KeyStatus::active(
+            key_id,
+            signer.public_key(),
+            now_micros() - 3_600_000_000,
+            "correlator-test",
+        )
     }
 }
 
 fn trace(i: usize) -> Trace {
-    Trace::new(format!("{:032x}", 0xabc0_0000 + i), format!("{:016x}", i + 1))
+    Trace::new(
+        format!("{:032x}", 0xabc0_0000 + i),
+        format!("{:016x}", i + 1),
+    )
 }
 
 async fn send_signed(p: &rdkafka::producer::FutureProducer, topic: &str, r: &SignedRecord) {
@@ -67,18 +67,42 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
     create_topic(&keys, 1, &[("cleanup.policy", "compact")]).await;
     let raw_schema = SchemaRegistry::new(&schema_registry_url())
         .unwrap()
-        .register(&value_subject(&raw), <VerificationEvent as AvroRecord>::SCHEMA_JSON)
+        .register(
+            &value_subject(&raw),
+            <VerificationEvent as AvroRecord>::SCHEMA_JSON,
+        )
         .await
         .unwrap();
-    let signer = |id: &str| RecordSigner::new(EventSigner::generate().with_key_id(KeyId::new(id).unwrap()), raw_schema).unwrap();
+    let signer = |id: &str| {
+        RecordSigner::new(
+            EventSigner::generate().with_key_id(KeyId::new(id).unwrap()),
+            raw_schema,
+        )
+        .unwrap()
+    };
     let (good, brute, revoked) = (signer("k-good"), signer("k-brute"), signer("k-revoked"));
-    let writer = KeyStatusWriter::new(&keys, &schema_registry_url(), &KafkaClientConfig::new(kafka_bootstrap()))
+    let writer = KeyStatusWriter::new(
+        &keys,
+        &schema_registry_url(),
+        &KafkaClientConfig::new(kafka_bootstrap()),
+    )
+    .await
+    .unwrap();
+    writer
+        .write(&status("k-good", good.signer(), KeyState::Active, None))
         .await
         .unwrap();
-    writer.write(&status("k-good", good.signer(), KeyState::Active, None)).await.unwrap();
-    writer.write(&status("k-brute", brute.signer(), KeyState::Active, None)).await.unwrap();
     writer
-        .write(&status("k-revoked", revoked.signer(), KeyState::Revoked, Some("lost laptop")))
+        .write(&status("k-brute", brute.signer(), KeyState::Active, None))
+        .await
+        .unwrap();
+    writer
+        .write(&status(
+            "k-revoked",
+            revoked.signer(),
+            KeyState::Revoked,
+            Some("lost laptop"),
+        ))
         .await
         .unwrap();
 
@@ -102,17 +126,34 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
     let p = producer();
 
     // Benign: valid signatures, several principals, classes, platforms, traces.
-    let classes = [EventClass::SignatureVerification, EventClass::Authentication, EventClass::Authorization];
-    let platforms = [Producer::rust("api"), Producer::new(vigil_schemas::Platform::Python, "1.0", "web"), Producer::new(vigil_schemas::Platform::Js, "1.0", "spa")];
+    let classes = [
+        EventClass::SignatureVerification,
+        EventClass::Authentication,
+        EventClass::Authorization,
+    ];
+    let platforms = [
+        Producer::rust("api"),
+        Producer::new(vigil_schemas::Platform::Python, "1.0", "web"),
+        Producer::new(vigil_schemas::Platform::Js, "1.0", "spa"),
+    ];
     let benign = 40;
     for i in 0..benign {
-        let e = VerificationEvent::new(classes[i % 3], "login", Status::Success, platforms[i % 3].clone())
-            .with_subject(Subject::principal(format!("user{i}")).with_key_id("k-good"))
-            .with_trace(trace(1_000 + i / 3));
+        let e = VerificationEvent::new(
+            classes[i % 3],
+            "login",
+            Status::Success,
+            platforms[i % 3].clone(),
+        )
+        .with_subject(Subject::principal(format!("user{i}")).with_key_id("k-good"))
+        .with_trace(trace(1_000 + i / 3));
         send_signed(&p, &raw, &good.sign(&e).unwrap()).await;
     }
     correlator.evaluated(benign as u64).await;
-    assert!(alerts.settle(Duration::from_secs(3)).await.is_empty(), "benign traffic raised {:?}", alerts.rule_ids());
+    assert!(
+        alerts.settle(Duration::from_secs(3)).await.is_empty(),
+        "benign traffic raised {:?}",
+        alerts.rule_ids()
+    );
 
     // Attacks: a brute-force burst of bad signatures on one key, a revoked key still signing,
     // and one record sent twice (its nonce replayed).
@@ -140,42 +181,90 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
     alerts.settle(Duration::from_secs(3)).await;
     assert_eq!(
         alerts.rule_ids(),
-        vec!["vigil-bad-signature-per-key", "vigil-key-used-after-revocation", "vigil-replayed-nonce"],
+        vec![
+            "vigil-bad-signature-per-key",
+            "vigil-key-used-after-revocation",
+            "vigil-replayed-nonce"
+        ],
         "{:#?}",
         alerts.seen
     );
-    let find = |id: &str| alerts.seen.iter().find(|a| a.alert.rule_id == id).unwrap().clone();
+    let find = |id: &str| {
+        alerts
+            .seen
+            .iter()
+            .find(|a| a.alert.rule_id == id)
+            .unwrap()
+            .clone()
+    };
 
     // The burst alert, field by field.
     let burst = find("vigil-bad-signature-per-key");
     let a = &burst.alert;
     let group = vec![("key_id".to_owned(), "k-brute".to_owned())];
-    assert_eq!(a.fingerprint, fingerprint("vigil-bad-signature-per-key", &group));
-    assert_eq!(burst.key.as_deref(), Some(a.fingerprint.as_bytes()), "record key is the fingerprint");
+    assert_eq!(
+        a.fingerprint,
+        fingerprint("vigil-bad-signature-per-key", &group)
+    );
+    assert_eq!(
+        burst.key.as_deref(),
+        Some(a.fingerprint.as_bytes()),
+        "record key is the fingerprint"
+    );
     let alert_schema = SchemaRegistry::new(&schema_registry_url())
         .unwrap()
-        .register(&value_subject(&topics.alerts), <vigil_schemas::model::Alert as AvroRecord>::SCHEMA_JSON)
+        .register(
+            &value_subject(&topics.alerts),
+            <vigil_schemas::model::Alert as AvroRecord>::SCHEMA_JSON,
+        )
         .await
         .unwrap();
-    assert_eq!(burst.schema, alert_schema.0, "framed with the alerts subject's schema id");
+    assert_eq!(
+        burst.schema, alert_schema.0,
+        "framed with the alerts subject's schema id"
+    );
     assert_eq!(a.severity_id, Severity::High);
     assert_eq!(a.rule_title, "Repeated failed signature checks for one key");
     assert_eq!(a.group_key, group.into_iter().collect::<BTreeMap<_, _>>());
     assert_eq!(a.count, 5);
-    assert_eq!(a.evidence_event_ids.iter().cloned().collect::<BTreeSet<_>>(), forged_ids);
-    assert_eq!(a.trace_ids.iter().cloned().collect::<BTreeSet<_>>(), forged_traces);
-    let (first, last) = (*forged_times.iter().min().unwrap(), *forged_times.iter().max().unwrap());
+    assert_eq!(
+        a.evidence_event_ids
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        forged_ids
+    );
+    assert_eq!(
+        a.trace_ids.iter().cloned().collect::<BTreeSet<_>>(),
+        forged_traces
+    );
+    let (first, last) = (
+        *forged_times.iter().min().unwrap(),
+        *forged_times.iter().max().unwrap(),
+    );
     assert_eq!(a.last_seen, last);
     assert_eq!(a.first_seen, first);
-    assert_eq!((a.window_end, a.window_end - a.window_start), (last, 5 * MINUTE_US));
+    assert_eq!(
+        (a.window_end, a.window_end - a.window_start),
+        (last, 5 * MINUTE_US)
+    );
     assert!(a.description.contains("k-brute"), "{}", a.description);
 
     let rev = find("vigil-key-used-after-revocation").alert;
-    assert_eq!(rev.evidence_event_ids, vec![revoked_event.event_id.to_string()]);
+    assert_eq!(
+        rev.evidence_event_ids,
+        vec![revoked_event.event_id.to_string()]
+    );
     assert_eq!((rev.severity_id, rev.count), (Severity::High, 1));
-    assert_eq!((rev.first_seen, rev.last_seen), (revoked_event.occurred_at, revoked_event.occurred_at));
+    assert_eq!(
+        (rev.first_seen, rev.last_seen),
+        (revoked_event.occurred_at, revoked_event.occurred_at)
+    );
     let rep = find("vigil-replayed-nonce").alert;
-    assert_eq!(rep.evidence_event_ids, vec![replayed_event.event_id.to_string()]);
+    assert_eq!(
+        rep.evidence_event_ids,
+        vec![replayed_event.event_id.to_string()]
+    );
     assert_eq!(rep.severity_id, Severity::High);
     correlator.stop().await;
     verifier.stop().await;
@@ -193,21 +282,42 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
     let mut alerts = AlertReader::new(&topics.alerts);
     let mut sent = 0_u64;
     let now = now_micros();
-    let at = |e: VerificationEvent, t: i64| VerificationEvent { occurred_at: t, ..e };
+    let at = |e: VerificationEvent, t: i64| VerificationEvent {
+        occurred_at: t,
+        ..e
+    };
 
     // Poison first: dead-lettered, the partition moves on.
-    feeder.send_raw(b"poison", b"\x00\x00\x00\x00\x01garbage").await;
+    feeder
+        .send_raw(b"poison", b"\x00\x00\x00\x00\x01garbage")
+        .await;
 
     // Rotation (absence, 15m): k-rot1 started and never completed; k-rot2 completed.
     let lifecycle = |name: &str, key: &str| {
-        VerificationEvent::new(EventClass::KeyLifecycle, name, Status::Success, Producer::rust("keys"))
-            .with_subject(Subject::default().with_key_id(key))
+        VerificationEvent::new(
+            EventClass::KeyLifecycle,
+            name,
+            Status::Success,
+            Producer::rust("keys"),
+        )
+        .with_subject(Subject::default().with_key_id(key))
     };
-    let rot1 = at(lifecycle("rotation_started", "k-rot1"), now - 20 * MINUTE_US);
-    let rot2 = at(lifecycle("rotation_started", "k-rot2"), now - 20 * MINUTE_US + 1);
-    let rot2_done = at(lifecycle("rotation_completed", "k-rot2"), now - 19 * MINUTE_US);
+    let rot1 = at(
+        lifecycle("rotation_started", "k-rot1"),
+        now - 20 * MINUTE_US,
+    );
+    let rot2 = at(
+        lifecycle("rotation_started", "k-rot2"),
+        now - 20 * MINUTE_US + 1,
+    );
+    let rot2_done = at(
+        lifecycle("rotation_completed", "k-rot2"),
+        now - 19 * MINUTE_US,
+    );
     for e in [&rot1, &rot2, &rot2_done] {
-        feeder.send(&feeder.verdict(e.clone(), SignatureState::Valid, None, "k-admin")).await;
+        feeder
+            .send(&feeder.verdict(e.clone(), SignatureState::Valid, None, "k-admin"))
+            .await;
         sent += 1;
     }
 
@@ -220,27 +330,56 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
     };
     let python = Producer::new(vigil_schemas::Platform::Python, "1.0", "web");
     let (t1, t2, t3) = (trace(1), trace(2), trace(3));
-    let cross = [auth(Status::Failure, Producer::rust("api"), &t1), auth(Status::Failure, python.clone(), &t1)];
-    let mut near = vec![auth(Status::Success, Producer::rust("api"), &t3), auth(Status::Success, python.clone(), &t3)];
+    let cross = [
+        auth(Status::Failure, Producer::rust("api"), &t1),
+        auth(Status::Failure, python.clone(), &t1),
+    ];
+    let mut near = vec![
+        auth(Status::Success, Producer::rust("api"), &t3),
+        auth(Status::Success, python.clone(), &t3),
+    ];
     near.extend((0..3).map(|_| auth(Status::Failure, Producer::rust("api"), &t2)));
     for e in near.iter().chain(&cross) {
-        feeder.send(&feeder.verdict(e.clone(), SignatureState::Valid, None, "k-app")).await;
+        feeder
+            .send(&feeder.verdict(e.clone(), SignatureState::Valid, None, "k-app"))
+            .await;
         sent += 1;
     }
 
     // Bad signatures: one each on five keys with no client IP (near miss: no per-key burst, and
     // "no IP" is no group), then five on five keys from one client IP (per-IP alert).
     for i in 0..5 {
-        let v = feeder.verdict(event(&format!("k-spread{i}")), SignatureState::Bad, Some("signature does not verify"), &format!("k-spread{i}"));
+        let v = feeder.verdict(
+            event(&format!("k-spread{i}")),
+            SignatureState::Bad,
+            Some("signature does not verify"),
+            &format!("k-spread{i}"),
+        );
         feeder.send(&v).await;
         sent += 1;
     }
     let mut ip_ids = Vec::new();
     for i in 0..5 {
-        let e = VerificationEvent::new(EventClass::SignatureVerification, "verify", Status::Success, Producer::rust("api"))
-            .with_subject(Subject::principal("mallory").with_key_id(format!("k-ip{i}")).with_client_ip("10.0.0.9"));
+        let e = VerificationEvent::new(
+            EventClass::SignatureVerification,
+            "verify",
+            Status::Success,
+            Producer::rust("api"),
+        )
+        .with_subject(
+            Subject::principal("mallory")
+                .with_key_id(format!("k-ip{i}"))
+                .with_client_ip("10.0.0.9"),
+        );
         ip_ids.push(e.event_id.to_string());
-        feeder.send(&feeder.verdict(e, SignatureState::Bad, Some("signature does not verify"), &format!("k-ip{i}"))).await;
+        feeder
+            .send(&feeder.verdict(
+                e,
+                SignatureState::Bad,
+                Some("signature does not verify"),
+                &format!("k-ip{i}"),
+            ))
+            .await;
         sent += 1;
     }
 
@@ -249,14 +388,26 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
     for i in 0..20 {
         let e = event(&format!("k-stranger{i}"));
         unknown_ids.push(e.event_id.to_string());
-        feeder.send(&feeder.verdict(e, SignatureState::Untrusted, Some("unknown key"), &format!("k-stranger{i}"))).await;
+        feeder
+            .send(&feeder.verdict(
+                e,
+                SignatureState::Untrusted,
+                Some("unknown key"),
+                &format!("k-stranger{i}"),
+            ))
+            .await;
         sent += 1;
     }
 
     // Use after an emergency revocation: both revocation rules.
     let emergency = event("k-leaked");
     feeder
-        .send(&feeder.verdict(emergency.clone(), SignatureState::Revoked, Some("key revoked: emergency: key leaked"), "k-leaked"))
+        .send(&feeder.verdict(
+            emergency.clone(),
+            SignatureState::Revoked,
+            Some("key revoked: emergency: key leaked"),
+            "k-leaked",
+        ))
         .await;
     sent += 1;
 
@@ -276,7 +427,15 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
         "{:#?}",
         alerts.seen
     );
-    let find = |id: &str| alerts.seen.iter().find(|a| a.alert.rule_id == id).unwrap().alert.clone();
+    let find = |id: &str| {
+        alerts
+            .seen
+            .iter()
+            .find(|a| a.alert.rule_id == id)
+            .unwrap()
+            .alert
+            .clone()
+    };
 
     let x = find("vigil-auth-failure-cross-platform");
     assert_eq!(x.group_key.get("trace_id"), Some(&t1.trace_id));
@@ -284,34 +443,70 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
     assert_eq!(x.trace_ids, vec![t1.trace_id.clone()]);
     assert_eq!(
         x.evidence_event_ids.iter().collect::<BTreeSet<_>>(),
-        cross.iter().map(|e| e.event_id.to_string()).collect::<Vec<_>>().iter().collect::<BTreeSet<_>>()
+        cross
+            .iter()
+            .map(|e| e.event_id.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<BTreeSet<_>>()
     );
 
     let ip = find("vigil-bad-signature-per-ip");
-    assert_eq!(ip.group_key.get("client_ip").map(String::as_str), Some("10.0.0.9"));
+    assert_eq!(
+        ip.group_key.get("client_ip").map(String::as_str),
+        Some("10.0.0.9")
+    );
     assert_eq!(ip.count, 5);
-    assert_eq!(ip.evidence_event_ids.len(), 3, "evidence bounded by max_evidence");
+    assert_eq!(
+        ip.evidence_event_ids.len(),
+        3,
+        "evidence bounded by max_evidence"
+    );
     assert!(ip.evidence_event_ids.iter().all(|id| ip_ids.contains(id)));
 
     let burst = find("vigil-unknown-key-burst");
     assert_eq!((burst.count, burst.severity_id), (20, Severity::Medium));
     assert!(burst.group_key.is_empty());
-    assert_eq!(burst.evidence_event_ids.len(), 3, "evidence bounded by max_evidence");
-    assert!(burst.evidence_event_ids.iter().all(|id| unknown_ids.contains(id)));
+    assert_eq!(
+        burst.evidence_event_ids.len(),
+        3,
+        "evidence bounded by max_evidence"
+    );
+    assert!(
+        burst
+            .evidence_event_ids
+            .iter()
+            .all(|id| unknown_ids.contains(id))
+    );
 
     let rot = find("vigil-rotation-not-completed");
-    assert_eq!(rot.group_key.get("subject.key_id").map(String::as_str), Some("k-rot1"));
-    assert_eq!((rot.window_start, rot.window_end), (rot1.occurred_at, rot1.occurred_at + 15 * MINUTE_US));
-    assert_eq!((rot.first_seen, rot.last_seen, rot.count), (rot1.occurred_at, rot1.occurred_at, 1));
+    assert_eq!(
+        rot.group_key.get("subject.key_id").map(String::as_str),
+        Some("k-rot1")
+    );
+    assert_eq!(
+        (rot.window_start, rot.window_end),
+        (rot1.occurred_at, rot1.occurred_at + 15 * MINUTE_US)
+    );
+    assert_eq!(
+        (rot.first_seen, rot.last_seen, rot.count),
+        (rot1.occurred_at, rot1.occurred_at, 1)
+    );
     assert_eq!(rot.evidence_event_ids, vec![rot1.event_id.to_string()]);
     assert_eq!(rot.severity_id, Severity::Medium);
 
     let crit = find("vigil-use-after-emergency-revocation");
     assert_eq!(crit.severity_id, Severity::Critical);
-    assert_eq!(crit.evidence_event_ids, vec![emergency.event_id.to_string()]);
+    assert_eq!(
+        crit.evidence_event_ids,
+        vec![emergency.event_id.to_string()]
+    );
     for a in &alerts.seen {
         assert_eq!(a.key.as_deref(), Some(a.alert.fingerprint.as_bytes()));
-        assert!(a.alert.first_seen <= a.alert.last_seen && a.alert.window_start <= a.alert.window_end, "{a:?}");
+        assert!(
+            a.alert.first_seen <= a.alert.last_seen && a.alert.window_start <= a.alert.window_end,
+            "{a:?}"
+        );
     }
     correlator.stop().await;
 }
@@ -322,7 +517,10 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
 /// in release); the default keeps the test suite fast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_drains_through_kafka_with_every_revoked_use_alerted() {
-    let n: usize = std::env::var("VIGIL_BENCH_CORRELATOR_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let n: usize = std::env::var("VIGIL_BENCH_CORRELATOR_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
     let topics = Topics::create(3).await;
     let feeder = Feeder::new(&topics.verified).await;
     let verdicts: Vec<_> = (0..n)
@@ -334,9 +532,14 @@ async fn backlog_drains_through_kafka_with_every_revoked_use_alerted() {
                 95..98 => (SignatureState::Untrusted, Some("unknown key")),
                 _ => (SignatureState::Revoked, Some("key revoked: leak")),
             };
-            let e = VerificationEvent::new(EventClass::Authentication, "logon", Status::Success, Producer::rust("api"))
-                .with_subject(Subject::principal(format!("user{}", i % 1_000)).with_key_id(key.clone()))
-                .with_trace(trace(i / 3));
+            let e = VerificationEvent::new(
+                EventClass::Authentication,
+                "logon",
+                Status::Success,
+                Producer::rust("api"),
+            )
+            .with_subject(Subject::principal(format!("user{}", i % 1_000)).with_key_id(key.clone()))
+            .with_trace(trace(i / 3));
             feeder.verdict(e, state, reason, &key)
         })
         .collect();
@@ -346,7 +549,10 @@ async fn backlog_drains_through_kafka_with_every_revoked_use_alerted() {
     let correlator = Running::start(topics.config());
     correlator.ready().await;
     let t = std::time::Instant::now();
-    eventually("backlog drained", Duration::from_secs(600), || correlator.events() >= n as u64).await;
+    eventually("backlog drained", Duration::from_secs(600), || {
+        correlator.events() >= n as u64
+    })
+    .await;
     let took = t.elapsed();
     let raised = metric(&correlator.telemetry, "vigil_correlator_alerts_total");
     eprintln!(
