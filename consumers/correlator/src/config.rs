@@ -266,7 +266,8 @@ mod tests {
     #[test]
     fn retry_topics_default_to_the_runtime_s_and_are_configurable() {
         let defaults = CorrelatorConfig::default();
-        let runtime_default = RuntimeConfig::new("correlator", "g", vec!["t".to_owned()]).retry_topics;
+        let runtime_default =
+            RuntimeConfig::new("correlator", "g", vec!["t".to_owned()]).retry_topics;
         assert!(!runtime_default.is_empty());
         assert_eq!(defaults.retry_topics, runtime_default);
         assert_eq!(defaults.runtime_config().retry_topics, runtime_default);
@@ -278,11 +279,21 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let rc = own.runtime_config();
         assert_eq!(rc.retry_topics.len(), 1);
-        assert_eq!((rc.retry_topics[0].topic.as_str(), rc.retry_topics[0].delay_ms), ("demo.retry.1s", 1_000));
+        assert_eq!(
+            (
+                rc.retry_topics[0].topic.as_str(),
+                rc.retry_topics[0].delay_ms
+            ),
+            ("demo.retry.1s", 1_000)
+        );
         assert!(rc.subscribed_topics().contains(&"demo.retry.1s"));
 
-        let none = CorrelatorConfig::from_toml("retry_topics = []\n", "c.toml").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(none.runtime_config().subscribed_topics(), vec![topics::EVENTS_VERIFIED]);
+        let none = CorrelatorConfig::from_toml("retry_topics = []\n", "c.toml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            none.runtime_config().subscribed_topics(),
+            vec![topics::EVENTS_VERIFIED]
+        );
 
         let mut clash = CorrelatorConfig::default();
         clash.retry_topics[0].topic = clash.verified_topic.clone();

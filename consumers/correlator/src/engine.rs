@@ -15,8 +15,8 @@ use rsigma_eval::{CorrelationAction, CorrelationConfig, CorrelationEngine, Corre
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use vigil_schemas::model::{Alert, Severity};
 use vigil_schemas::VerifiedEvent;
+use vigil_schemas::model::{Alert, Severity};
 
 use crate::fields::event_fields;
 use crate::rules::{RuleError, RulePack};
@@ -110,7 +110,10 @@ pub struct Correlator {
     stats: EngineStats,
 }
 
-fn sigma_engine(pack: &RulePack, settings: &EngineSettings) -> Result<CorrelationEngine, RuleError> {
+fn sigma_engine(
+    pack: &RulePack,
+    settings: &EngineSettings,
+) -> Result<CorrelationEngine, RuleError> {
     let config = CorrelationConfig {
         max_state_entries: settings.max_state_keys.max(1),
         max_group_entries: Some(10_000),
@@ -230,7 +233,10 @@ impl Correlator {
     /// Evaluates one event given as a field map (see [`crate::fields`]) at `occurred_at_us`.
     pub fn process_fields(&mut self, fields: &Value, occurred_at_us: i64) -> Vec<Alert> {
         if self.watermark_us != i64::MIN
-            && occurred_at_us < self.watermark_us.saturating_sub(self.settings.allowed_lateness_us)
+            && occurred_at_us
+                < self
+                    .watermark_us
+                    .saturating_sub(self.settings.allowed_lateness_us)
         {
             self.stats.late += 1;
             return Vec::new();
@@ -240,9 +246,10 @@ impl Correlator {
         let event_id = field_string(fields, "event_id");
         let trace_id = field_string(fields, "trace_id");
         let before = self.sigma.state_count();
-        let results = self
-            .sigma
-            .process_event_at(&JsonEvent::borrow(fields), occurred_at_us.div_euclid(1_000_000));
+        let results = self.sigma.process_event_at(
+            &JsonEvent::borrow(fields),
+            occurred_at_us.div_euclid(1_000_000),
+        );
         let after = self.sigma.state_count();
         if before >= self.settings.max_state_keys && after < before {
             self.stats.evictions += (before - after) as u64;
@@ -251,7 +258,13 @@ impl Correlator {
         // bounded memory on the events alerts will ask about.
         if !results.is_empty() && !event_id.is_empty() {
             let trace = (!trace_id.is_empty()).then(|| trace_id.clone());
-            self.traces.insert(&event_id, Remembered { trace_id: trace, occurred_at_us });
+            self.traces.insert(
+                &event_id,
+                Remembered {
+                    trace_id: trace,
+                    occurred_at_us,
+                },
+            );
         }
         let mut alerts = Vec::new();
         let mut matched: Vec<&str> = Vec::new();
@@ -273,8 +286,12 @@ impl Correlator {
                 let mut evidence: Vec<String> = Vec::new();
                 let mut first_us = occurred_at_us;
                 for e in c.event_refs.iter().flatten() {
-                    let exact = e.id.as_ref().and_then(|id| self.traces.map.get(id)).map(|m| m.occurred_at_us);
-                    first_us = first_us.min(exact.unwrap_or_else(|| e.timestamp.saturating_mul(1_000_000)));
+                    let exact =
+                        e.id.as_ref()
+                            .and_then(|id| self.traces.map.get(id))
+                            .map(|m| m.occurred_at_us);
+                    first_us = first_us
+                        .min(exact.unwrap_or_else(|| e.timestamp.saturating_mul(1_000_000)));
                     if let Some(id) = &e.id {
                         evidence.push(id.clone());
                     }
@@ -282,7 +299,9 @@ impl Correlator {
                 if evidence.is_empty() && !event_id.is_empty() {
                     evidence.push(event_id.clone());
                 }
-                let span_us = i64::try_from(c.timespan_secs).unwrap_or(i64::MAX / 2_000_000).saturating_mul(1_000_000);
+                let span_us = i64::try_from(c.timespan_secs)
+                    .unwrap_or(i64::MAX / 2_000_000)
+                    .saturating_mul(1_000_000);
                 let description = format!(
                     "{} {} reached {} within {}s",
                     c.correlation_type.as_str(),
@@ -316,7 +335,11 @@ impl Correlator {
                         evidence: vec![event_id.clone()],
                         traces: Vec::new(),
                         seen: (occurred_at_us, occurred_at_us),
-                        description: format!("detection {} matched for {}", r.header.rule_title, group_text(&group)),
+                        description: format!(
+                            "detection {} matched for {}",
+                            r.header.rule_title,
+                            group_text(&group)
+                        ),
                     }));
                 }
             }
@@ -335,7 +358,10 @@ impl Correlator {
     /// subject and the alerter's dedup never hides one key's alert behind another's.
     fn detection_group(&self, rule_id: &str, fields: &Value) -> Vec<(String, String)> {
         if let Some(by) = self.pack.detection_group_by.get(rule_id) {
-            return by.iter().map(|f| (f.clone(), field_string(fields, f))).collect();
+            return by
+                .iter()
+                .map(|f| (f.clone(), field_string(fields, f)))
+                .collect();
         }
         ["key_id", "principal"]
             .iter()
@@ -345,7 +371,14 @@ impl Correlator {
             .collect()
     }
 
-    fn update_absence(&mut self, matched: &[String], fields: &Value, ts: i64, event_id: &str, trace_id: &str) {
+    fn update_absence(
+        &mut self,
+        matched: &[String],
+        fields: &Value,
+        ts: i64,
+        event_id: &str,
+        trace_id: &str,
+    ) {
         let pack = Arc::clone(&self.pack);
         for (idx, rule) in pack.absence.iter().enumerate() {
             let group: Vec<(String, String)> = rule
@@ -356,7 +389,11 @@ impl Correlator {
             let key: Vec<String> = group.iter().map(|g| g.1.clone()).collect();
             if matched.iter().any(|m| rule.closed_by.contains(m)) {
                 // B closes only a window A opened at or before it.
-                if self.absence.get(&(idx, key.clone())).is_some_and(|p| p.start_us <= ts) {
+                if self
+                    .absence
+                    .get(&(idx, key.clone()))
+                    .is_some_and(|p| p.start_us <= ts)
+                {
                     self.absence.remove(&(idx, key.clone()));
                 }
             }
@@ -368,7 +405,10 @@ impl Correlator {
                     if p.evidence.len() < max_evidence && !event_id.is_empty() {
                         p.evidence.push(event_id.to_owned());
                     }
-                    if !trace_id.is_empty() && p.traces.len() < max_evidence && !p.traces.iter().any(|t| t == trace_id) {
+                    if !trace_id.is_empty()
+                        && p.traces.len() < max_evidence
+                        && !p.traces.iter().any(|t| t == trace_id)
+                    {
                         p.traces.push(trace_id.to_owned());
                     }
                     continue;
@@ -382,12 +422,22 @@ impl Correlator {
                         start_us: ts,
                         last_us: ts,
                         count: 1,
-                        evidence: if event_id.is_empty() { vec![] } else { vec![event_id.to_owned()] },
-                        traces: if trace_id.is_empty() { vec![] } else { vec![trace_id.to_owned()] },
+                        evidence: if event_id.is_empty() {
+                            vec![]
+                        } else {
+                            vec![event_id.to_owned()]
+                        },
+                        traces: if trace_id.is_empty() {
+                            vec![]
+                        } else {
+                            vec![trace_id.to_owned()]
+                        },
                         group,
                     },
                 );
-                self.next_deadline_us = self.next_deadline_us.min(ts.saturating_add(rule.timespan_us));
+                self.next_deadline_us = self
+                    .next_deadline_us
+                    .min(ts.saturating_add(rule.timespan_us));
             }
         }
     }
@@ -408,7 +458,10 @@ impl Correlator {
         self.absence
             .iter()
             .filter_map(|((idx, _), p)| {
-                self.pack.absence.get(*idx).map(|r| p.start_us.saturating_add(r.timespan_us))
+                self.pack
+                    .absence
+                    .get(*idx)
+                    .map(|r| p.start_us.saturating_add(r.timespan_us))
             })
             .min()
             .unwrap_or(i64::MAX)
@@ -416,7 +469,9 @@ impl Correlator {
 
     /// Fires absence windows whose deadline plus the allowed lateness the watermark passed.
     fn expire_absence(&mut self) -> Vec<Alert> {
-        let horizon = self.watermark_us.saturating_sub(self.settings.allowed_lateness_us);
+        let horizon = self
+            .watermark_us
+            .saturating_sub(self.settings.allowed_lateness_us);
         if self.next_deadline_us >= horizon {
             return Vec::new();
         }
@@ -425,14 +480,20 @@ impl Correlator {
             .absence
             .iter()
             .filter(|((idx, _), p)| {
-                pack.absence.get(*idx).is_none_or(|r| p.start_us.saturating_add(r.timespan_us) < horizon)
+                pack.absence
+                    .get(*idx)
+                    .is_none_or(|r| p.start_us.saturating_add(r.timespan_us) < horizon)
             })
             .map(|(k, _)| k.clone())
             .collect();
         let mut alerts = Vec::new();
         for key in due {
-            let Some(p) = self.absence.remove(&key) else { continue };
-            let Some(rule) = pack.absence.get(key.0) else { continue };
+            let Some(p) = self.absence.remove(&key) else {
+                continue;
+            };
+            let Some(rule) = pack.absence.get(key.0) else {
+                continue;
+            };
             let end = p.start_us.saturating_add(rule.timespan_us);
             alerts.push(self.alert(AlertParts {
                 rule_id: &rule.id,
@@ -507,5 +568,9 @@ fn group_text(group: &[(String, String)]) -> String {
     if group.is_empty() {
         return "(all events)".to_owned();
     }
-    group.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    group
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

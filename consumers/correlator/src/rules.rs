@@ -84,10 +84,13 @@ impl RulePack {
             line: 0,
             reason,
         };
-        let entries = std::fs::read_dir(dir).map_err(|e| err(format!("cannot read directory: {e}")))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| err(format!("cannot read directory: {e}")))?;
         let mut paths = Vec::new();
         for entry in entries {
-            let path = entry.map_err(|e| err(format!("cannot read directory: {e}")))?.path();
+            let path = entry
+                .map_err(|e| err(format!("cannot read directory: {e}")))?
+                .path();
             let is_yaml = matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("yml" | "yaml")
@@ -104,11 +107,16 @@ impl RulePack {
                 line: 0,
                 reason,
             };
-            let len = std::fs::metadata(&path).map_err(|e| at(format!("cannot stat: {e}")))?.len();
+            let len = std::fs::metadata(&path)
+                .map_err(|e| at(format!("cannot stat: {e}")))?
+                .len();
             if len > MAX_RULE_FILE_BYTES {
-                return Err(at(format!("file is {len} bytes, more than {MAX_RULE_FILE_BYTES}")));
+                return Err(at(format!(
+                    "file is {len} bytes, more than {MAX_RULE_FILE_BYTES}"
+                )));
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| at(format!("cannot read: {e}")))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| at(format!("cannot read: {e}")))?;
             sources.push((path, text));
         }
         if sources.is_empty() {
@@ -135,7 +143,9 @@ impl RulePack {
                     reason,
                 };
                 let yaml: Yaml = serde_yaml::from_str(doc.text).map_err(|e| {
-                    let line = e.location().map_or(doc.line, |l| doc.line + l.line().saturating_sub(1));
+                    let line = e
+                        .location()
+                        .map_or(doc.line, |l| doc.line + l.line().saturating_sub(1));
                     at(line, format!("invalid YAML: {e}"))
                 })?;
                 if yaml.is_null() {
@@ -145,19 +155,30 @@ impl RulePack {
                     return Err(at(doc.line, "a rule document must be a mapping".to_owned()));
                 };
                 let id = map.get("id").and_then(Yaml::as_str).map(str::to_owned);
-                let title = map.get("title").and_then(Yaml::as_str).unwrap_or("").to_owned();
+                let title = map
+                    .get("title")
+                    .and_then(Yaml::as_str)
+                    .unwrap_or("")
+                    .to_owned();
                 let Some(id) = id else {
-                    return Err(at(doc.line, format!("rule {title:?} has no id (the alert's rule_id)")));
+                    return Err(at(
+                        doc.line,
+                        format!("rule {title:?} has no id (the alert's rule_id)"),
+                    ));
                 };
                 if !ids.insert(id.clone()) {
                     return Err(at(doc.line_of("id:"), format!("duplicate rule id {id:?}")));
                 }
                 origin.insert(id.clone(), (file.clone(), doc.line));
                 if !title.is_empty() {
-                    origin.entry(title.clone()).or_insert((file.clone(), doc.line));
+                    origin
+                        .entry(title.clone())
+                        .or_insert((file.clone(), doc.line));
                 }
                 if let Some(name) = map.get("name").and_then(Yaml::as_str) {
-                    origin.entry(name.to_owned()).or_insert((file.clone(), doc.line));
+                    origin
+                        .entry(name.to_owned())
+                        .or_insert((file.clone(), doc.line));
                     names_to_ids.insert(name.to_owned(), id.clone());
                 }
                 let corr_type = map
@@ -178,10 +199,13 @@ impl RulePack {
                         })?;
                     detection_group_by.insert(id.clone(), fields);
                 }
-                let parsed = parse_sigma_yaml(doc.text)
-                    .map_err(|e| at(doc.line, e.to_string()))?;
+                let parsed = parse_sigma_yaml(doc.text).map_err(|e| at(doc.line, e.to_string()))?;
                 if let Some(first) = parsed.errors.first() {
-                    let needle = if first.contains("ondition") { "condition:" } else { "detection:" };
+                    let needle = if first.contains("ondition") {
+                        "condition:"
+                    } else {
+                        "detection:"
+                    };
                     return Err(at(doc.line_of(needle), first.trim().to_owned()));
                 }
                 sigma.rules.extend(parsed.rules);
@@ -204,7 +228,9 @@ impl RulePack {
                     silent.insert(resolve(r));
                 }
             }
-            let us = i64::try_from(c.timespan.seconds).unwrap_or(i64::MAX / 2_000_000).saturating_mul(1_000_000);
+            let us = i64::try_from(c.timespan.seconds)
+                .unwrap_or(i64::MAX / 2_000_000)
+                .saturating_mul(1_000_000);
             max_timespan_us = max_timespan_us.max(us);
         }
         for a in &absence {
@@ -261,14 +287,24 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut offset = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_end() == "---" {
-            docs.push(Document { line: start_line, text: &text[start_byte..offset] });
+            docs.push(Document {
+                line: start_line,
+                text: &text[start_byte..offset],
+            });
             start_byte = offset + line.len();
             start_line = i + 2;
         }
         offset += line.len();
     }
-    docs.push(Document { line: start_line, text: &text[start_byte..] });
-    docs.retain(|d| d.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    docs.push(Document {
+        line: start_line,
+        text: &text[start_byte..],
+    });
+    docs.retain(|d| {
+        d.text
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
     docs
 }
 
@@ -322,26 +358,42 @@ fn parse_absence(
         line: doc.line_of(needle),
         reason,
     };
-    let corr = yaml.get("correlation").ok_or_else(|| at("correlation:", "missing correlation".into()))?;
+    let corr = yaml
+        .get("correlation")
+        .ok_or_else(|| at("correlation:", "missing correlation".into()))?;
     if let Some(m) = corr.as_mapping() {
         for k in m.keys() {
             let k = k.as_str().unwrap_or("");
-            if !matches!(k, "type" | "rules" | "followed-by" | "group-by" | "timespan" | "generate") {
-                return Err(at(k, format!("unknown key {k:?} in an absence correlation")));
+            if !matches!(
+                k,
+                "type" | "rules" | "followed-by" | "group-by" | "timespan" | "generate"
+            ) {
+                return Err(at(
+                    k,
+                    format!("unknown key {k:?} in an absence correlation"),
+                ));
             }
         }
     }
     let ids = |key: &str| -> Result<Vec<String>, RuleError> {
         let list = strings(corr.get(key))
             .filter(|l| !l.is_empty())
-            .ok_or_else(|| at(key, format!("absence needs `{key}`: a list of detection rule ids or names")))?;
+            .ok_or_else(|| {
+                at(
+                    key,
+                    format!("absence needs `{key}`: a list of detection rule ids or names"),
+                )
+            })?;
         list.iter()
             .map(|r| {
                 let id = resolve(r);
                 if detection_ids.contains(&id) {
                     Ok(id)
                 } else {
-                    Err(at(key, format!("`{key}` names {r:?}, which is no detection rule")))
+                    Err(at(
+                        key,
+                        format!("`{key}` names {r:?}, which is no detection rule"),
+                    ))
                 }
             })
             .collect()
@@ -349,13 +401,20 @@ fn parse_absence(
     let opened_by = ids("rules")?;
     let closed_by = ids("followed-by")?;
     let group_by = strings(corr.get("group-by")).unwrap_or_default();
-    let generate = corr.get("generate").and_then(Yaml::as_bool).unwrap_or(false);
+    let generate = corr
+        .get("generate")
+        .and_then(Yaml::as_bool)
+        .unwrap_or(false);
     let timespan = corr
         .get("timespan")
         .and_then(Yaml::as_str)
         .ok_or_else(|| at("timespan", "absence needs `timespan` (e.g. 10m)".into()))?;
-    let timespan_us = parse_timespan_us(timespan)
-        .ok_or_else(|| at("timespan", format!("bad timespan {timespan:?} (use 30s, 5m, 2h, 1d)")))?;
+    let timespan_us = parse_timespan_us(timespan).ok_or_else(|| {
+        at(
+            "timespan",
+            format!("bad timespan {timespan:?} (use 30s, 5m, 2h, 1d)"),
+        )
+    })?;
     let s = |k: &str| yaml.get(k).and_then(Yaml::as_str).unwrap_or("").to_owned();
     Ok(AbsenceRule {
         id: s("id"),

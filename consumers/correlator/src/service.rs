@@ -11,7 +11,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use vigil_consumer::{ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RunSummary, RuntimeError, Turn};
+use vigil_consumer::{
+    ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RunSummary, RuntimeError, Turn,
+};
 use vigil_schemas::model::Alert;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{AvroRecord, Codec, SchemaId, SchemaRegistry, VerifiedEvent, wire};
@@ -66,28 +68,45 @@ impl CorrelatorMetrics {
             r.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let state_keys = IntGauge::new("vigil_correlator_state_keys", "live correlation state entries")?;
+        let state_keys = IntGauge::new(
+            "vigil_correlator_state_keys",
+            "live correlation state entries",
+        )?;
         r.register(Box::new(state_keys.clone()))?;
         let reloads = IntCounterVec::new(
-            Opts::new("vigil_correlator_rule_reloads_total", "rule reloads by result"),
+            Opts::new(
+                "vigil_correlator_rule_reloads_total",
+                "rule reloads by result",
+            ),
             &["result"],
         )?;
         r.register(Box::new(reloads.clone()))?;
         Ok(CorrelatorMetrics {
             events: counter("vigil_correlator_events_total", "events evaluated")?,
-            late: counter("vigil_correlator_late_events_total", "events dropped beyond the allowed lateness")?,
-            evictions: counter("vigil_correlator_state_evictions_total", "state entries evicted by the bound")?,
+            late: counter(
+                "vigil_correlator_late_events_total",
+                "events dropped beyond the allowed lateness",
+            )?,
+            evictions: counter(
+                "vigil_correlator_state_evictions_total",
+                "state entries evicted by the bound",
+            )?,
             alerts: counter("vigil_correlator_alerts_total", "alerts produced")?,
             state_keys,
             reloads,
-            rebuilt: counter("vigil_correlator_rebuild_events_total", "events replayed into windows at start")?,
+            rebuilt: counter(
+                "vigil_correlator_rebuild_events_total",
+                "events replayed into windows at start",
+            )?,
         })
     }
 
     fn observe(&self, before: EngineStats, after: EngineStats, keys: usize) {
-        self.events.inc_by(after.events.saturating_sub(before.events));
+        self.events
+            .inc_by(after.events.saturating_sub(before.events));
         self.late.inc_by(after.late.saturating_sub(before.late));
-        self.evictions.inc_by(after.evictions.saturating_sub(before.evictions));
+        self.evictions
+            .inc_by(after.evictions.saturating_sub(before.evictions));
         self.state_keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
     }
 }
@@ -117,7 +136,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn decode(codec: &Codec<VerifiedEvent>, value: Option<&[u8]>) -> Result<VerifiedEvent, String> {
     let value = value.ok_or_else(|| "record has no value".to_owned())?;
     let (_, body) = wire::split_frame(value).map_err(|e| format!("framing: {e}"))?;
-    codec.decode(body).map_err(|e| format!("not a VerifiedEvent: {e}"))
+    codec
+        .decode(body)
+        .map_err(|e| format!("not a VerifiedEvent: {e}"))
 }
 
 impl Handler for CorrelatorHandler {
@@ -129,7 +150,11 @@ impl Handler for CorrelatorHandler {
     /// feeds the windows (event order matters) and queues its alerts; awaits their
     /// acknowledgements after the turn, so one record's produce round trip does not hold up the
     /// next record. The offset is still stored only after every alert of the record was acked.
-    async fn handle_in_turn(&self, r: &InboundRecord, turn: &mut Turn) -> Result<Outcome, HandleError> {
+    async fn handle_in_turn(
+        &self,
+        r: &InboundRecord,
+        turn: &mut Turn,
+    ) -> Result<Outcome, HandleError> {
         let key = (r.topic.clone(), r.partition, r.offset);
         let pending = lock(&self.unsent).remove(&key);
         let event = match pending {
@@ -143,7 +168,8 @@ impl Handler for CorrelatorHandler {
                 let mut engine = lock(&self.engine);
                 let before = engine.stats();
                 let alerts = engine.process(&event);
-                self.metrics.observe(before, engine.stats(), engine.state_keys());
+                self.metrics
+                    .observe(before, engine.stats(), engine.state_keys());
                 alerts
             }
             (None, None) => Vec::new(),
@@ -167,7 +193,9 @@ impl Handler for CorrelatorHandler {
         if !failed.is_empty() {
             let n = failed.len();
             lock(&self.unsent).insert(key, failed);
-            return Err(HandleError::transient(format!("{n} alert(s) not acknowledged by the alerts topic")));
+            return Err(HandleError::transient(format!(
+                "{n} alert(s) not acknowledged by the alerts topic"
+            )));
         }
         Ok(Outcome::Handled)
     }
@@ -187,7 +215,9 @@ impl CorrelatorHandler {
         loop {
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) if Instant::now() < deadline => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -204,7 +234,12 @@ impl CorrelatorHandler {
             match delivery.await {
                 Ok(Ok(_)) => {
                     self.metrics.alerts.inc();
-                    tracing::info!(rule = alert.rule_id, fingerprint = alert.fingerprint, count = alert.count, "alert raised");
+                    tracing::info!(
+                        rule = alert.rule_id,
+                        fingerprint = alert.fingerprint,
+                        count = alert.count,
+                        "alert raised"
+                    );
                 }
                 Ok(Err((e, _))) => {
                     tracing::warn!(error = %e, fingerprint = alert.fingerprint, "alert not acknowledged");
@@ -241,8 +276,13 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
     if partitions.count() == 0 {
         return Ok(0);
     }
-    let committed = probe.committed_offsets(partitions.clone(), timeout).map_err(kafka_err)?;
-    let span_us = engine.pack().max_timespan_us.saturating_add(config.engine_settings().allowed_lateness_us);
+    let committed = probe
+        .committed_offsets(partitions.clone(), timeout)
+        .map_err(kafka_err)?;
+    let span_us = engine
+        .pack()
+        .max_timespan_us
+        .saturating_add(config.engine_settings().allowed_lateness_us);
     let since_ms = vigil_schemas::model::now_micros().saturating_sub(span_us) / 1_000;
     let mut by_time = TopicPartitionList::new();
     for e in partitions.elements() {
@@ -250,11 +290,15 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
             .add_partition_offset(e.topic(), e.partition(), Offset::Offset(since_ms))
             .map_err(kafka_err)?;
     }
-    let starts = probe.offsets_for_times(by_time, timeout).map_err(kafka_err)?;
+    let starts = probe
+        .offsets_for_times(by_time, timeout)
+        .map_err(kafka_err)?;
     let mut assign = TopicPartitionList::new();
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for e in committed.elements() {
-        let Offset::Offset(end) = e.offset() else { continue };
+        let Offset::Offset(end) = e.offset() else {
+            continue;
+        };
         let start = starts
             .find_partition(e.topic(), e.partition())
             .and_then(|s| match s.offset() {
@@ -274,15 +318,20 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
     if ends.is_empty() {
         return Ok(0);
     }
-    let mut reader_cfg = config.kafka.consumer(&format!("{}-rebuild", config.group_id));
+    let mut reader_cfg = config
+        .kafka
+        .consumer(&format!("{}-rebuild", config.group_id));
     reader_cfg.set("enable.auto.commit", "false");
     let reader: BaseConsumer = reader_cfg.create().map_err(kafka_err)?;
     reader.assign(&assign).map_err(kafka_err)?;
     let codec = Codec::<VerifiedEvent>::new().map_err(CorrelatorError::Codec)?;
     let deadline = Instant::now() + Duration::from_millis(config.rebuild_timeout_ms);
     let mut events = Vec::new();
-    while !ends.is_empty() && Instant::now() < deadline && events.len() < config.rebuild_max_events {
-        let Some(m) = reader.poll(Duration::from_millis(200)) else { continue };
+    while !ends.is_empty() && Instant::now() < deadline && events.len() < config.rebuild_max_events
+    {
+        let Some(m) = reader.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let m = match m {
             Ok(m) => m,
             Err(e) => {
@@ -290,7 +339,9 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
                 continue;
             }
         };
-        let Some(&end) = ends.get(&m.partition()) else { continue };
+        let Some(&end) = ends.get(&m.partition()) else {
+            continue;
+        };
         if m.offset() < end
             && let Ok(ev) = decode(&codec, m.payload())
         {
@@ -301,7 +352,10 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
         }
     }
     if !ends.is_empty() {
-        tracing::warn!(partitions = ends.len(), "rebuild stopped before the committed offsets");
+        tracing::warn!(
+            partitions = ends.len(),
+            "rebuild stopped before the committed offsets"
+        );
     }
     // Event-time order, so the replay is deterministic and nothing is dropped as late.
     events.sort_by_key(|e| e.event.occurred_at);
@@ -317,7 +371,11 @@ fn dir_stamp(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if let Ok(m) = e.metadata() {
-                out.push((e.file_name().to_string_lossy().into_owned(), m.len(), m.modified().ok()));
+                out.push((
+                    e.file_name().to_string_lossy().into_owned(),
+                    m.len(),
+                    m.modified().ok(),
+                ));
             }
         }
     }
@@ -348,7 +406,12 @@ fn reload(dir: &Path, engine: &Mutex<Correlator>, metrics: &CorrelatorMetrics) {
 }
 
 /// Reloads on SIGHUP and whenever the directory's files change.
-async fn watch_rules(dir: std::path::PathBuf, poll_ms: u64, engine: Arc<Mutex<Correlator>>, metrics: CorrelatorMetrics) {
+async fn watch_rules(
+    dir: std::path::PathBuf,
+    poll_ms: u64,
+    engine: Arc<Mutex<Correlator>>,
+    metrics: CorrelatorMetrics,
+) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut stamp = dir_stamp(&dir);
     let poll = Duration::from_millis(if poll_ms == 0 { 3_600_000 } else { poll_ms });
@@ -374,13 +437,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, CorrelatorError> {
     config.validate()?;
-    let metrics = CorrelatorMetrics::register(&telemetry.registry).map_err(CorrelatorError::Metrics)?;
+    let metrics =
+        CorrelatorMetrics::register(&telemetry.registry).map_err(CorrelatorError::Metrics)?;
     let pack = Arc::new(RulePack::load_dir(&config.rules_dir)?);
     let rules = pack.rule_count();
     let mut engine = Correlator::new(pack, config.engine_settings())?;
-    let schemas = SchemaRegistry::new(&config.schema_registry_url).map_err(CorrelatorError::Registry)?;
+    let schemas =
+        SchemaRegistry::new(&config.schema_registry_url).map_err(CorrelatorError::Registry)?;
     let alert_schema = schemas
-        .register(&value_subject(&config.alerts_topic), <Alert as AvroRecord>::SCHEMA_JSON)
+        .register(
+            &value_subject(&config.alerts_topic),
+            <Alert as AvroRecord>::SCHEMA_JSON,
+        )
         .await
         .map_err(CorrelatorError::Registry)?;
     if config.rebuild_on_start {
@@ -394,7 +462,11 @@ pub async fn run(
         engine = back;
         let replayed = result?;
         metrics.rebuilt.inc_by(replayed as u64);
-        tracing::info!(replayed, state_keys = engine.state_keys(), "windows rebuilt from the verified topic");
+        tracing::info!(
+            replayed,
+            state_keys = engine.state_keys(),
+            "windows rebuilt from the verified topic"
+        );
     }
     let mut producer_config = config.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");
@@ -421,7 +493,12 @@ pub async fn run(
         unsent: Mutex::new(HashMap::new()),
         metrics,
     });
-    tracing::info!(rules, verified_topic = config.verified_topic, alerts_topic = config.alerts_topic, "correlator starting");
+    tracing::info!(
+        rules,
+        verified_topic = config.verified_topic,
+        alerts_topic = config.alerts_topic,
+        "correlator starting"
+    );
     let runtime = ConsumerRuntime::new(config.runtime_config(), &config.kafka, telemetry)?;
     let result = runtime.run(handler, shutdown).await;
     watcher.abort();

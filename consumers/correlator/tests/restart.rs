@@ -30,7 +30,9 @@ fn committed(group: &str, topic: &str) -> i64 {
     for p in 0..PARTITIONS {
         tpl.add_partition(topic, p);
     }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
     got.elements()
         .iter()
         .map(|e| match e.offset() {
@@ -47,7 +49,12 @@ async fn bad(feeder: &Feeder, key: &str, n: usize) -> Vec<String> {
         let e = event(key);
         ids.push(e.event_id.to_string());
         feeder
-            .send(&feeder.verdict(e, SignatureState::Bad, Some("signature does not verify"), key))
+            .send(&feeder.verdict(
+                e,
+                SignatureState::Bad,
+                Some("signature does not verify"),
+                key,
+            ))
             .await;
     }
     ids
@@ -84,7 +91,9 @@ async fn restart_mid_window(stop: Stop, rebuild: bool) -> (Vec<ReadAlert>, Vec<S
     ids.extend(bad(&feeder, "k-restart", 2).await);
     second.evaluated(2).await;
     let mut alerts = AlertReader::new(&topics.alerts);
-    alerts.until(1, Duration::from_secs(if rebuild { 30 } else { 3 })).await;
+    alerts
+        .until(1, Duration::from_secs(if rebuild { 30 } else { 3 }))
+        .await;
     alerts.settle(Duration::from_secs(3)).await;
     second.stop().await;
     (alerts.seen, ids, replayed)
@@ -94,19 +103,28 @@ fn assert_one_burst_alert(alerts: &[ReadAlert], ids: &[String]) {
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     let a = &alerts[0].alert;
     assert_eq!(a.rule_id, "vigil-bad-signature-per-key");
-    assert_eq!(a.group_key.get("key_id").map(String::as_str), Some("k-restart"));
+    assert_eq!(
+        a.group_key.get("key_id").map(String::as_str),
+        Some("k-restart")
+    );
     assert_eq!(a.count, 5);
     let mut got = a.evidence_event_ids.clone();
     got.sort();
     let mut want = ids.to_vec();
     want.sort();
-    assert_eq!(got, want, "evidence names the events from before and after the restart");
+    assert_eq!(
+        got, want,
+        "evidence names the events from before and after the restart"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_restart_mid_window_still_fires_once() {
     let (alerts, ids, replayed) = restart_mid_window(Stop::Clean, true).await;
-    assert_eq!(replayed, 3, "the 3 committed events were replayed into the window");
+    assert_eq!(
+        replayed, 3,
+        "the 3 committed events were replayed into the window"
+    );
     assert_one_burst_alert(&alerts, &ids);
 }
 
@@ -137,7 +155,10 @@ async fn restart_after_the_alert_does_not_fire_it_again() {
     first.stop().await;
     let second = Running::start(config);
     second.ready().await;
-    assert_eq!(metric(&second.telemetry, "vigil_correlator_rebuild_events_total"), 5);
+    assert_eq!(
+        metric(&second.telemetry, "vigil_correlator_rebuild_events_total"),
+        5
+    );
     // 4 more in the same 5-minute window: the replayed burst already fired and reset, so
     // 4 < 5 and nothing fires (a replay that re-emitted, or kept the count, would).
     bad(&feeder, "k-restart", 4).await;
@@ -149,7 +170,10 @@ async fn restart_after_the_alert_does_not_fire_it_again() {
     alerts.until(2, Duration::from_secs(30)).await;
     alerts.settle(Duration::from_secs(2)).await;
     assert_eq!(alerts.seen.len(), 2, "{:#?}", alerts.seen);
-    assert_eq!(alerts.seen[0].alert.fingerprint, alerts.seen[1].alert.fingerprint);
+    assert_eq!(
+        alerts.seen[0].alert.fingerprint,
+        alerts.seen[1].alert.fingerprint
+    );
     second.stop().await;
 }
 
@@ -159,7 +183,9 @@ async fn kill_9_mid_window_still_fires_once() {
         // Child role: run the correlator until killed.
         let text = std::fs::read_to_string(&path).unwrap();
         let config = CorrelatorConfig::from_toml(&text, &path).unwrap();
-        vigil_correlator::run(&config, &Telemetry::new(), std::future::pending()).await.unwrap();
+        vigil_correlator::run(&config, &Telemetry::new(), std::future::pending())
+            .await
+            .unwrap();
         return;
     }
     let topics = Topics::create(PARTITIONS).await;
@@ -176,9 +202,11 @@ async fn kill_9_mid_window_still_fires_once() {
         .spawn()
         .unwrap();
     let mut ids = bad(&feeder, "k-restart", 3).await;
-    eventually("the child committed 3 offsets", Duration::from_secs(60), || {
-        committed(&group, &topics.verified) == 3
-    })
+    eventually(
+        "the child committed 3 offsets",
+        Duration::from_secs(60),
+        || committed(&group, &topics.verified) == 3,
+    )
     .await;
     // SIGKILL: no shutdown, no final commit, no leaving the group.
     child.kill().unwrap();
@@ -187,8 +215,14 @@ async fn kill_9_mid_window_still_fires_once() {
     config.group_id = group;
     let second = Running::start(config);
     // The dead member holds its partitions until its session times out.
-    eventually("correlator ready", Duration::from_secs(90), || second.telemetry.health.is_ready()).await;
-    assert_eq!(metric(&second.telemetry, "vigil_correlator_rebuild_events_total"), 3);
+    eventually("correlator ready", Duration::from_secs(90), || {
+        second.telemetry.health.is_ready()
+    })
+    .await;
+    assert_eq!(
+        metric(&second.telemetry, "vigil_correlator_rebuild_events_total"),
+        3
+    );
     ids.extend(bad(&feeder, "k-restart", 2).await);
     let mut alerts = AlertReader::new(&topics.alerts);
     alerts.until(1, Duration::from_secs(30)).await;

@@ -20,7 +20,9 @@ use vigil_topology::{KafkaClientConfig, Telemetry};
 type Received = Arc<Mutex<Vec<serde_json::Value>>>;
 
 async fn hook(State(seen): State<Received>, body: Bytes) -> &'static str {
-    seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or_default());
+    seen.lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap_or_default());
     "ok"
 }
 
@@ -65,24 +67,43 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
             .await
     });
     correlator.ready().await;
-    eventually("alerter ready", Duration::from_secs(60), || at.health.is_ready()).await;
+    eventually("alerter ready", Duration::from_secs(60), || {
+        at.health.is_ready()
+    })
+    .await;
 
     // Key A used after revocation, then key B, then key A again (inside the 5-minute window).
     for key in ["k-revoked-a", "k-revoked-b", "k-revoked-a"] {
-        let v = feeder.verdict(event(key), SignatureState::Revoked, Some("key revoked: lost laptop"), key);
+        let v = feeder.verdict(
+            event(key),
+            SignatureState::Revoked,
+            Some("key revoked: lost laptop"),
+            key,
+        );
         feeder.send(&v).await;
     }
     let mut alerts = AlertReader::new(&topics.alerts);
     alerts.until(3, Duration::from_secs(60)).await;
-    let fingerprints: Vec<&str> = alerts.seen.iter().map(|a| a.alert.fingerprint.as_str()).collect();
+    let fingerprints: Vec<&str> = alerts
+        .seen
+        .iter()
+        .map(|a| a.alert.fingerprint.as_str())
+        .collect();
     assert_eq!(fingerprints.len(), 3, "{:#?}", alerts.seen);
-    assert_ne!(fingerprints[0], fingerprints[1], "two keys, two fingerprints");
+    assert_ne!(
+        fingerprints[0], fingerprints[1],
+        "two keys, two fingerprints"
+    );
     assert_eq!(fingerprints[0], fingerprints[2], "one key, one fingerprint");
 
     // All three alerts handled by the alerter: two delivered, the repeat suppressed.
     eventually("alerter handled 3 alerts", Duration::from_secs(60), || {
-        handler.metrics().alerts_with(vigil_alerter::AlertOutcome::Delivered)
-            + handler.metrics().alerts_with(vigil_alerter::AlertOutcome::Suppressed)
+        handler
+            .metrics()
+            .alerts_with(vigil_alerter::AlertOutcome::Delivered)
+            + handler
+                .metrics()
+                .alerts_with(vigil_alerter::AlertOutcome::Suppressed)
             >= 3
     })
     .await;
@@ -90,11 +111,24 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
     let bodies = seen.lock().unwrap().clone();
     let keys: BTreeSet<String> = bodies
         .iter()
-        .map(|b| b["alert"]["group_key"]["key_id"].as_str().unwrap_or("").to_owned())
+        .map(|b| {
+            b["alert"]["group_key"]["key_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect();
     assert_eq!(bodies.len(), 2, "{bodies:#?}");
-    assert_eq!(keys, BTreeSet::from(["k-revoked-a".to_owned(), "k-revoked-b".to_owned()]));
-    assert_eq!(handler.metrics().alerts_with(vigil_alerter::AlertOutcome::Suppressed), 1);
+    assert_eq!(
+        keys,
+        BTreeSet::from(["k-revoked-a".to_owned(), "k-revoked-b".to_owned()])
+    );
+    assert_eq!(
+        handler
+            .metrics()
+            .alerts_with(vigil_alerter::AlertOutcome::Suppressed),
+        1
+    );
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();

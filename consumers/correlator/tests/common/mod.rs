@@ -108,7 +108,10 @@ impl Feeder {
     pub async fn new(topic: &str) -> Self {
         let schema = SchemaRegistry::new(&schema_registry_url())
             .unwrap()
-            .register(&value_subject(topic), <VerifiedEvent as AvroRecord>::SCHEMA_JSON)
+            .register(
+                &value_subject(topic),
+                <VerifiedEvent as AvroRecord>::SCHEMA_JSON,
+            )
             .await
             .unwrap();
         Feeder {
@@ -126,7 +129,9 @@ impl Feeder {
         let key = v.key_id.clone().unwrap_or_default();
         self.producer
             .send(
-                FutureRecord::to(&self.topic).key(key.as_bytes()).payload(&value),
+                FutureRecord::to(&self.topic)
+                    .key(key.as_bytes())
+                    .payload(&value),
                 Duration::from_secs(30),
             )
             .await
@@ -142,13 +147,25 @@ impl Feeder {
                 let value = self.codec.encode_framed(self.schema, v).unwrap();
                 let key = v.key_id.clone().unwrap_or_default();
                 loop {
-                    match self.producer.send_result(FutureRecord::to(&self.topic).key(key.as_bytes()).payload(&value)) {
+                    match self.producer.send_result(
+                        FutureRecord::to(&self.topic)
+                            .key(key.as_bytes())
+                            .payload(&value),
+                    ) {
                         Ok(f) => {
                             pending.push(f);
                             break;
                         }
                         Err((e, _)) => {
-                            assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "{e}");
+                            assert!(
+                                matches!(
+                                    e,
+                                    rdkafka::error::KafkaError::MessageProduction(
+                                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                                    )
+                                ),
+                                "{e}"
+                            );
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                     }
@@ -173,7 +190,13 @@ impl Feeder {
     }
 
     /// Wraps `event` in a verdict as the verifier would write it.
-    pub fn verdict(&self, event: VerificationEvent, state: SignatureState, reason: Option<&str>, key_id: &str) -> VerifiedEvent {
+    pub fn verdict(
+        &self,
+        event: VerificationEvent,
+        state: SignatureState,
+        reason: Option<&str>,
+        key_id: &str,
+    ) -> VerifiedEvent {
         VerifiedEvent {
             event,
             state,
@@ -185,7 +208,9 @@ impl Feeder {
             signature: vec![0; 64],
             origin_topic: "ct-raw".into(),
             origin_partition: 0,
-            origin_offset: self.offset.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            origin_offset: self
+                .offset
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -207,21 +232,36 @@ pub fn producer() -> FutureProducer {
     c.create().unwrap()
 }
 
-pub async fn send(p: &FutureProducer, topic: &str, key: &[u8], value: &[u8], headers: &[(String, Vec<u8>)]) {
+pub async fn send(
+    p: &FutureProducer,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    headers: &[(String, Vec<u8>)],
+) {
     let mut h = OwnedHeaders::new();
     for (k, v) in headers {
-        h = h.insert(Header { key: k, value: Some(v.as_slice()) });
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        });
     }
-    p.send(FutureRecord::to(topic).key(key).payload(value).headers(h), Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    p.send(
+        FutureRecord::to(topic).key(key).payload(value).headers(h),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .unwrap();
 }
 
 pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -256,19 +296,28 @@ impl Running {
             })
             .await
         });
-        Running { telemetry, stop: Some(tx), task }
+        Running {
+            telemetry,
+            stop: Some(tx),
+            task,
+        }
     }
 
     /// Waits until partitions are assigned (after the start-up rebuild).
     pub async fn ready(&self) {
-        eventually("correlator ready", Duration::from_secs(60), || self.telemetry.health.is_ready()).await;
+        eventually("correlator ready", Duration::from_secs(60), || {
+            self.telemetry.health.is_ready()
+        })
+        .await;
     }
 
     /// Waits until `n` events were evaluated.
     pub async fn evaluated(&self, n: u64) {
-        eventually(&format!("{n} events evaluated"), Duration::from_secs(60), || {
-            metric(&self.telemetry, "vigil_correlator_events_total") >= n
-        })
+        eventually(
+            &format!("{n} events evaluated"),
+            Duration::from_secs(60),
+            || metric(&self.telemetry, "vigil_correlator_events_total") >= n,
+        )
         .await;
     }
 
@@ -281,7 +330,11 @@ impl Running {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        tokio::time::timeout(Duration::from_secs(60), self.task).await.unwrap().unwrap().unwrap()
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
     }
 
     /// No clean shutdown: the task is dropped wherever it is.
@@ -309,18 +362,29 @@ impl Verifier {
             })
             .await
         });
-        Verifier { telemetry, stop: Some(tx), task }
+        Verifier {
+            telemetry,
+            stop: Some(tx),
+            task,
+        }
     }
 
     pub async fn ready(&self) {
-        eventually("verifier ready", Duration::from_secs(60), || self.telemetry.health.is_ready()).await;
+        eventually("verifier ready", Duration::from_secs(60), || {
+            self.telemetry.health.is_ready()
+        })
+        .await;
     }
 
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        tokio::time::timeout(Duration::from_secs(60), self.task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -354,7 +418,11 @@ impl AlertReader {
             .set("enable.auto.commit", "false");
         let consumer: StreamConsumer = c.create().unwrap();
         consumer.subscribe(&[topic]).unwrap();
-        AlertReader { consumer, codec: Codec::new().unwrap(), seen: Vec::new() }
+        AlertReader {
+            consumer,
+            codec: Codec::new().unwrap(),
+            seen: Vec::new(),
+        }
     }
 
     async fn next(&mut self, left: Duration) -> bool {
@@ -363,7 +431,11 @@ impl AlertReader {
                 let value = m.payload().expect("an alert record has a value");
                 let (schema, body) = vigil_schemas::wire::split_frame(value).unwrap();
                 let alert = self.codec.decode(body).unwrap();
-                self.seen.push(ReadAlert { key: m.key().map(<[u8]>::to_vec), schema: schema.0, alert });
+                self.seen.push(ReadAlert {
+                    key: m.key().map(<[u8]>::to_vec),
+                    schema: schema.0,
+                    alert,
+                });
                 true
             }
             Ok(Err(e)) => panic!("reading alerts: {e}"),
