@@ -87,7 +87,11 @@ async fn read_all(topic: &str, n: usize, within: Duration) -> Vec<rdkafka::messa
 async fn wait_until_spool_drained(emitter: &Emitter, within: Duration) {
     let deadline = Instant::now() + within;
     while emitter.spooled_pending() > 0 {
-        assert!(Instant::now() < deadline, "{} still spooled", emitter.spooled_pending());
+        assert!(
+            Instant::now() < deadline,
+            "{} still spooled",
+            emitter.spooled_pending()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
