@@ -147,6 +147,8 @@ fn default_key_registry_load_timeout_ms() -> u64 {
 }
 
 impl Default for VerifierConfig {
+    // `unwrap_or_default()` here would call this very function: keep the explicit match.
+    #[allow(clippy::manual_unwrap_or_default)]
     fn default() -> Self {
         // An empty document takes every default; it cannot fail to parse.
         match toml::from_str("") {
