@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_schemas::model::now_micros;
 use vigil_schemas::signing::{BatchItem, verify_batch};
@@ -112,26 +112,6 @@ fn active(key_id: &str, s: &EventSigner) -> KeyStatus {
         now_micros() - 3_600_000_000,
         "bench",
     )
-}
-
-async fn send(p: &FutureProducer, topic: &str, r: &SignedRecord) {
-    let mut h = OwnedHeaders::new();
-    for (k, v) in &r.headers {
-        h = h.insert(Header {
-            key: k,
-            value: Some(v),
-        });
-    }
-    p.send(
-        FutureRecord::to(topic)
-            .key(&r.key)
-            .payload(&r.value)
-            .headers(h),
-        Duration::from_secs(30),
-    )
-    .await
-    .map_err(|(e, _)| e)
-    .unwrap();
 }
 
 fn ceiling(
@@ -248,7 +228,7 @@ async fn bench() {
         .set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     for chunk in records.chunks(2_000) {
-        futures::future::join_all(chunk.iter().map(|r| send(&p, &raw, r))).await;
+        futures::future::join_all(chunk.iter().map(|r| vigil_e2e::send_signed(&p, &raw, r))).await;
     }
 
     let mut config = VerifierConfig::default();
@@ -363,7 +343,7 @@ async fn bench() {
             );
             tokio::spawn(async move {
                 while running.load(Ordering::Relaxed) {
-                    send(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
+                    vigil_e2e::send_signed(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             })

@@ -10,8 +10,8 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
 use tokio::sync::oneshot;
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
@@ -19,7 +19,7 @@ use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
     AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyStatus, Producer, RecordSigner, SchemaId,
-    SchemaRegistry, SignedRecord, Status, Subject, VerificationEvent, VerifiedEvent,
+    SchemaRegistry, Status, Subject, VerificationEvent, VerifiedEvent,
 };
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
@@ -139,37 +139,9 @@ pub fn producer() -> FutureProducer {
     c.create().unwrap()
 }
 
-pub async fn send(
-    p: &FutureProducer,
-    topic: &str,
-    key: &[u8],
-    value: &[u8],
-    headers: &[(&str, &[u8])],
-) {
-    let mut h = OwnedHeaders::new();
-    for (k, v) in headers {
-        h = h.insert(Header {
-            key: k,
-            value: Some(*v),
-        });
-    }
-    p.send(
-        FutureRecord::to(topic).key(key).payload(value).headers(h),
-        Duration::from_secs(30),
-    )
-    .await
-    .map_err(|(e, _)| e)
-    .unwrap();
-}
-
-pub async fn send_signed(p: &FutureProducer, topic: &str, r: &SignedRecord) {
-    let headers: Vec<(&str, &[u8])> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    send(p, topic, &r.key, &r.value, &headers).await;
-}
+// Sending (plain and signed records) is vigil-e2e's, shared with the other test crates.
+#[allow(unused_imports)] // not every test binary sends plain records
+pub use vigil_e2e::{send, send_signed};
 
 /// A verifier running in this process until dropped or stopped.
 pub struct Running {
