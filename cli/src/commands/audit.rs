@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use vigil_audit_sink::export::{ExportFormat, read_jsonl};
+use vigil_audit_sink::migrations::Shorten;
 use vigil_audit_sink::verify::{VerifyOptions, Walker, verify_store};
 use vigil_audit_sink::{AuditSinkConfig, AuditStore};
 use vigil_schemas::model::{now_micros, parse_rfc3339};
@@ -37,9 +38,14 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Applies the versioned ClickHouse migrations (idempotent).
     Migrate {
-        /// Retention of audit rows in years (used when the tables are created).
+        /// Retention of audit rows in years. Applied to existing tables too: raising it is
+        /// always allowed, shortening it needs --shorten-retention.
         #[arg(long, default_value_t = 7)]
         retention_years: u32,
+        /// Allow a retention below the current one. Rows older than the new retention are
+        /// deleted at ClickHouse's next merge.
+        #[arg(long)]
+        shorten_retention: bool,
     },
     /// Walks the hash chains, checks every digest and event signature; exits 1 on any break.
     Verify(VerifyArgs),
@@ -132,13 +138,24 @@ fn load_keys(dir: Option<&Path>) -> anyhow::Result<BTreeMap<String, PublicKey>> 
 /// Runs `vigil audit`.
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        AuditCommand::Migrate { retention_years } => {
+        AuditCommand::Migrate {
+            retention_years,
+            shorten_retention,
+        } => {
             let store = AuditStore::from_env(&args.database)?;
-            let r = store.migrate(retention_years).await?;
+            let shorten = if shorten_retention {
+                Shorten::Allow
+            } else {
+                Shorten::Refuse
+            };
+            let r = store.migrate_with(retention_years, shorten).await?;
             println!(
                 "migrations applied: {:?}, already applied: {:?}",
                 r.applied, r.already
             );
+            for (table, from, to) in &r.retention_changed {
+                println!("retention of {table}: {from} -> {to} years");
+            }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify(v) => verify(&args.database, v).await,

@@ -16,6 +16,7 @@ use crate::row::{AuditRow, DigestRow};
 /// One exported line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one record lives at a time, per line; boxing rows would only add an allocation each
 pub enum ExportRecord {
     /// An audit row.
     Event(ExportedRow),

@@ -92,12 +92,24 @@ impl AuditStore {
         &self.database
     }
 
-    /// Applies the migrations (idempotent).
+    /// Applies the migrations (idempotent) and brings the tables' TTL to `retention_years`,
+    /// refusing to shorten it (see [`Self::migrate_with`]).
     pub async fn migrate(
         &self,
         retention_years: u32,
     ) -> Result<crate::migrations::MigrationReport, AuditError> {
-        crate::migrations::migrate(&self.root, &self.database, retention_years).await
+        self.migrate_with(retention_years, crate::migrations::Shorten::Refuse)
+            .await
+    }
+
+    /// Applies the migrations (idempotent) and brings the tables' TTL to `retention_years`;
+    /// `shorten` says whether a retention below the current one may be applied.
+    pub async fn migrate_with(
+        &self,
+        retention_years: u32,
+        shorten: crate::migrations::Shorten,
+    ) -> Result<crate::migrations::MigrationReport, AuditError> {
+        crate::migrations::migrate(&self.root, &self.database, retention_years, shorten).await
     }
 
     /// Inserts rows with an insert deduplication token (a retry with the same token is a no-op).
