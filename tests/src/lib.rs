@@ -3,6 +3,8 @@
 //! Shared helpers for the end-to-end tests: service addresses from `VIGIL_*` variables (so the
 //! same suite runs against `scripts/stack`, docker-compose or a real cluster) and fresh topics.
 
+pub mod pack;
+
 use std::time::Duration;
 
 use rdkafka::ClientConfig;

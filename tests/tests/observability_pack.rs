@@ -13,37 +13,19 @@
 //! the string literals compiled from their sources instead.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use prometheus::{IntGauge, Registry};
 use serde_json::Value;
+use vigil_e2e::pack::{dashboard_exprs, files_with_ext, repo_root};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    repo_root()
 }
 
 fn read(rel: &str) -> String {
     let p = root().join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
-
-fn files_with_ext(rel_dir: &str, exts: &[&str]) -> Vec<PathBuf> {
-    let dir = root().join(rel_dir);
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| exts.contains(&x))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// Every metric constructor that is public, run against one registry.
@@ -122,30 +104,6 @@ fn metric_names(text: &str) -> BTreeSet<String> {
             out.insert(text[start..end].to_owned());
         }
         i = end;
-    }
-    out
-}
-
-/// Every `expr` of every dashboard, with the file it came from.
-fn dashboard_exprs() -> Vec<(String, String)> {
-    fn walk(v: &Value, file: &str, out: &mut Vec<(String, String)>) {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::String(e)) = m.get("expr") {
-                    out.push((file.to_owned(), e.clone()));
-                }
-                m.values().for_each(|x| walk(x, file, out));
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, file, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    for f in files_with_ext("deploy/grafana/dashboards", &["json"]) {
-        let text = std::fs::read_to_string(&f).expect("dashboard readable");
-        let json: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", f.display()));
-        walk(&json, &f.display().to_string(), &mut out);
     }
     out
 }

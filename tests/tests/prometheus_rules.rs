@@ -14,10 +14,7 @@ use std::process::Command;
 use serde_yaml::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    vigil_e2e::pack::repo_root()
 }
 
 fn yaml_files(rel_dir: &str) -> Vec<PathBuf> {
@@ -39,20 +36,27 @@ fn read_yaml(path: &Path) -> Value {
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
 }
 
-/// Runs `scripts/promtool ARGS` and returns its stdout; panics with both streams on failure.
-fn promtool(args: &[&str]) -> String {
+/// Runs `scripts/promtool ARGS`: (success, stdout, stderr).
+fn run_promtool(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(root().join("scripts/promtool"))
         .args(args)
         .current_dir(root())
         .output()
         .expect("scripts/promtool runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
+    (
         out.status.success(),
-        "scripts/promtool {} failed ({}):\n{stdout}\n{stderr}",
-        args.join(" "),
-        out.status
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `scripts/promtool ARGS` and returns its stdout; panics with both streams on failure.
+fn promtool(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = run_promtool(args);
+    assert!(
+        ok,
+        "scripts/promtool {} failed:\n{stdout}\n{stderr}",
+        args.join(" ")
     );
     stdout
 }
@@ -67,6 +71,62 @@ fn rules_pass_promtool_check_with_lint() {
         let out = promtool(&["check", "rules", "--lint=all", "--lint-fatal", path_str(&f)]);
         assert!(out.contains("SUCCESS"), "{}: {out}", f.display());
     }
+}
+
+/// Grafana's interval variables, replaced by what Grafana would put there, so the query is
+/// what Prometheus receives.
+fn grafana_to_promql(expr: &str) -> String {
+    expr.replace("$__rate_interval", "5m")
+        .replace("$__interval", "1m")
+        .replace("$__range", "1h")
+}
+
+#[test]
+fn dashboard_queries_parse_as_promql() {
+    // Each query becomes a recording rule, so promtool's parser (the one Prometheus uses)
+    // checks its syntax and types: a typo in a panel would otherwise show only as "no data".
+    let exprs = vigil_e2e::pack::dashboard_exprs();
+    assert!(
+        exprs.len() >= 20,
+        "dashboards have only {} expressions",
+        exprs.len()
+    );
+    let rules: Vec<serde_json::Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| {
+            let promql = grafana_to_promql(e);
+            assert!(!promql.contains('$'), "unknown Grafana variable in {e}");
+            serde_json::json!({ "record": format!("vigil_dashboard:query_{i}"), "expr": promql })
+        })
+        .collect();
+    let file = root().join(format!(
+        "target/tmp/dashboard-queries-{}.yml",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(file.parent().expect("has a parent")).expect("target/tmp");
+    let doc = serde_json::json!({ "groups": [{ "name": "dashboard", "rules": rules }] });
+    // JSON is YAML: promtool reads it as a rule file.
+    std::fs::write(&file, doc.to_string()).expect("write rule file");
+    let (ok, stdout, stderr) = run_promtool(&["check", "rules", path_str(&file)]);
+    let _ = std::fs::remove_file(&file);
+    if !ok {
+        // Name the panel query behind each failing rule index promtool reports.
+        let named: Vec<String> = exprs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| stderr.contains(&format!("\"vigil_dashboard:query_{i}\"")))
+            .map(|(_, (f, e))| format!("{f}: {e}"))
+            .collect();
+        panic!(
+            "dashboard queries do not parse:\n{stderr}\n{}",
+            named.join("\n")
+        );
+    }
+    assert!(
+        stdout.contains(&format!("SUCCESS: {} rules found", exprs.len())),
+        "{stdout}"
+    );
 }
 
 #[test]
