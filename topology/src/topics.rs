@@ -409,10 +409,14 @@ mod tests {
             "vigil.events.verified",
             "vigil.keys",
             "vigil.alerts",
+            "vigil.alerter.state",
             "vigil.dlq",
         ] {
             assert!(t.topic(name).is_some(), "{name} missing");
         }
+        let state = t.topic("vigil.alerter.state").expect("alerter state");
+        assert_eq!(state.configs["cleanup.policy"], "compact");
+        assert_eq!(state.partitions, 1);
         let keys = t.topic("vigil.keys").expect("keys");
         assert_eq!(keys.configs["cleanup.policy"], "compact");
         assert_eq!(t.topic("vigil.events.raw").expect("raw").partitions, 12);

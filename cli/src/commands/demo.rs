@@ -562,6 +562,7 @@ impl Demo {
 
         let yaml = format!(
             "schema_registry_url: {reg:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\n\
+             state_topic: {state:?}\n\
              commit_interval_ms: 200\n\
              api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
              delivery: {{max_attempts: 4, initial_backoff_ms: 50, max_backoff_ms: 500}}\n\
@@ -572,6 +573,7 @@ impl Demo {
             group = self.names.group("alerter"),
             alerts = self.names.alerts,
             dlq = self.names.dlq,
+            state = self.names.topic(vigil_alerter::STATE_TOPIC),
             token = token_path.display().to_string(),
             url = format!("http://{hook_addr}/hooks/vigil"),
             secret = secret_path.display().to_string(),

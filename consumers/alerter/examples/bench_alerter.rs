@@ -163,6 +163,8 @@ async fn main() {
     let dlq = unique_name("bench-dlq");
     vigil_e2e::create_topic(&topic, partitions).await;
     vigil_e2e::create_topic(&dlq, 1).await;
+    let state = unique_name("bench-alerter-state");
+    vigil_e2e::create_topic(&state, 1).await;
     let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
     let schema = registry
         .register(&value_subject(&topic), <Alert as AvroRecord>::SCHEMA_JSON)
@@ -185,6 +187,7 @@ async fn main() {
     c.group_id = unique_name("bench-alerter");
     c.alerts_topic = topic.clone();
     c.dlq_topic = dlq;
+    c.state_topic = state;
     c.api.listen = "127.0.0.1:0".parse().unwrap();
     c.api.bearer_token_file = Some(dir.path().join("token"));
     c.max_in_flight_per_partition = 1024;

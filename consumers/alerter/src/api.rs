@@ -3,7 +3,9 @@
 //! `POST /alerts/{id}/ack` (id = alert id or fingerprint), `GET /alerts`, `POST /silences`,
 //! `GET /silences`, `DELETE /silences/{id}`. Every route needs `Authorization: Bearer <token>`
 //! (401 otherwise, compared in constant time); bodies above `max_body_bytes` get 413; malformed
-//! JSON gets 400 with the parser's reason. Errors are `{"error": "..."}`.
+//! JSON gets 400 with the parser's reason. Errors are `{"error": "..."}`. A mutation answers
+//! only once its state changelog write is acknowledged by the broker (500 with the reason
+//! otherwise), so an acknowledged ack or silence survives a restart.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::changelog::Pending;
 use crate::config::MatchConfig;
 use crate::internal_events::AlerterMetrics;
 use crate::state::{AlertBook, SilenceError};
@@ -132,15 +135,31 @@ async fn ack(
     if req.by.len() > 256 || req.comment.len() > 4096 {
         return error(StatusCode::BAD_REQUEST, "by or comment too long");
     }
-    let ids = state.book.ack(&id, &req.by, &req.comment);
+    let mut pending = Pending::new();
+    let ids = state.book.ack(&id, &req.by, &req.comment, &mut pending);
     if ids.is_empty() {
         return error(
             StatusCode::NOT_FOUND,
             "no active alert with this id or fingerprint",
         );
     }
+    if let Err(r) = persisted(&state, pending).await {
+        return r;
+    }
     tracing::info!(%id, by = req.by, count = ids.len(), "alert acknowledged");
     axum::Json(json!({ "acknowledged": ids })).into_response()
+}
+
+/// Waits for the changelog writes of one API call; a failure is a 500 naming the reason.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per request
+async fn persisted(state: &ApiState, pending: Pending) -> Result<(), Response> {
+    pending.acked().await.map(|_| ()).map_err(|e| {
+        state.metrics.state_write_failed("api", &e.to_string());
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("not persisted, try again: {e}"),
+        )
+    })
 }
 
 async fn list_alerts(State(state): State<ApiState>) -> Response {
@@ -184,11 +203,20 @@ async fn create_silence(
             );
         }
     };
-    match state
-        .book
-        .add_silence(req.matchers, ends_at_ms, req.created_by, req.comment)
-    {
+    let mut pending = Pending::new();
+    match state.book.add_silence(
+        req.matchers,
+        ends_at_ms,
+        req.created_by,
+        req.comment,
+        &mut pending,
+    ) {
         Ok(s) => {
+            if let Err(r) = persisted(&state, pending).await {
+                // Not durable: take it back so a retry does not leave two silences behind.
+                state.book.remove_silence(s.id, &mut Pending::new());
+                return r;
+            }
             tracing::info!(id = %s.id, by = s.created_by, "silence created");
             (StatusCode::CREATED, axum::Json(s)).into_response()
         }
@@ -205,7 +233,12 @@ async fn delete_silence(State(state): State<ApiState>, Path(id): Path<String>) -
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, "not a silence id");
     };
-    if state.book.remove_silence(id) {
+    let mut pending = Pending::new();
+    if state.book.remove_silence(id, &mut pending) {
+        if let Err(r) = persisted(&state, pending).await {
+            return r;
+        }
+        tracing::info!(%id, "silence deleted");
         StatusCode::NO_CONTENT.into_response()
     } else {
         error(StatusCode::NOT_FOUND, "no such silence")

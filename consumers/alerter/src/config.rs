@@ -57,6 +57,10 @@ pub struct AlerterConfig {
     /// Dead-letter topic: undecodable alerts and alerts no receiver accepted.
     #[serde(default = "default_dlq_topic")]
     pub dlq_topic: String,
+    /// Compacted changelog of the alerter's state (marks, active alerts, acknowledgements,
+    /// silences), read back at start so a restart keeps them. One per alerter deployment.
+    #[serde(default = "default_state_topic")]
+    pub state_topic: String,
     /// Delayed retry topics for transient failures (registry or DLQ outage).
     #[serde(default)]
     pub retry_topics: Vec<RetryTopic>,
@@ -72,7 +76,7 @@ pub struct AlerterConfig {
     /// The HTTP API (acknowledgements, silences).
     #[serde(default)]
     pub api: ApiConfig,
-    /// In-memory state bounds.
+    /// State bounds.
     #[serde(default)]
     pub state: StateConfig,
     /// Retries of one delivery to one receiver.
@@ -104,7 +108,7 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
 }
 
-/// Bounds of the in-memory state.
+/// Bounds of the state (held in memory, written through to `state_topic`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
@@ -257,7 +261,7 @@ pub struct EscalationConfig {
 }
 
 /// One escalation tier.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationTier {
     /// Receivers notified at this tier.
@@ -280,6 +284,9 @@ fn default_alerts_topic() -> String {
 }
 fn default_dlq_topic() -> String {
     topics::DLQ.to_owned()
+}
+fn default_state_topic() -> String {
+    STATE_TOPIC.to_owned()
 }
 fn default_max_in_flight_per_partition() -> usize {
     64
@@ -329,6 +336,8 @@ fn default_rate_limit_burst() -> u32 {
 fn default_timeout_ms() -> u64 {
     5_000
 }
+/// Default state changelog topic (declared in `topology/topics.yaml`).
+pub const STATE_TOPIC: &str = "vigil.alerter.state";
 /// Dedup window of the root when the file sets none.
 pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 300_000;
 /// Group interval of the root when the file sets none.
@@ -375,6 +384,7 @@ impl Default for AlerterConfig {
             group_id: default_group_id(),
             alerts_topic: default_alerts_topic(),
             dlq_topic: default_dlq_topic(),
+            state_topic: default_state_topic(),
             retry_topics: Vec::new(),
             max_in_flight_per_partition: default_max_in_flight_per_partition(),
             commit_interval_ms: default_commit_interval_ms(),
@@ -471,6 +481,15 @@ impl AlerterConfig {
             return Err(invalid(
                 "dlq_topic".into(),
                 "must be set and differ from alerts_topic".into(),
+            ));
+        }
+        if self.state_topic.trim().is_empty()
+            || self.state_topic == self.alerts_topic
+            || self.state_topic == self.dlq_topic
+        {
+            return Err(invalid(
+                "state_topic".into(),
+                "must be set and differ from alerts_topic and dlq_topic".into(),
             ));
         }
         if !(1_024..=64 * 1024 * 1024).contains(&self.max_value_bytes) {

@@ -2,7 +2,8 @@
 //! the config file, `kind` one of three receiver kinds.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
 };
 
 /// What happened to one consumed alert.
@@ -51,6 +52,11 @@ pub struct AlerterMetrics {
     pub(crate) state_evictions: IntCounter,
     pub(crate) pending_escalations: IntGauge,
     pub(crate) api_requests: IntCounterVec,
+    pub(crate) state_writes: IntCounterVec,
+    pub(crate) state_write_failures: IntCounterVec,
+    pub(crate) state_restored: IntCounterVec,
+    pub(crate) state_restore_skipped: IntCounterVec,
+    pub(crate) state_restore_seconds: Gauge,
 }
 
 impl AlerterMetrics {
@@ -124,6 +130,43 @@ impl AlerterMetrics {
             ),
             &["status"],
         )?;
+        let state_writes = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_state_writes_total",
+                "Writes to the state changelog, by kind (mark, alert, silence, tombstone).",
+            ),
+            &["kind"],
+        )?;
+        let state_write_failures = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_state_write_failures_total",
+                "State changelog writes the broker did not acknowledge, by caller (record, api, escalation).",
+            ),
+            &["caller"],
+        )?;
+        let state_restored = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_state_restored_total",
+                "Entries rebuilt from the state changelog at start, by kind (mark, alert, silence).",
+            ),
+            &["kind"],
+        )?;
+        let state_restore_skipped = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_state_restore_skipped_total",
+                "Changelog entries not restored, by reason (expired, evicted, bad_key, malformed, unknown_version, invalid).",
+            ),
+            &["reason"],
+        )?;
+        let state_restore_seconds = Gauge::new(
+            "vigil_alerter_state_restore_duration_seconds",
+            "Time the last start spent reading the state changelog and rebuilding the state.",
+        )?;
+        registry.register(Box::new(state_writes.clone()))?;
+        registry.register(Box::new(state_write_failures.clone()))?;
+        registry.register(Box::new(state_restored.clone()))?;
+        registry.register(Box::new(state_restore_skipped.clone()))?;
+        registry.register(Box::new(state_restore_seconds.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
         registry.register(Box::new(deliveries.clone()))?;
         registry.register(Box::new(retries.clone()))?;
@@ -149,6 +192,11 @@ impl AlerterMetrics {
             state_evictions,
             pending_escalations,
             api_requests,
+            state_writes,
+            state_write_failures,
+            state_restored,
+            state_restore_skipped,
+            state_restore_seconds,
         })
     }
 
@@ -161,6 +209,29 @@ impl AlerterMetrics {
             rule_id,
             "alert handled"
         );
+    }
+
+    /// Returns the entries of `kind` (`mark`, `alert`, `silence`) restored at start (tests).
+    pub fn restored(&self, kind: &str) -> u64 {
+        self.state_restored.with_label_values(&[kind]).get()
+    }
+
+    /// Returns the changelog entries skipped at start for `reason` (tests).
+    pub fn restore_skipped(&self, reason: &str) -> u64 {
+        self.state_restore_skipped
+            .with_label_values(&[reason])
+            .get()
+    }
+
+    /// Returns the duration of the last restore in seconds (tests, bench).
+    pub fn restore_seconds(&self) -> f64 {
+        self.state_restore_seconds.get()
+    }
+
+    /// Counts a state write the broker did not acknowledge and logs it.
+    pub(crate) fn state_write_failed(&self, caller: &'static str, error: &str) {
+        self.state_write_failures.with_label_values(&[caller]).inc();
+        tracing::warn!(caller, error, "state changelog write failed");
     }
 
     /// Returns the count of alerts with `outcome` (tests, bench).

@@ -3,8 +3,11 @@
 //! **Delivery guarantee: at-least-once per receiver, after dedup.** An alert record's offset is
 //! stored only once every receiver its routes name has accepted the notification (2xx), or once
 //! the record was acknowledged by the broker on the DLQ because a receiver stayed unreachable
-//! after the retry budget (`vigil-error-class: transient`). A crash in between notifies again
-//! after the restart, since dedup state lives in memory.
+//! after the retry budget (`vigil-error-class: transient`), and in both cases only after the
+//! broker acknowledged the record's state changelog writes. A crash in between consumes the
+//! record again after the restart; its dedup mark names the same alert id, so it is notified
+//! again rather than suppressed (a different alert id with the same fingerprint inside the
+//! window is suppressed, across restarts too).
 //!
 //! Per record: Confluent frame and writer schema (unknown id or undecodable: `bad_data`, DLQ by
 //! the runtime) → active silences (`silenced`) → routing tree ([`route`]) → per route: dedup by
@@ -14,10 +17,17 @@
 //! timers for routes with a policy: each tier is notified after its `after_ms` unless the alert
 //! was acknowledged through the API ([`api`]).
 //!
-//! State (dedup and group marks, active alerts and their acknowledgements, silences, running
-//! escalation timers) is in memory and bounded; a restart loses it.
+//! State (dedup and group marks, active alerts with their acknowledgement and escalation tier,
+//! silences) is bounded, held in memory and written through to a compacted changelog topic
+//! (`state_topic`, default `vigil.alerter.state`; [`changelog`]). At start the alerter reads
+//! that topic to its end before it consumes alerts (`/readyz` stays false meanwhile), drops
+//! what has expired by wall clock, and re-arms the escalation timers of unacknowledged alerts
+//! with their remaining delay. API mutations answer only once their write is acknowledged.
+//! Instances of one group share the topic but each reads it only at start: after a rebalance
+//! the new owner of a partition does not see marks written by the previous owner since then.
 
 pub mod api;
+pub mod changelog;
 mod config;
 pub mod delivery;
 mod internal_events;
@@ -30,6 +40,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
@@ -39,7 +50,7 @@ use vigil_topology::Telemetry;
 
 pub use config::{
     AlerterConfig, ApiConfig, ConfigError, DeliveryConfig, EscalationConfig, EscalationTier,
-    MatchConfig, ReceiverConfig, ReceiverKind, RouteConfig, StateConfig,
+    MatchConfig, ReceiverConfig, ReceiverKind, RouteConfig, STATE_TOPIC, StateConfig,
 };
 pub use internal_events::{AlertOutcome, AlerterMetrics};
 pub use service::Alerter;
@@ -74,6 +85,9 @@ pub enum AlerterError {
         #[source]
         source: std::io::Error,
     },
+    /// The state changelog could not be read at start.
+    #[error("alerter state restore")]
+    Restore(#[source] changelog::RestoreError),
     /// The consumer runtime stopped with an error.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -85,11 +99,89 @@ pub struct AlerterService {
     pub handler: Arc<Alerter>,
     /// Where the HTTP API listens.
     pub api_addr: SocketAddr,
-    api_task: tokio::task::JoinHandle<()>,
+    api_task: AbortOnDrop,
     stop: watch::Sender<bool>,
 }
 
-/// Builds the alerter: reads secrets, compiles the routing tree, starts the HTTP API.
+/// Stops the API server when the service is dropped, stopped or aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Longest wait for the state changelog to be read to its end at start.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Reads the changelog, rebuilds `book` and returns the timers to re-arm.
+async fn restore(
+    config: &AlerterConfig,
+    book: &state::AlertBook,
+    metrics: &AlerterMetrics,
+) -> Result<Vec<state::Rearm>, AlerterError> {
+    let started = Instant::now();
+    let (kafka, group, topic) = (
+        config.kafka.clone(),
+        config.group_id.clone(),
+        config.state_topic.clone(),
+    );
+    let snapshot = tokio::task::spawn_blocking(move || {
+        changelog::read_snapshot(&kafka, &group, &topic, RESTORE_TIMEOUT)
+    })
+    .await
+    .map_err(|_| AlerterError::Restore(changelog::RestoreError::Task))?
+    .map_err(AlerterError::Restore)?;
+    let values = changelog::decode_snapshot(&snapshot.entries, metrics);
+    let skipped = snapshot.entries.len() - values.len();
+    let mut pending = changelog::Pending::new();
+    let restored = book.restore(values, &mut pending);
+    // Tombstones of what expired while the alerter was down: best effort, compaction would
+    // otherwise keep them until the next start.
+    if let Err(e) = pending.acked().await {
+        metrics.state_write_failed("restore", &e.to_string());
+    }
+    for (kind, n) in [
+        ("mark", restored.marks),
+        ("alert", restored.alerts),
+        ("silence", restored.silences),
+    ] {
+        metrics
+            .state_restored
+            .with_label_values(&[kind])
+            .inc_by(n as u64);
+    }
+    for (reason, n) in [
+        ("expired", restored.expired),
+        ("evicted", restored.evicted),
+        ("invalid", restored.invalid),
+    ] {
+        metrics
+            .state_restore_skipped
+            .with_label_values(&[reason])
+            .inc_by(n as u64);
+    }
+    let elapsed = started.elapsed();
+    metrics.state_restore_seconds.set(elapsed.as_secs_f64());
+    tracing::info!(
+        topic = config.state_topic,
+        records = snapshot.records,
+        marks = restored.marks,
+        alerts = restored.alerts,
+        silences = restored.silences,
+        timers = restored.rearm.len(),
+        expired = restored.expired,
+        evicted = restored.evicted,
+        skipped = skipped + restored.invalid,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "alerter state restored"
+    );
+    Ok(restored.rearm)
+}
+
+/// Builds the alerter: reads secrets, compiles the routing tree, restores the state from the
+/// changelog (re-arming escalation timers), then starts the HTTP API.
 pub async fn build(
     config: &AlerterConfig,
     telemetry: &Telemetry,
@@ -117,7 +209,12 @@ pub async fn build(
     let mut producer_config = config.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");
     let producer: FutureProducer = producer_config.create().map_err(AlerterError::Producer)?;
-    let book = Arc::new(state::AlertBook::new(config.state.clone(), metrics.clone()));
+    let book = Arc::new(state::AlertBook::with_changelog(
+        config.state.clone(),
+        metrics.clone(),
+        changelog::Changelog::new(producer.clone(), config.state_topic.clone()),
+    ));
+    let rearm = restore(config, &book, &metrics).await?;
     let (stop, stop_rx) = watch::channel(false);
     let shared = service::Shared {
         codec: Codec::new()
@@ -135,6 +232,8 @@ pub async fn build(
         group_id: config.group_id.clone(),
         stop: stop_rx,
     };
+    let shared = Arc::new(shared);
+    service::rearm(&shared, rearm);
     let app = api::router(
         api::ApiState::new(Arc::clone(&book), &token, metrics),
         config.api.max_body_bytes,
@@ -158,11 +257,9 @@ pub async fn build(
     });
     tracing::info!(%api_addr, "alerter api listening");
     Ok(AlerterService {
-        handler: Arc::new(Alerter {
-            shared: Arc::new(shared),
-        }),
+        handler: Arc::new(Alerter { shared }),
         api_addr,
-        api_task,
+        api_task: AbortOnDrop(api_task),
         stop,
     })
 }
@@ -180,7 +277,7 @@ impl AlerterService {
             Err(e) => Err(e),
         };
         let _ = self.stop.send(true);
-        self.api_task.abort();
+        drop(self.api_task);
         Ok(result?)
     }
 }
@@ -196,6 +293,7 @@ pub async fn run(
     let service = build(config, telemetry).await?;
     tracing::info!(
         alerts_topic = config.alerts_topic,
+        state_topic = config.state_topic,
         receivers = config.receivers.len(),
         "alerter starting"
     );

@@ -14,12 +14,13 @@ use vigil_schemas::model::now_micros;
 use vigil_schemas::wire::split_frame_with_limit;
 use vigil_schemas::{Alert, Codec, SchemaRegistry};
 
-use crate::config::{DeliveryConfig, EscalationTier};
+use crate::changelog::{EscalationDoc, OriginDoc, Pending};
+use crate::config::DeliveryConfig;
 use crate::delivery::{DeliveryError, Receiver};
 use crate::internal_events::{AlertOutcome, AlerterMetrics};
 use crate::payload::Reason;
 use crate::route::{RouteTree, group_key};
-use crate::state::AlertBook;
+use crate::state::{AlertBook, Rearm, dedup_key, group_mark_key};
 
 /// Everything the handler and its escalation timers share.
 pub(crate) struct Shared {
@@ -182,11 +183,13 @@ impl Handler for Alerter {
         let first_failed_ms = now_micros() / 1_000;
         let (mut notified, mut grouped) = (false, false);
         let mut failures = Vec::new();
+        // State writes of this record; the offset is stored only once the broker has them all.
+        let mut pending = Pending::new();
         for route in routes {
-            let dedup_key = format!("d\u{1f}{}\u{1f}{}", route.id, alert.fingerprint);
+            let dedup_key = dedup_key(&route.id, &alert.fingerprint);
             let dedup = Duration::from_millis(route.dedup_window_ms);
             if s.book
-                .mark(&dedup_key, dedup, alert.alert_id, now)
+                .mark(&dedup_key, dedup, alert.alert_id, now, &mut pending)
                 .is_some()
             {
                 continue;
@@ -194,14 +197,13 @@ impl Handler for Alerter {
             let group_mark = if route.group_by.is_empty() {
                 None
             } else {
-                let key = format!(
-                    "g\u{1f}{}\u{1f}{}",
-                    route.id,
-                    group_key(&alert, &route.group_by)
-                );
+                let key = group_mark_key(&route.id, &group_key(&alert, &route.group_by));
                 let interval = Duration::from_millis(route.group_interval_ms);
-                if let Some(leader) = s.book.mark(&key, interval, alert.alert_id, now) {
-                    s.book.fold(leader);
+                if let Some(leader) = s
+                    .book
+                    .mark(&key, interval, alert.alert_id, now, &mut pending)
+                {
+                    s.book.fold(leader, &mut pending);
                     grouped = true;
                     continue;
                 }
@@ -210,24 +212,40 @@ impl Handler for Alerter {
             let (ok, errors) = s.notify(&alert, &route.receivers, Reason::Firing).await;
             if ok == 0 {
                 // Nobody was told: forget the marks so a replay from the DLQ is not suppressed.
-                s.book.unmark(&dedup_key);
+                s.book.unmark(&dedup_key, &mut pending);
                 if let Some(k) = &group_mark {
-                    s.book.unmark(k);
+                    s.book.unmark(k, &mut pending);
                 }
             } else {
                 notified = true;
-                s.book.activate(&alert, &route.id, now);
-                if !route.escalation.is_empty() {
+                let fresh = s.book.activate(
+                    &alert,
+                    &route.id,
+                    now,
+                    &route.escalation,
+                    Some(record),
+                    &mut pending,
+                );
+                // A redelivered alert already has its timer (running, or re-armed at restore).
+                if fresh && !route.escalation.is_empty() {
                     spawn_escalation(
                         Arc::clone(&self.shared),
                         alert.clone(),
-                        record.clone(),
-                        route.escalation.clone(),
-                        now,
+                        Some(record.clone()),
+                        EscalationDoc {
+                            route: route.id.clone(),
+                            started_at_ms: first_failed_ms,
+                            fired: 0,
+                            tiers: route.escalation.clone(),
+                        },
                     );
                 }
             }
             failures.extend(errors);
+        }
+        if let Err(e) = pending.acked().await {
+            s.metrics.state_write_failed("record", &e.to_string());
+            return Err(HandleError::transient(e));
         }
         if notified && let Some(ts) = record.timestamp_ms {
             let age_ms = (now_micros() / 1_000).saturating_sub(ts).max(0);
@@ -248,30 +266,45 @@ impl Handler for Alerter {
     }
 }
 
-/// Waits for each tier's delay and notifies it unless the alert was acknowledged (or forgotten)
-/// meanwhile; stops when the service stops.
+/// Re-arms the escalation timers of unacknowledged alerts rebuilt from the changelog; tiers
+/// already overdue fire at once.
+pub(crate) fn rearm(shared: &Arc<Shared>, rearm: Vec<Rearm>) {
+    for r in rearm {
+        let record = r.origin.as_ref().and_then(OriginDoc::to_record);
+        spawn_escalation(Arc::clone(shared), r.alert, record, r.escalation);
+    }
+}
+
+/// Waits for each remaining tier's wall-clock due time (`started_at_ms + after_ms`) and
+/// notifies it unless the alert was acknowledged (or forgotten) meanwhile; stops when the
+/// service stops. A tier counts as done (and is written to the changelog) only after its
+/// notification was attempted, so a crash in between notifies it again rather than never.
 fn spawn_escalation(
     shared: Arc<Shared>,
     alert: Alert,
-    record: InboundRecord,
-    tiers: Vec<EscalationTier>,
-    started: Instant,
+    record: Option<InboundRecord>,
+    policy: EscalationDoc,
 ) {
     shared.metrics.pending_escalations.inc();
     tokio::spawn(async move {
         let mut stop = shared.stop.clone();
-        for (i, tier) in tiers.iter().enumerate() {
-            let at = tokio::time::Instant::from_std(started + Duration::from_millis(tier.after_ms));
+        for (i, tier) in policy.tiers.iter().enumerate().skip(policy.fired) {
+            let due_ms = policy
+                .started_at_ms
+                .saturating_add(i64::try_from(tier.after_ms).unwrap_or(i64::MAX));
+            let wait_ms = due_ms.saturating_sub(now_micros() / 1_000).max(0);
             tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms.unsigned_abs())) => {}
                 _ = stop.changed() => break,
+            }
+            if *shared.stop.borrow() {
+                break;
             }
             if shared.book.acked(alert.alert_id) != Some(false) {
                 tracing::debug!(alert_id = %alert.alert_id, "escalation stopped: acknowledged or expired");
                 break;
             }
             let n = i + 1;
-            shared.book.escalated(alert.alert_id, n);
             shared
                 .metrics
                 .escalations
@@ -283,14 +316,30 @@ fn spawn_escalation(
                 .notify(&alert, &tier.receivers, Reason::Escalation(n))
                 .await;
             if !errors.is_empty() {
-                if let Err(e) = shared.dead_letter(&record, &errors, first_failed_ms).await {
-                    tracing::error!(error = %e, alert_id = %alert.alert_id, "escalation undeliverable and the dlq write failed");
+                match &record {
+                    Some(record) => {
+                        if let Err(e) = shared.dead_letter(record, &errors, first_failed_ms).await {
+                            tracing::error!(error = %e, alert_id = %alert.alert_id, "escalation undeliverable and the dlq write failed");
+                        }
+                    }
+                    None => {
+                        tracing::error!(alert_id = %alert.alert_id, tier = n, "escalation undeliverable and its record was not kept")
+                    }
                 }
                 shared
                     .metrics
                     .alerts
                     .with_label_values(&[AlertOutcome::DeadLettered.as_str()])
                     .inc();
+            }
+            let mut pending = Pending::new();
+            shared
+                .book
+                .escalated(alert.alert_id, &policy.route, n, &mut pending);
+            if let Err(e) = pending.acked().await {
+                shared
+                    .metrics
+                    .state_write_failed("escalation", &e.to_string());
             }
         }
         shared.metrics.pending_escalations.dec();

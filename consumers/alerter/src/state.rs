@@ -1,16 +1,27 @@
-//! In-memory state: dedup and group marks, active (notified) alerts with their
-//! acknowledgement, and silences. Every table is bounded; a restart forgets all of it.
+//! The alerter's state: dedup and group marks, active (notified) alerts with their
+//! acknowledgement and escalation progress, and silences. Every table is bounded.
+//!
+//! The tables live in memory and every mutation is also written to the state changelog
+//! ([`crate::changelog`], a compacted topic): at start the alerter reads it back
+//! ([`AlertBook::restore`]), so dedup windows, acknowledgements, silences and escalation timers
+//! survive a restart. Times inside are wall-clock ms since the epoch; `Instant`s are derived
+//! from them when the book is rebuilt.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use vigil_consumer::InboundRecord;
 use vigil_schemas::Alert;
 use vigil_schemas::model::now_micros;
 
-use crate::config::{MatchConfig, StateConfig};
+use crate::changelog::{
+    AlertDoc, Changelog, EscalationDoc, MarkDoc, OriginDoc, Pending, SilenceDoc, StateKey,
+    StateValue, VERSION, encode,
+};
+use crate::config::{EscalationTier, MatchConfig, StateConfig};
 use crate::internal_events::AlerterMetrics;
 use crate::payload::alert_json;
 use crate::route::Matcher;
@@ -22,7 +33,7 @@ struct Mark {
 }
 
 /// Who acknowledged an alert and when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     /// Name given by the caller (`api` when none).
     pub by: String,
@@ -38,10 +49,30 @@ struct ActiveAlert {
     alert: Alert,
     notified_at_ms: i64,
     expires: Instant,
+    expires_at_ms: i64,
     routes: Vec<String>,
     grouped: u64,
     escalation_tier: usize,
     ack: Option<Ack>,
+    escalations: Vec<EscalationDoc>,
+    origin: Option<OriginDoc>,
+}
+
+impl ActiveAlert {
+    fn doc(&self) -> AlertDoc {
+        AlertDoc {
+            v: VERSION,
+            alert: self.alert.clone(),
+            notified_at_ms: self.notified_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            routes: self.routes.clone(),
+            grouped: self.grouped,
+            escalation_tier: self.escalation_tier,
+            ack: self.ack.clone(),
+            escalations: self.escalations.clone(),
+            origin: self.origin.clone(),
+        }
+    }
 }
 
 /// A silence: alerts matching it are not notified until it ends.
@@ -63,6 +94,20 @@ pub struct Silence {
     matcher: Matcher,
 }
 
+impl Silence {
+    fn doc(&self) -> SilenceDoc {
+        SilenceDoc {
+            v: VERSION,
+            id: self.id,
+            matchers: self.matchers.clone(),
+            ends_at_ms: self.ends_at_ms,
+            created_by: self.created_by.clone(),
+            comment: self.comment.clone(),
+            created_at_ms: self.created_at_ms,
+        }
+    }
+}
+
 /// Why a silence cannot be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SilenceError {
@@ -74,6 +119,36 @@ pub enum SilenceError {
     Full(usize),
 }
 
+/// An escalation policy to re-arm after a restore.
+#[derive(Debug, Clone)]
+pub struct Rearm {
+    /// The alert.
+    pub alert: Alert,
+    /// Its policy and progress.
+    pub escalation: EscalationDoc,
+    /// The record it came from, when kept.
+    pub origin: Option<OriginDoc>,
+}
+
+/// What [`AlertBook::restore`] rebuilt and dropped.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Marks kept.
+    pub marks: usize,
+    /// Active alerts kept.
+    pub alerts: usize,
+    /// Silences kept.
+    pub silences: usize,
+    /// Entries dropped because their wall-clock end had passed.
+    pub expired: usize,
+    /// Unexpired entries dropped to honour the table bounds.
+    pub evicted: usize,
+    /// Silences whose matchers no longer compile.
+    pub invalid: usize,
+    /// Escalation policies of unacknowledged alerts that still have tiers to notify.
+    pub rearm: Vec<Rearm>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     marks: HashMap<String, Mark>,
@@ -83,24 +158,70 @@ struct Inner {
     silences: BTreeMap<Uuid, Silence>,
 }
 
-/// The alerter's memory.
+/// The alerter's memory, written through to the state changelog.
 pub struct AlertBook {
     inner: Mutex<Inner>,
     limits: StateConfig,
     metrics: AlerterMetrics,
+    log: Option<Changelog>,
 }
 
 fn now_ms() -> i64 {
     now_micros() / 1_000
 }
 
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Returns the wall-clock time (ms) of `at`, given one `(Instant, wall ms)` pair.
+fn wall_of(at: Instant, now: Instant, now_ms: i64) -> i64 {
+    if at >= now {
+        now_ms.saturating_add(millis(at - now))
+    } else {
+        now_ms.saturating_sub(millis(now - at))
+    }
+}
+
+/// Returns the `Instant` of wall-clock `at_ms`, given one `(Instant, wall ms)` pair.
+fn instant_of(at_ms: i64, now: Instant, now_ms: i64) -> Instant {
+    // Ten years bounds absurd values so the arithmetic cannot overflow.
+    const CAP: u64 = 10 * 365 * 24 * 3_600_000;
+    let d = at_ms.saturating_sub(now_ms);
+    let span = Duration::from_millis(d.unsigned_abs().min(CAP));
+    if d >= 0 {
+        now.checked_add(span).unwrap_or(now)
+    } else {
+        now.checked_sub(span).unwrap_or(now)
+    }
+}
+
+/// Returns the dedup key of `fingerprint` on route `route_id` (also the changelog key suffix).
+pub fn dedup_key(route_id: &str, fingerprint: &str) -> String {
+    format!("d\u{1f}{route_id}\u{1f}{fingerprint}")
+}
+
+/// Returns the group key of `group` on route `route_id`.
+pub fn group_mark_key(route_id: &str, group: &str) -> String {
+    format!("g\u{1f}{route_id}\u{1f}{group}")
+}
+
 impl AlertBook {
-    /// Returns an empty book.
+    /// Returns an empty book that writes nothing (unit tests, benches).
     pub fn new(limits: StateConfig, metrics: AlerterMetrics) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             limits,
             metrics,
+            log: None,
+        }
+    }
+
+    /// Returns an empty book that writes every mutation to `log`.
+    pub fn with_changelog(limits: StateConfig, metrics: AlerterMetrics, log: Changelog) -> Self {
+        Self {
+            log: Some(log),
+            ..Self::new(limits, metrics)
         }
     }
 
@@ -112,18 +233,61 @@ impl AlertBook {
         }
     }
 
+    /// Enqueues one changelog write; called with the lock held so the topic sees mutations in
+    /// the order they happened.
+    fn write(&self, p: &mut Pending, key: StateKey, value: Option<Vec<u8>>) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let kind = if value.is_some() {
+            key.kind()
+        } else {
+            "tombstone"
+        };
+        self.metrics.state_writes.with_label_values(&[kind]).inc();
+        p.push(log.enqueue(&key, value.as_deref()));
+    }
+
+    fn write_alert(&self, p: &mut Pending, a: &ActiveAlert) {
+        self.write(p, StateKey::Alert(a.alert.alert_id), Some(encode(&a.doc())));
+    }
+
     /// Sets the mark `key` for `window` unless an unexpired one exists; returns the alert id of
     /// the existing mark (the caller suppresses) or `None` (the caller notifies).
-    pub fn mark(&self, key: &str, window: Duration, alert_id: Uuid, now: Instant) -> Option<Uuid> {
+    ///
+    /// A mark set by the same `alert_id` does not suppress: that is the same alert consumed
+    /// again (a crash after the mark was written but before the offset was stored), and it must
+    /// still reach its receivers.
+    pub fn mark(
+        &self,
+        key: &str,
+        window: Duration,
+        alert_id: Uuid,
+        now: Instant,
+        p: &mut Pending,
+    ) -> Option<Uuid> {
         let mut g = self.lock();
         if let Some(m) = g.marks.get(key)
             && m.expires > now
         {
+            if m.alert_id == alert_id {
+                return None;
+            }
             return Some(m.alert_id);
         }
         let expires = now + window;
+        let expires_at_ms = wall_of(expires, Instant::now(), now_ms());
         g.marks.insert(key.to_owned(), Mark { expires, alert_id });
         g.mark_order.push_back((expires, key.to_owned()));
+        self.write(
+            p,
+            StateKey::Mark(key.to_owned()),
+            Some(encode(&MarkDoc {
+                v: VERSION,
+                alert_id,
+                expires_at_ms,
+            })),
+        );
         // Drop queue entries that are stale (re-marked or removed) or expired, oldest first.
         while let Some((exp, k)) = g.mark_order.front().cloned() {
             let current = g.marks.get(&k).map(|m| m.expires);
@@ -132,6 +296,7 @@ impl AlertBook {
             } else if exp <= now {
                 g.mark_order.pop_front();
                 g.marks.remove(&k);
+                self.write(p, StateKey::Mark(k), None);
             } else {
                 break;
             }
@@ -143,6 +308,7 @@ impl AlertBook {
             if g.marks.get(&k).map(|m| m.expires) == Some(exp) {
                 g.marks.remove(&k);
                 self.metrics.state_evictions.inc();
+                self.write(p, StateKey::Mark(k), None);
             }
         }
         self.metrics.dedup_entries.set(g.marks.len() as i64);
@@ -151,32 +317,70 @@ impl AlertBook {
 
     /// Removes a mark set by [`AlertBook::mark`] (the notification failed, so a retry or replay
     /// must not be suppressed).
-    pub fn unmark(&self, key: &str) {
+    pub fn unmark(&self, key: &str, p: &mut Pending) {
         let mut g = self.lock();
-        g.marks.remove(key);
+        if g.marks.remove(key).is_some() {
+            self.write(p, StateKey::Mark(key.to_owned()), None);
+        }
         self.metrics.dedup_entries.set(g.marks.len() as i64);
     }
 
-    /// Records a notified alert (or adds a route to it).
-    pub fn activate(&self, alert: &Alert, route_id: &str, now: Instant) {
+    /// Records a notified alert, or adds a route to it. `escalation` is the route's policy
+    /// (empty: none) and `origin` the consumed record, kept for a later dead letter.
+    ///
+    /// Returns true when the route is new for this alert: only then does the caller start the
+    /// route's escalation timer (a redelivered alert keeps the timer it has).
+    pub fn activate(
+        &self,
+        alert: &Alert,
+        route_id: &str,
+        now: Instant,
+        escalation: &[EscalationTier],
+        origin: Option<&InboundRecord>,
+        p: &mut Pending,
+    ) -> bool {
         let ttl = Duration::from_millis(self.limits.active_ttl_ms);
+        let (wall_now, inst_now) = (now_ms(), Instant::now());
+        let started_at_ms = wall_of(now, inst_now, wall_now);
+        let policy = (!escalation.is_empty()).then(|| EscalationDoc {
+            route: route_id.to_owned(),
+            started_at_ms,
+            fired: 0,
+            tiers: escalation.to_vec(),
+        });
+        // Only a policy's tiers can need the record again (a dead letter after a restart).
+        let kept_origin = policy.as_ref().and(origin).map(OriginDoc::from_record);
         let mut g = self.lock();
         if let Some(a) = g.active.get_mut(&alert.alert_id) {
+            if a.routes.iter().any(|r| r == route_id) {
+                return false;
+            }
             a.routes.push(route_id.to_owned());
-            return;
+            if let Some(e) = policy {
+                a.escalations.push(e);
+                if a.origin.is_none() {
+                    a.origin = kept_origin;
+                }
+            }
+            let a = a.clone();
+            self.write_alert(p, &a);
+            return true;
         }
-        g.active.insert(
-            alert.alert_id,
-            ActiveAlert {
-                alert: alert.clone(),
-                notified_at_ms: now_ms(),
-                expires: now + ttl,
-                routes: vec![route_id.to_owned()],
-                grouped: 0,
-                escalation_tier: 0,
-                ack: None,
-            },
-        );
+        let expires = now + ttl;
+        let a = ActiveAlert {
+            alert: alert.clone(),
+            notified_at_ms: started_at_ms,
+            expires,
+            expires_at_ms: wall_of(expires, inst_now, wall_now),
+            routes: vec![route_id.to_owned()],
+            grouped: 0,
+            escalation_tier: 0,
+            ack: None,
+            origin: kept_origin,
+            escalations: policy.into_iter().collect(),
+        };
+        self.write_alert(p, &a);
+        g.active.insert(alert.alert_id, a);
         g.active_order.push_back(alert.alert_id);
         while let Some(front) = g.active_order.front().copied() {
             let over = g.active.len() > self.limits.max_active_alerts;
@@ -187,6 +391,7 @@ impl AlertBook {
                     }
                     g.active.remove(&front);
                     g.active_order.pop_front();
+                    self.write(p, StateKey::Alert(front), None);
                 }
                 Some(_) => break,
                 None => {
@@ -195,12 +400,16 @@ impl AlertBook {
             }
         }
         self.metrics.active_alerts.set(g.active.len() as i64);
+        true
     }
 
     /// Counts an alert folded into the group notified as `alert_id`.
-    pub fn fold(&self, alert_id: Uuid) {
-        if let Some(a) = self.lock().active.get_mut(&alert_id) {
+    pub fn fold(&self, alert_id: Uuid, p: &mut Pending) {
+        let mut g = self.lock();
+        if let Some(a) = g.active.get_mut(&alert_id) {
             a.grouped += 1;
+            let a = a.clone();
+            self.write_alert(p, &a);
         }
     }
 
@@ -209,16 +418,24 @@ impl AlertBook {
         self.lock().active.get(&alert_id).map(|a| a.ack.is_some())
     }
 
-    /// Records that escalation tier `tier` fired.
-    pub fn escalated(&self, alert_id: Uuid, tier: usize) {
-        if let Some(a) = self.lock().active.get_mut(&alert_id) {
-            a.escalation_tier = tier;
+    /// Records that escalation tier `tier` (1-based) of route `route_id` was notified.
+    pub fn escalated(&self, alert_id: Uuid, route_id: &str, tier: usize, p: &mut Pending) {
+        let mut g = self.lock();
+        if let Some(a) = g.active.get_mut(&alert_id) {
+            a.escalation_tier = a.escalation_tier.max(tier);
+            if let Some(e) = a.escalations.iter_mut().find(|e| e.route == route_id) {
+                e.fired = e.fired.max(tier);
+            }
+            let a = a.clone();
+            self.write_alert(p, &a);
         }
     }
 
     /// Acknowledges the active alert with id `id`, or every active alert whose fingerprint is
-    /// `id`; returns the acknowledged alert ids (empty: nothing matched).
-    pub fn ack(&self, id: &str, by: &str, comment: &str) -> Vec<Uuid> {
+    /// `id`; returns the acknowledged alert ids (empty: nothing matched). An alert acknowledged
+    /// before keeps its first acknowledgement, and is written again so a retried call after a
+    /// failed write persists it.
+    pub fn ack(&self, id: &str, by: &str, comment: &str, p: &mut Pending) -> Vec<Uuid> {
         let ack = Ack {
             by: if by.is_empty() {
                 "api".into()
@@ -247,6 +464,8 @@ impl AlertBook {
                 if a.ack.is_none() {
                     a.ack = Some(ack.clone());
                 }
+                let a = a.clone();
+                self.write_alert(p, &a);
                 done.push(u);
             }
         }
@@ -280,6 +499,7 @@ impl AlertBook {
         ends_at_ms: i64,
         created_by: String,
         comment: String,
+        p: &mut Pending,
     ) -> Result<Silence, SilenceError> {
         let matcher = Matcher::compile(&matchers).map_err(SilenceError::Invalid)?;
         if matcher.is_empty() {
@@ -292,8 +512,18 @@ impl AlertBook {
             return Err(SilenceError::Invalid("ends in the past".into()));
         }
         let mut g = self.lock();
-        g.silences.retain(|_, s| s.ends_at_ms > now);
+        let ended: Vec<Uuid> = g
+            .silences
+            .values()
+            .filter(|s| s.ends_at_ms <= now)
+            .map(|s| s.id)
+            .collect();
+        for id in ended {
+            g.silences.remove(&id);
+            self.write(p, StateKey::Silence(id), None);
+        }
         if g.silences.len() >= self.limits.max_silences {
+            self.metrics.silences.set(g.silences.len() as i64);
             return Err(SilenceError::Full(self.limits.max_silences));
         }
         let s = Silence {
@@ -305,6 +535,7 @@ impl AlertBook {
             created_at_ms: now,
             matcher,
         };
+        self.write(p, StateKey::Silence(s.id), Some(encode(&s.doc())));
         g.silences.insert(s.id, s.clone());
         self.metrics.silences.set(g.silences.len() as i64);
         Ok(s)
@@ -322,9 +553,12 @@ impl AlertBook {
     }
 
     /// Deletes a silence; returns whether it existed.
-    pub fn remove_silence(&self, id: Uuid) -> bool {
+    pub fn remove_silence(&self, id: Uuid, p: &mut Pending) -> bool {
         let mut g = self.lock();
         let existed = g.silences.remove(&id).is_some();
+        if existed {
+            self.write(p, StateKey::Silence(id), None);
+        }
         self.metrics.silences.set(g.silences.len() as i64);
         existed
     }
@@ -338,8 +572,156 @@ impl AlertBook {
             .find(|s| s.ends_at_ms > now && s.matcher.matches(alert))
             .map(|s| s.id)
     }
-}
 
+    /// Replaces the book's content with the changelog's latest values, honouring the table
+    /// bounds: entries whose wall-clock end has passed are dropped, and beyond a bound the
+    /// oldest go; both get a tombstone so compaction forgets them.
+    pub fn restore(&self, values: Vec<(StateKey, StateValue)>, p: &mut Pending) -> Restored {
+        let (inst_now, wall_now) = (Instant::now(), now_ms());
+        let mut out = Restored::default();
+        let mut marks = Vec::new();
+        let mut alerts = Vec::new();
+        let mut silences = Vec::new();
+        for (key, value) in values {
+            match (key, value) {
+                (StateKey::Mark(k), StateValue::Mark(m)) => marks.push((k, m)),
+                (StateKey::Alert(_), StateValue::Alert(a)) => alerts.push(a),
+                (StateKey::Silence(_), StateValue::Silence(s)) => silences.push(s),
+                // `changelog::decode` pairs values with their keys; nothing else reaches here.
+                _ => out.invalid += 1,
+            }
+        }
+        let mut g = self.lock();
+        *g = Inner::default();
+
+        marks.sort_by_key(|(_, m)| m.expires_at_ms);
+        let live = marks
+            .iter()
+            .filter(|(_, m)| m.expires_at_ms > wall_now)
+            .count();
+        let excess = live.saturating_sub(self.limits.max_dedup_entries);
+        let mut skipped_live = 0;
+        for (k, m) in marks {
+            if m.expires_at_ms <= wall_now {
+                out.expired += 1;
+                self.write(p, StateKey::Mark(k), None);
+                continue;
+            }
+            if skipped_live < excess {
+                skipped_live += 1;
+                out.evicted += 1;
+                self.write(p, StateKey::Mark(k), None);
+                continue;
+            }
+            let expires = instant_of(m.expires_at_ms, inst_now, wall_now);
+            g.mark_order.push_back((expires, k.clone()));
+            g.marks.insert(
+                k,
+                Mark {
+                    expires,
+                    alert_id: m.alert_id,
+                },
+            );
+        }
+
+        alerts.sort_by_key(|a| a.notified_at_ms);
+        let live = alerts.iter().filter(|a| a.expires_at_ms > wall_now).count();
+        let excess = live.saturating_sub(self.limits.max_active_alerts);
+        let mut skipped_live = 0;
+        for a in alerts {
+            let id = a.alert.alert_id;
+            if a.expires_at_ms <= wall_now {
+                out.expired += 1;
+                self.write(p, StateKey::Alert(id), None);
+                continue;
+            }
+            if skipped_live < excess {
+                skipped_live += 1;
+                out.evicted += 1;
+                self.write(p, StateKey::Alert(id), None);
+                continue;
+            }
+            if a.ack.is_none() {
+                for e in &a.escalations {
+                    if e.fired < e.tiers.len() {
+                        out.rearm.push(Rearm {
+                            alert: a.alert.clone(),
+                            escalation: e.clone(),
+                            origin: a.origin.clone(),
+                        });
+                    }
+                }
+            }
+            let AlertDoc {
+                alert,
+                notified_at_ms,
+                expires_at_ms,
+                routes,
+                grouped,
+                escalation_tier,
+                ack,
+                escalations,
+                origin,
+                ..
+            } = *a;
+            g.active_order.push_back(id);
+            g.active.insert(
+                id,
+                ActiveAlert {
+                    alert,
+                    notified_at_ms,
+                    expires: instant_of(expires_at_ms, inst_now, wall_now),
+                    expires_at_ms,
+                    routes,
+                    grouped,
+                    escalation_tier,
+                    ack,
+                    escalations,
+                    origin,
+                },
+            );
+        }
+
+        silences.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
+        for s in silences {
+            if s.ends_at_ms <= wall_now {
+                out.expired += 1;
+                self.write(p, StateKey::Silence(s.id), None);
+                continue;
+            }
+            let Ok(matcher) = Matcher::compile(&s.matchers) else {
+                out.invalid += 1;
+                continue;
+            };
+            if g.silences.len() >= self.limits.max_silences {
+                // Newest first: the oldest silences are the ones dropped.
+                out.evicted += 1;
+                self.write(p, StateKey::Silence(s.id), None);
+                continue;
+            }
+            g.silences.insert(
+                s.id,
+                Silence {
+                    id: s.id,
+                    matchers: s.matchers,
+                    ends_at_ms: s.ends_at_ms,
+                    created_by: s.created_by,
+                    comment: s.comment,
+                    created_at_ms: s.created_at_ms,
+                    matcher,
+                },
+            );
+        }
+        out.marks = g.marks.len();
+        out.alerts = g.active.len();
+        out.silences = g.silences.len();
+        self.metrics.state_evictions.inc_by(out.evicted as u64);
+        self.metrics.dedup_entries.set(g.marks.len() as i64);
+        self.metrics.active_alerts.set(g.active.len() as i64);
+        self.metrics.silences.set(g.silences.len() as i64);
+        out
+    }
+}
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
@@ -360,17 +742,41 @@ mod tests {
         )
     }
 
+    fn p() -> Pending {
+        Pending::new()
+    }
+
     #[test]
     fn marks_suppress_within_the_window_and_expire_after_it() {
         let b = book(10, 10);
         let t0 = Instant::now();
         let (a1, a2) = (Uuid::new_v4(), Uuid::new_v4());
         let w = Duration::from_millis(100);
-        assert_eq!(b.mark("k", w, a1, t0), None);
-        assert_eq!(b.mark("k", w, a2, t0 + Duration::from_millis(99)), Some(a1));
-        assert_eq!(b.mark("k", w, a2, t0 + Duration::from_millis(100)), None);
-        b.unmark("k");
-        assert_eq!(b.mark("k", w, a1, t0 + Duration::from_millis(101)), None);
+        assert_eq!(b.mark("k", w, a1, t0, &mut p()), None);
+        assert_eq!(
+            b.mark("k", w, a2, t0 + Duration::from_millis(99), &mut p()),
+            Some(a1)
+        );
+        assert_eq!(
+            b.mark("k", w, a2, t0 + Duration::from_millis(100), &mut p()),
+            None
+        );
+        b.unmark("k", &mut p());
+        assert_eq!(
+            b.mark("k", w, a1, t0 + Duration::from_millis(101), &mut p()),
+            None
+        );
+    }
+
+    #[test]
+    fn the_same_alert_id_is_a_redelivery_and_is_not_suppressed() {
+        let b = book(10, 10);
+        let t0 = Instant::now();
+        let (a1, a2) = (Uuid::new_v4(), Uuid::new_v4());
+        let w = Duration::from_secs(60);
+        assert_eq!(b.mark("k", w, a1, t0, &mut p()), None);
+        assert_eq!(b.mark("k", w, a1, t0, &mut p()), None, "same id: deliver");
+        assert_eq!(b.mark("k", w, a2, t0, &mut p()), Some(a1), "other id");
     }
 
     #[test]
@@ -379,12 +785,16 @@ mod tests {
         let t0 = Instant::now();
         let w = Duration::from_secs(60);
         for k in ["a", "b", "c", "d"] {
-            assert_eq!(b.mark(k, w, Uuid::nil(), t0), None);
+            assert_eq!(b.mark(k, w, Uuid::new_v4(), t0, &mut p()), None);
         }
         assert_eq!(b.metrics.state_evictions.get(), 1);
         assert_eq!(b.metrics.dedup_entries.get(), 3);
-        assert_eq!(b.mark("a", w, Uuid::nil(), t0), None, "a was evicted");
-        assert!(b.mark("d", w, Uuid::nil(), t0).is_some());
+        assert_eq!(
+            b.mark("a", w, Uuid::new_v4(), t0, &mut p()),
+            None,
+            "a was evicted"
+        );
+        assert!(b.mark("d", w, Uuid::new_v4(), t0, &mut p()).is_some());
     }
 
     #[test]
@@ -394,14 +804,24 @@ mod tests {
         let a1 = alert("r1", Severity::High, &[]);
         let a2 = alert("r2", Severity::High, &[]);
         let a3 = alert("r3", Severity::High, &[]);
-        b.activate(&a1, "route", now);
-        b.activate(&a2, "route", now);
+        assert!(b.activate(&a1, "route", now, &[], None, &mut p()));
+        assert!(
+            !b.activate(&a1, "route", now, &[], None, &mut p()),
+            "known route"
+        );
+        b.activate(&a2, "route", now, &[], None, &mut p());
         assert_eq!(b.acked(a1.alert_id), Some(false));
-        assert_eq!(b.ack(&a1.alert_id.to_string(), "", ""), vec![a1.alert_id]);
+        assert_eq!(
+            b.ack(&a1.alert_id.to_string(), "", "", &mut p()),
+            vec![a1.alert_id]
+        );
         assert_eq!(b.acked(a1.alert_id), Some(true));
-        assert_eq!(b.ack(&a2.fingerprint, "bob", "mine"), vec![a2.alert_id]);
-        assert!(b.ack("nope", "", "").is_empty());
-        b.activate(&a3, "route", now);
+        assert_eq!(
+            b.ack(&a2.fingerprint, "bob", "mine", &mut p()),
+            vec![a2.alert_id]
+        );
+        assert!(b.ack("nope", "", "", &mut p()).is_empty());
+        b.activate(&a3, "route", now, &[], None, &mut p());
         assert_eq!(b.acked(a1.alert_id), None, "oldest evicted at the bound");
         assert_eq!(b.list_active().len(), 2);
     }
@@ -410,28 +830,180 @@ mod tests {
     fn silences_match_refuse_empty_and_are_bounded() {
         let b = book(10, 10);
         let future = now_ms() + 60_000;
-        let empty = b.add_silence(MatchConfig::default(), future, "x".into(), String::new());
+        let empty = b.add_silence(
+            MatchConfig::default(),
+            future,
+            "x".into(),
+            String::new(),
+            &mut p(),
+        );
         assert!(matches!(empty, Err(SilenceError::Invalid(_))));
         let m = MatchConfig {
             rule_id: vec!["r1".into()],
             ..MatchConfig::default()
         };
-        let past = b.add_silence(m.clone(), now_ms() - 1, "x".into(), String::new());
+        let past = b.add_silence(m.clone(), now_ms() - 1, "x".into(), String::new(), &mut p());
         assert!(matches!(past, Err(SilenceError::Invalid(_))));
         let s = b
-            .add_silence(m.clone(), future, "x".into(), String::new())
+            .add_silence(m.clone(), future, "x".into(), String::new(), &mut p())
             .unwrap();
         assert_eq!(b.silenced_by(&alert("r1", Severity::Low, &[])), Some(s.id));
         assert_eq!(b.silenced_by(&alert("r2", Severity::Low, &[])), None);
-        b.add_silence(m.clone(), future, "x".into(), String::new())
+        b.add_silence(m.clone(), future, "x".into(), String::new(), &mut p())
             .unwrap();
         assert_eq!(
-            b.add_silence(m, future, "x".into(), String::new())
+            b.add_silence(m, future, "x".into(), String::new(), &mut p())
                 .unwrap_err(),
             SilenceError::Full(2)
         );
-        assert!(b.remove_silence(s.id));
-        assert!(!b.remove_silence(s.id));
+        assert!(b.remove_silence(s.id, &mut p()));
+        assert!(!b.remove_silence(s.id, &mut p()));
         assert_eq!(b.silences().len(), 1);
+    }
+
+    #[test]
+    fn wall_clock_and_instants_convert_both_ways() {
+        let now = Instant::now();
+        let wall = 1_700_000_000_000;
+        let later = instant_of(wall + 1_500, now, wall);
+        assert_eq!(later - now, Duration::from_millis(1_500));
+        assert_eq!(wall_of(later, now, wall), wall + 1_500);
+        let earlier = instant_of(wall - 200, now, wall);
+        assert_eq!(wall_of(earlier, now, wall), wall - 200);
+        // Absurd values are capped, never a panic.
+        let _ = instant_of(i64::MAX, now, wall);
+        let _ = instant_of(i64::MIN, now, wall);
+    }
+
+    fn alert_doc(a: &Alert, notified_at_ms: i64, ttl_ms: i64, fired: usize) -> AlertDoc {
+        AlertDoc {
+            v: VERSION,
+            alert: a.clone(),
+            notified_at_ms,
+            expires_at_ms: notified_at_ms + ttl_ms,
+            routes: vec!["route".into()],
+            grouped: 1,
+            escalation_tier: fired,
+            ack: None,
+            escalations: vec![EscalationDoc {
+                route: "route".into(),
+                started_at_ms: notified_at_ms,
+                fired,
+                tiers: vec![
+                    EscalationTier {
+                        receivers: vec!["lead".into()],
+                        after_ms: 1_000,
+                    },
+                    EscalationTier {
+                        receivers: vec!["lead2".into()],
+                        after_ms: 2_000,
+                    },
+                ],
+            }],
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn restore_drops_expired_entries_honours_bounds_and_lists_timers_to_rearm() {
+        let b = book(2, 2);
+        let now = now_ms();
+        let id = |_: u8| Uuid::new_v4();
+        let mark = |k: &str, exp: i64| {
+            (
+                StateKey::Mark(k.into()),
+                StateValue::Mark(MarkDoc {
+                    v: VERSION,
+                    alert_id: id(0),
+                    expires_at_ms: exp,
+                }),
+            )
+        };
+        let (old, mid, new, gone) = (
+            alert("r1", Severity::High, &[]),
+            alert("r2", Severity::High, &[]),
+            alert("r3", Severity::High, &[]),
+            alert("r4", Severity::High, &[]),
+        );
+        let mut acked = alert_doc(&mid, now - 3_000, 60_000, 0);
+        acked.ack = Some(Ack {
+            by: "alice".into(),
+            comment: String::new(),
+            at_ms: now - 100,
+        });
+        let live_silence = SilenceDoc {
+            v: VERSION,
+            id: Uuid::new_v4(),
+            matchers: MatchConfig {
+                rule_id: vec!["r3".into()],
+                ..MatchConfig::default()
+            },
+            ends_at_ms: now + 60_000,
+            created_by: "bob".into(),
+            comment: String::new(),
+            created_at_ms: now - 10,
+        };
+        let ended_silence = SilenceDoc {
+            id: Uuid::new_v4(),
+            ends_at_ms: now - 1,
+            ..live_silence.clone()
+        };
+        let values = vec![
+            mark("expired", now - 1),
+            mark("m1", now + 10_000),
+            mark("m2", now + 20_000),
+            mark("m3", now + 30_000),
+            (
+                StateKey::Alert(old.alert_id),
+                StateValue::Alert(Box::new(alert_doc(&old, now - 5_000, 60_000, 0))),
+            ),
+            (
+                StateKey::Alert(mid.alert_id),
+                StateValue::Alert(Box::new(acked)),
+            ),
+            (
+                StateKey::Alert(new.alert_id),
+                StateValue::Alert(Box::new(alert_doc(&new, now - 1_000, 60_000, 1))),
+            ),
+            (
+                StateKey::Alert(gone.alert_id),
+                StateValue::Alert(Box::new(alert_doc(&gone, now - 90_000, 60_000, 0))),
+            ),
+            (
+                StateKey::Silence(live_silence.id),
+                StateValue::Silence(live_silence.clone()),
+            ),
+            (
+                StateKey::Silence(ended_silence.id),
+                StateValue::Silence(ended_silence),
+            ),
+        ];
+        let r = b.restore(values, &mut p());
+        assert_eq!((r.marks, r.alerts, r.silences), (2, 2, 1));
+        assert_eq!(r.expired, 3, "a mark, an alert and a silence had ended");
+        assert_eq!(r.evicted, 2, "the oldest mark and the oldest alert");
+        assert_eq!(b.metrics.dedup_entries.get(), 2);
+        // m1 (earliest end) was evicted; m2 and m3 still suppress other alert ids.
+        let t = Instant::now();
+        let w = Duration::from_secs(1);
+        assert_eq!(b.mark("m1", w, id(0), t, &mut p()), None);
+        assert!(b.mark("m3", w, id(0), t, &mut p()).is_some());
+        assert_eq!(b.acked(old.alert_id), None, "evicted at the bound");
+        assert_eq!(b.acked(mid.alert_id), Some(true));
+        assert_eq!(b.acked(new.alert_id), Some(false));
+        assert_eq!(b.acked(gone.alert_id), None);
+        // Only the unacknowledged alert with a tier left is re-armed, from its next tier.
+        assert_eq!(r.rearm.len(), 1);
+        assert_eq!(r.rearm[0].alert.alert_id, new.alert_id);
+        assert_eq!(r.rearm[0].escalation.fired, 1);
+        assert_eq!(
+            b.silenced_by(&alert("r3", Severity::Low, &[])),
+            Some(live_silence.id)
+        );
+        let listed = b.list_active();
+        assert_eq!(listed[0]["alert"]["alert_id"], new.alert_id.to_string());
+        assert_eq!(listed[0]["escalation_tier"], 1);
+        assert_eq!(listed[0]["grouped_alerts"], 1);
+        assert_eq!(listed[1]["acknowledged"]["by"], "alice");
     }
 }

@@ -20,9 +20,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use vigil_alerter::{AlerterConfig, AlerterService, ReceiverConfig, ReceiverKind, RouteConfig};
 use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
@@ -152,19 +155,34 @@ impl TestReceiver {
     }
 }
 
-/// Fresh topics and a registered alert schema.
+/// Fresh topics (alerts, DLQ, a compacted state changelog) and a registered alert schema.
 pub struct Topics {
     pub alerts: String,
     pub dlq: String,
+    pub state: String,
     pub schema: SchemaId,
+}
+
+/// Creates a one-partition compacted topic, as `topology/topics.yaml` declares the state topic.
+pub async fn create_compacted_topic(name: &str) {
+    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("retention.ms", "-1");
+    for r in admin.create_topics(&[topic], &opts).await.unwrap() {
+        r.unwrap_or_else(|(t, e)| panic!("creating state topic {t}: {e}"));
+    }
 }
 
 impl Topics {
     pub async fn create(partitions: i32) -> Self {
         let alerts = unique_name("at-alerts");
         let dlq = unique_name("at-dlq");
+        let state = unique_name("at-state");
         vigil_e2e::create_topic(&alerts, partitions).await;
         vigil_e2e::create_topic(&dlq, 1).await;
+        create_compacted_topic(&state).await;
         let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
         let schema = registry
             .register(&value_subject(&alerts), <Alert as AvroRecord>::SCHEMA_JSON)
@@ -173,6 +191,7 @@ impl Topics {
         Topics {
             alerts,
             dlq,
+            state,
             schema,
         }
     }
@@ -231,6 +250,7 @@ pub fn config(t: &Topics, r: &TestReceiver, secrets: &Secrets, route_yaml: &str)
     c.group_id = unique_name("at-group");
     c.alerts_topic = t.alerts.clone();
     c.dlq_topic = t.dlq.clone();
+    c.state_topic = t.state.clone();
     c.commit_interval_ms = 200;
     c.api.listen = "127.0.0.1:0".parse().unwrap();
     c.api.bearer_token_file = Some(secrets.path("api"));
@@ -393,4 +413,142 @@ pub async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
         }
     }
     out
+}
+
+/// The alerter's config as YAML, for an alerter in a child process and its in-process
+/// successor: webhook receivers `hook`, `lead`, `lead2` on `r`, a fixed group, short session
+/// timeout so a killed member leaves the group quickly, and `route_yaml` as the route tree.
+pub fn config_yaml(
+    t: &Topics,
+    r: &TestReceiver,
+    s: &Secrets,
+    group: &str,
+    route_yaml: &str,
+    max_attempts: u32,
+) -> String {
+    let hook = |name: &str| {
+        format!(
+            "  - {{name: {name}, kind: webhook, url: {:?}, secret_file: {:?}, rate_limit_per_minute: 60000, rate_limit_burst: 1000, timeout_ms: 2000}}\n",
+            r.url(&format!("/{name}")),
+            s.path("hook").display().to_string(),
+        )
+    };
+    let route: String = route_yaml.lines().map(|l| format!("  {l}\n")).collect();
+    format!(
+        "kafka:\n  bootstrap_servers: {bootstrap:?}\n  linger_ms: 0\n  librdkafka: {{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\"}}\n\
+         schema_registry_url: {registry:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\n\
+         dlq_topic: {dlq:?}\nstate_topic: {state:?}\ncommit_interval_ms: 100\n\
+         api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
+         delivery: {{max_attempts: {max_attempts}, initial_backoff_ms: 200, max_backoff_ms: 1000}}\n\
+         receivers:\n{hook}{lead}{lead2}route:\n{route}",
+        bootstrap = kafka_bootstrap(),
+        registry = schema_registry_url(),
+        alerts = t.alerts,
+        dlq = t.dlq,
+        state = t.state,
+        token = s.path("api").display().to_string(),
+        hook = hook("hook"),
+        lead = hook("lead"),
+        lead2 = hook("lead2"),
+    )
+}
+
+fn run_alerter_binary() -> PathBuf {
+    // Cargo builds examples for `cargo test`; `cargo test --test restart` alone does not, so
+    // build it here (a no-op when fresh).
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = std::process::Command::new(cargo)
+        .args(["build", "-p", "vigil-alerter", "--example", "run_alerter"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "building the run_alerter example");
+    dir.join("examples").join("run_alerter")
+}
+
+/// An alerter in a child process (`examples/run_alerter.rs`), so it can be killed with
+/// SIGKILL: no graceful shutdown, no final commit, no flush.
+pub struct ChildAlerter {
+    child: std::process::Child,
+    pub api: SocketAddr,
+}
+
+impl ChildAlerter {
+    pub async fn start(yaml: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(run_alerter_binary())
+            .env("ALERTER_CONFIG", yaml)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || {
+                let mut lines = std::io::BufReader::new(stdout).lines();
+                let first = lines.find_map(|l| {
+                    l.ok()
+                        .and_then(|l| l.strip_prefix("ready ").map(str::to_owned))
+                });
+                // Keep draining so the child never blocks on a full pipe.
+                std::thread::spawn(move || lines.for_each(drop));
+                first
+            }),
+        )
+        .await
+        .expect("child alerter ready within 60 s")
+        .unwrap()
+        .expect("child alerter printed its api address");
+        ChildAlerter {
+            child,
+            api: line.trim().parse().unwrap(),
+        }
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChildAlerter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `group` has committed an offset of at least `at_least` on partition 0 of `topic`.
+pub async fn wait_committed(group: &str, topic: &str, at_least: i64, timeout: Duration) {
+    let mut c = vigil_e2e::client_config();
+    c.set("group.id", group).set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(5))
+            .ok()
+            .and_then(|t| t.find_partition(topic, 0).map(|p| p.offset()));
+        if let Some(Offset::Offset(o)) = committed
+            && o >= at_least
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} never committed {at_least} on {topic}: {committed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
