@@ -71,7 +71,7 @@ fn verified_event(
     let mut event = VerificationEvent::new(
         EventClass::SignatureVerification,
         "verify",
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             Status::Failure
         } else {
             Status::Success
@@ -92,7 +92,7 @@ fn verified_event(
     .with_attribute("i", i.to_string());
     event.occurred_at = now_micros();
     let raw = raw_codec.encode_framed(SchemaId(1), &event).unwrap();
-    let (state, signature, reason) = if i % 7 == 0 {
+    let (state, signature, reason) = if i.is_multiple_of(7) {
         (
             SignatureState::Bad,
             vec![0u8; 64],

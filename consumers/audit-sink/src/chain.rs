@@ -167,21 +167,21 @@ pub(crate) mod tests {
         assert_eq!(head.next_seq, 1);
         let base = link_hash(&r);
         assert_eq!(base, r.chain_hash);
-        let mutations: Vec<Box<dyn Fn(&mut AuditRow)>> = vec![
-            Box::new(|r| r.state = "bad".into()),
-            Box::new(|r| r.principal = "mallory".into()),
-            Box::new(|r| r.signature[0] ^= 1),
-            Box::new(|r| r.signed_value.push(0)),
-            Box::new(|r| r.kafka_offset += 1),
-            Box::new(|r| r.seq += 1),
-            Box::new(|r| r.prev_hash[31] ^= 1),
-            Box::new(|r| r.attributes[0].1 = "c".into()),
-            Box::new(|r| r.occurred_at += 1),
+        let mutations: Vec<fn(&mut AuditRow)> = vec![
+            |r| r.state = "bad".into(),
+            |r| r.principal = "mallory".into(),
+            |r| r.signature[0] ^= 1,
+            |r| r.signed_value.push(0),
+            |r| r.kafka_offset += 1,
+            |r| r.seq += 1,
+            |r| r.prev_hash[31] ^= 1,
+            |r| r.attributes[0].1 = "c".into(),
+            |r| r.occurred_at += 1,
             // Length prefixes keep field boundaries: moving a byte between fields is a change.
-            Box::new(|r| {
+            |r| {
                 r.service = "ap".into();
                 r.host = "ih".into();
-            }),
+            },
         ];
         for (i, m) in mutations.iter().enumerate() {
             let mut t = r.clone();

@@ -91,7 +91,10 @@ pub enum Shorten {
 }
 
 /// The tables that carry a `{retention_years}` TTL, with their TTL column.
-const TTL_TABLES: &[(&str, &str)] = &[("audit_events", "occurred_at"), ("audit_digests", "created_at")];
+const TTL_TABLES: &[(&str, &str)] = &[
+    ("audit_events", "occurred_at"),
+    ("audit_digests", "created_at"),
+];
 
 /// Reads the years of a `TTL toDateTime(col) + toIntervalYear(N)` clause from a table's
 /// `CREATE TABLE` text (ClickHouse normalises `INTERVAL N YEAR` to that form).
@@ -214,7 +217,12 @@ async fn reconcile_retention(
         .execute()
         .await
         .map_err(|e| AuditError::clickhouse(format!("change the TTL of {table}"), e))?;
-        tracing::warn!(table, from_years = current, to_years = retention_years, "audit retention changed");
+        tracing::warn!(
+            table,
+            from_years = current,
+            to_years = retention_years,
+            "audit retention changed"
+        );
         changed.push((table, current, retention_years));
     }
     Ok(changed)
@@ -241,12 +249,27 @@ mod tests {
                    PARTITION BY toYYYYMM(occurred_at) ORDER BY occurred_at \
                    TTL toDateTime(occurred_at) + toIntervalYear(7) SETTINGS index_granularity = 8192";
         assert_eq!(ttl_years(ddl), Some(7));
-        assert_eq!(ttl_years(&ddl.replace("toIntervalYear(7)", "toIntervalYear( 12 )")), Some(12));
+        assert_eq!(
+            ttl_years(&ddl.replace("toIntervalYear(7)", "toIntervalYear( 12 )")),
+            Some(12)
+        );
         // No TTL clause, another unit, or garbage: unknown, never a guess.
-        assert_eq!(ttl_years("CREATE TABLE t (x UInt8) ENGINE = MergeTree ORDER BY x"), None);
-        assert_eq!(ttl_years(&ddl.replace("toIntervalYear(7)", "toIntervalMonth(7)")), None);
-        assert_eq!(ttl_years(&ddl.replace("toIntervalYear(7)", "toIntervalYear(x)")), None);
+        assert_eq!(
+            ttl_years("CREATE TABLE t (x UInt8) ENGINE = MergeTree ORDER BY x"),
+            None
+        );
+        assert_eq!(
+            ttl_years(&ddl.replace("toIntervalYear(7)", "toIntervalMonth(7)")),
+            None
+        );
+        assert_eq!(
+            ttl_years(&ddl.replace("toIntervalYear(7)", "toIntervalYear(x)")),
+            None
+        );
         // A column named like the function does not fool it: only the TTL clause counts.
-        assert_eq!(ttl_years("CREATE TABLE t (`toIntervalYear(3)` UInt8) ENGINE = MergeTree ORDER BY x"), None);
+        assert_eq!(
+            ttl_years("CREATE TABLE t (`toIntervalYear(3)` UInt8) ENGINE = MergeTree ORDER BY x"),
+            None
+        );
     }
 }

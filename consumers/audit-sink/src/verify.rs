@@ -472,6 +472,36 @@ impl Walker {
     }
 }
 
+/// Verifies one topic in ClickHouse: streams its rows in chain order through a [`Walker`].
+pub async fn verify_store(
+    store: &crate::store::AuditStore,
+    topic: &str,
+    opts: VerifyOptions,
+    partition: Option<i32>,
+    from_micros: Option<i64>,
+    to_micros: Option<i64>,
+) -> Result<VerifyReport, crate::error::AuditError> {
+    let digests = store.digests(topic).await?;
+    let mut walker = Walker::new(
+        topic,
+        VerifyOptions {
+            anchored: opts.anchored || from_micros.is_some(),
+            ..opts
+        },
+        &digests,
+    );
+    let mut cursor = store.rows(topic, partition, from_micros, to_micros)?;
+    while let Some(row) = cursor
+        .next()
+        .await
+        .map_err(|e| crate::error::AuditError::clickhouse("read audit_events", e))?
+    {
+        walker.feed(&row);
+    }
+    let ranged = from_micros.is_some() || to_micros.is_some();
+    Ok(walker.finish(Some((partition, ranged))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,34 +613,4 @@ mod tests {
         let r = run(&recomputed, std::slice::from_ref(&d), &key);
         assert!(!r.is_clean(), "{r}");
     }
-}
-
-/// Verifies one topic in ClickHouse: streams its rows in chain order through a [`Walker`].
-pub async fn verify_store(
-    store: &crate::store::AuditStore,
-    topic: &str,
-    opts: VerifyOptions,
-    partition: Option<i32>,
-    from_micros: Option<i64>,
-    to_micros: Option<i64>,
-) -> Result<VerifyReport, crate::error::AuditError> {
-    let digests = store.digests(topic).await?;
-    let mut walker = Walker::new(
-        topic,
-        VerifyOptions {
-            anchored: opts.anchored || from_micros.is_some(),
-            ..opts
-        },
-        &digests,
-    );
-    let mut cursor = store.rows(topic, partition, from_micros, to_micros)?;
-    while let Some(row) = cursor
-        .next()
-        .await
-        .map_err(|e| crate::error::AuditError::clickhouse("read audit_events", e))?
-    {
-        walker.feed(&row);
-    }
-    let ranged = from_micros.is_some() || to_micros.is_some();
-    Ok(walker.finish(Some((partition, ranged))))
 }

@@ -8,9 +8,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use vigil_audit_sink::{AuditError, AuditStore};
 use vigil_audit_sink::queries::SocQuery;
 use vigil_audit_sink::verify::{FindingKind, verify_store};
+use vigil_audit_sink::{AuditError, AuditStore};
 
 async fn copy_db(store: &AuditStore, prefix: &str) -> AuditStore {
     let db = fresh_db(prefix);
@@ -182,7 +182,11 @@ async fn a_changed_retention_reaches_existing_tables_and_shortening_needs_consen
     let created = store.migrate(7).await.unwrap();
     assert!(created.retention_changed.is_empty(), "{created:?}");
     for table in ["audit_events", "audit_digests"] {
-        assert_eq!(ttl_years(&create_query(&store, table).await), Some(7), "{table}");
+        assert_eq!(
+            ttl_years(&create_query(&store, table).await),
+            Some(7),
+            "{table}"
+        );
     }
 
     // Raising is safe and happens on the next start without asking.
@@ -192,25 +196,48 @@ async fn a_changed_retention_reaches_existing_tables_and_shortening_needs_consen
         vec![("audit_events", 7, 10), ("audit_digests", 7, 10)]
     );
     for table in ["audit_events", "audit_digests"] {
-        assert_eq!(ttl_years(&create_query(&store, table).await), Some(10), "{table}");
+        assert_eq!(
+            ttl_years(&create_query(&store, table).await),
+            Some(10),
+            "{table}"
+        );
     }
-    assert!(store.migrate(10).await.unwrap().retention_changed.is_empty());
+    assert!(
+        store
+            .migrate(10)
+            .await
+            .unwrap()
+            .retention_changed
+            .is_empty()
+    );
 
     // Shortening deletes rows: refused by name, nothing changed ...
     let err = store.migrate(8).await.unwrap_err();
     let text = err.to_string();
     assert!(
-        matches!(err, AuditError::Config { key: "retention_years", .. }) && text.contains("--shorten-retention"),
+        matches!(
+            err,
+            AuditError::Config {
+                key: "retention_years",
+                ..
+            }
+        ) && text.contains("--shorten-retention"),
         "{text}"
     );
-    assert_eq!(ttl_years(&create_query(&store, "audit_events").await), Some(10));
+    assert_eq!(
+        ttl_years(&create_query(&store, "audit_events").await),
+        Some(10)
+    );
     // ... unless the operator asks for it.
     let shortened = store.migrate_with(8, Shorten::Allow).await.unwrap();
     assert_eq!(
         shortened.retention_changed,
         vec![("audit_events", 10, 8), ("audit_digests", 10, 8)]
     );
-    assert_eq!(ttl_years(&create_query(&store, "audit_digests").await), Some(8));
+    assert_eq!(
+        ttl_years(&create_query(&store, "audit_digests").await),
+        Some(8)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

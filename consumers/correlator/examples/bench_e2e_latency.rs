@@ -141,11 +141,14 @@ struct Stages {
 
 /// Reads `topic` and records, per record, its timestamp and arrival minus the emit time that
 /// `emitted` extracts from the Avro body.
+/// Reads a record's emit time (µs) from its value, when it is one of the bench's events.
+type EmitTime = Box<dyn Fn(&[u8]) -> Option<i64> + Send>;
+
 fn stage_reader(
     topic: &str,
     stages: Arc<Mutex<Stages>>,
     pick: fn(&mut Stages) -> &mut (Vec<i64>, Vec<i64>),
-    emitted: Box<dyn Fn(&[u8]) -> Option<i64> + Send>,
+    emitted: EmitTime,
 ) {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -162,11 +165,7 @@ fn stage_reader(
                 continue;
             };
             let now = now_micros();
-            let Some(t0) = m
-                .payload()
-                .and_then(|v| v.get(5..))
-                .and_then(|b| emitted(b))
-            else {
+            let Some(t0) = m.payload().and_then(|v| v.get(5..)).and_then(&emitted) else {
                 continue;
             };
             let produced = m.timestamp().to_millis().map(|ms| ms * 1_000 - t0);

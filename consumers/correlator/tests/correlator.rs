@@ -106,18 +106,22 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
         .await
         .unwrap();
 
-    let mut vc = vigil_verifier::VerifierConfig::default();
-    vc.kafka = KafkaClientConfig::new(kafka_bootstrap());
-    vc.kafka.linger_ms = 1;
-    vc.schema_registry_url = schema_registry_url();
-    vc.group_id = unique_name("ct-verifier");
-    vc.raw_topic = raw.clone();
-    vc.verified_topic = topics.verified.clone();
-    vc.keys_topic = keys.clone();
-    vc.dlq_topic = topics.dlq.clone();
-    vc.retry_topics = Vec::new();
-    vc.commit_interval_ms = 200;
-    vc.max_clock_skew_ms = 60_000;
+    let vc = vigil_verifier::VerifierConfig {
+        kafka: KafkaClientConfig {
+            linger_ms: 1,
+            ..KafkaClientConfig::new(kafka_bootstrap())
+        },
+        schema_registry_url: schema_registry_url(),
+        group_id: unique_name("ct-verifier"),
+        raw_topic: raw.clone(),
+        verified_topic: topics.verified.clone(),
+        keys_topic: keys.clone(),
+        dlq_topic: topics.dlq.clone(),
+        retry_topics: Vec::new(),
+        commit_interval_ms: 200,
+        max_clock_skew_ms: 60_000,
+        ..vigil_verifier::VerifierConfig::default()
+    };
     let verifier = Verifier::start(vc);
     verifier.ready().await;
     let correlator = Running::start(topics.config());

@@ -231,19 +231,23 @@ async fn bench() {
         futures::future::join_all(chunk.iter().map(|r| vigil_e2e::send_signed(&p, &raw, r))).await;
     }
 
-    let mut config = VerifierConfig::default();
-    config.kafka = kafka.clone();
-    config.kafka.linger_ms = env_or("BENCH_LINGER_MS", config.kafka.linger_ms);
-    config.schema_registry_url = registry_url.clone();
-    config.group_id = name("bv-group");
-    config.raw_topic = raw.clone();
-    config.verified_topic = verified.clone();
-    config.keys_topic = keys.clone();
-    config.dlq_topic = dlq.clone();
-    config.retry_topics = Vec::new();
-    config.verify_batch_max = batch_max;
-    config.max_in_flight_per_partition = 1_000;
-    config.pipeline_depth = env_or("BENCH_PIPELINE_DEPTH", 64);
+    let config = VerifierConfig {
+        kafka: KafkaClientConfig {
+            linger_ms: env_or("BENCH_LINGER_MS", kafka.linger_ms),
+            ..kafka.clone()
+        },
+        schema_registry_url: registry_url.clone(),
+        group_id: name("bv-group"),
+        raw_topic: raw.clone(),
+        verified_topic: verified.clone(),
+        keys_topic: keys.clone(),
+        dlq_topic: dlq.clone(),
+        retry_topics: Vec::new(),
+        verify_batch_max: batch_max,
+        max_in_flight_per_partition: 1_000,
+        pipeline_depth: env_or("BENCH_PIPELINE_DEPTH", 64),
+        ..VerifierConfig::default()
+    };
     let telemetry = Telemetry::new();
     let t = telemetry.clone();
     let cfg = config.clone();

@@ -15,6 +15,9 @@ use vigil_schemas::wire::frame;
 use vigil_schemas::{EventSigner, KeyState, SignatureState, VerifiedEvent};
 use vigil_topology::KafkaClientConfig;
 
+/// Record headers as the poison cases carry them: (name, value).
+type Headers = Vec<(String, Vec<u8>)>;
+
 fn by_event_id(reads: &[Read]) -> HashMap<String, VerifiedEvent> {
     reads
         .iter()
@@ -195,7 +198,7 @@ async fn poison_records_go_to_the_dlq_with_headers_and_the_partition_moves_on() 
     let huge = vec![0u8; 10 * 1024 * 1024];
     let unknown_schema = frame(vigil_schemas::SchemaId(987_654_321), b"\x02\x04abc");
     let valid_event = good.sign(&event("k-good")).unwrap();
-    let poison: Vec<(&str, Vec<u8>, Vec<(String, Vec<u8>)>)> = vec![
+    let poison: Vec<(&str, Vec<u8>, Headers)> = vec![
         ("random", random.clone(), sig_headers(&random)),
         ("truncated", truncated.clone(), sig_headers(&truncated)),
         ("huge", huge.clone(), sig_headers(&huge)),

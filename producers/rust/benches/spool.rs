@@ -3,7 +3,7 @@
 //! Spool throughput: appends of 500-byte payloads under each fsync policy, and drain (read
 //! batches of 500 + ack). Throughput is in records; multiply by 520 bytes (500 + 20 framing)
 //! for disk MB/s.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 

@@ -26,7 +26,7 @@ fn event(i: usize) -> VerificationEvent {
     VerificationEvent::new(
         EventClass::SignatureVerification,
         "verify",
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             Status::Failure
         } else {
             Status::Success

@@ -1,7 +1,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failed setup should stop loudly
 
 //! Spool behaviour against real files in temporary directories.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

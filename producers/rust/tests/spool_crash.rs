@@ -8,7 +8,6 @@
 //! there, in order, byte for byte, and that nothing corrupt surfaced as a record. Several rounds
 //! run on the same directory, with partial acks in between, so recovery after a kill is itself
 //! tested against the next kill.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -53,7 +53,7 @@ pub fn verified_event(i: u64, signer: &EventSigner) -> VerifiedEvent {
     let mut event = VerificationEvent::new(
         EventClass::SignatureVerification,
         "verify",
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             Status::Failure
         } else {
             Status::Success
@@ -76,7 +76,7 @@ pub fn verified_event(i: u64, signer: &EventSigner) -> VerifiedEvent {
         .unwrap()
         .encode_framed(SchemaId(1), &event)
         .unwrap();
-    let (state, signature, reason) = if i % 7 == 0 {
+    let (state, signature, reason) = if i.is_multiple_of(7) {
         (
             SignatureState::Bad,
             vec![0u8; 64],

@@ -63,22 +63,25 @@ impl Topics {
 
     /// A correlator configuration over these topics with a fresh group and the built-in pack.
     pub fn config(&self) -> CorrelatorConfig {
-        let mut c = CorrelatorConfig::default();
-        c.kafka = KafkaClientConfig::new(kafka_bootstrap());
-        c.kafka.linger_ms = 1;
-        c.schema_registry_url = schema_registry_url();
-        c.group_id = unique_name("ct-group");
-        c.verified_topic = self.verified.clone();
-        c.alerts_topic = self.alerts.clone();
-        c.dlq_topic = self.dlq.clone();
-        // The shared vigil.retry.* topics would mix this test's group with everyone else's.
-        c.retry_topics = Vec::new();
-        c.rules_dir = rules_dir();
-        c.reload_poll_ms = 0;
-        c.commit_interval_ms = 200;
-        c.shutdown_timeout_ms = 10_000;
-        c.rebuild_timeout_ms = 30_000;
-        c
+        CorrelatorConfig {
+            kafka: KafkaClientConfig {
+                linger_ms: 1,
+                ..KafkaClientConfig::new(kafka_bootstrap())
+            },
+            schema_registry_url: schema_registry_url(),
+            group_id: unique_name("ct-group"),
+            verified_topic: self.verified.clone(),
+            alerts_topic: self.alerts.clone(),
+            dlq_topic: self.dlq.clone(),
+            // The shared vigil.retry.* topics would mix this test's group with everyone else's.
+            retry_topics: Vec::new(),
+            rules_dir: rules_dir(),
+            reload_poll_ms: 0,
+            commit_interval_ms: 200,
+            shutdown_timeout_ms: 10_000,
+            rebuild_timeout_ms: 30_000,
+            ..CorrelatorConfig::default()
+        }
     }
 
     /// The same configuration as TOML, for a correlator in a child process.

@@ -64,20 +64,23 @@ impl Topics {
     }
 
     pub fn config(&self) -> VerifierConfig {
-        let mut c = VerifierConfig::default();
-        c.kafka = KafkaClientConfig::new(kafka_bootstrap());
-        c.kafka.linger_ms = 1;
-        c.schema_registry_url = schema_registry_url();
-        c.group_id = unique_name("vt-group");
-        c.raw_topic = self.raw.clone();
-        c.verified_topic = self.verified.clone();
-        c.keys_topic = self.keys.clone();
-        c.dlq_topic = self.dlq.clone();
-        c.retry_topics = Vec::new();
-        c.commit_interval_ms = 200;
-        c.max_clock_skew_ms = 60_000;
-        c.key_registry_load_timeout_ms = 30_000;
-        c
+        VerifierConfig {
+            kafka: KafkaClientConfig {
+                linger_ms: 1,
+                ..KafkaClientConfig::new(kafka_bootstrap())
+            },
+            schema_registry_url: schema_registry_url(),
+            group_id: unique_name("vt-group"),
+            raw_topic: self.raw.clone(),
+            verified_topic: self.verified.clone(),
+            keys_topic: self.keys.clone(),
+            dlq_topic: self.dlq.clone(),
+            retry_topics: Vec::new(),
+            commit_interval_ms: 200,
+            max_clock_skew_ms: 60_000,
+            key_registry_load_timeout_ms: 30_000,
+            ..VerifierConfig::default()
+        }
     }
 
     pub async fn key_writer(&self) -> KeyStatusWriter {
