@@ -1,8 +1,9 @@
 //! The correlator proper: pure and synchronous, so the service, the restart replay and
 //! `vigil rules test` run exactly the same code.
 //!
-//! Event time is `occurred_at`. The watermark is the newest `occurred_at` seen; an event older
-//! than `watermark - allowed_lateness` is dropped (and counted). Sigma correlations run in
+//! Event time is `occurred_at`, capped at the verifier's `verified_at` ([`event_time`]). The
+//! watermark is the newest event time seen; an event older than `watermark - allowed_lateness`
+//! is dropped (and counted). Sigma correlations run in
 //! `rsigma-eval` (sliding windows keyed by the group-by values, state reset after a window
 //! fires so one burst gives one alert); absence windows are kept here and fire when the
 //! watermark passes their deadline plus the allowed lateness.
@@ -20,6 +21,22 @@ use vigil_schemas::model::{Alert, Severity};
 
 use crate::fields::event_fields;
 use crate::rules::{RuleError, RulePack};
+
+/// The event time of a verified event: its `occurred_at`, but never later than `verified_at`.
+///
+/// `occurred_at` is the producer's clock and arrives unchecked: one event stamped a year ahead
+/// (a skewed host, or an attacker who needs no valid key, since rejected events are correlated
+/// too) would move the watermark a year and make every later event "late", blinding every rule.
+/// The verifier's own clock bounds it: nothing is verified before it happened. Events without
+/// a `verified_at` (0, e.g. hand-written backtest files) keep their `occurred_at`.
+pub fn event_time(event: &VerifiedEvent) -> i64 {
+    let occurred = event.event.occurred_at;
+    if event.verified_at > 0 {
+        occurred.min(event.verified_at)
+    } else {
+        occurred
+    }
+}
 
 /// Bounds and time settings of a correlator.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +66,8 @@ pub struct EngineStats {
     pub events: u64,
     /// Events dropped for arriving later than the allowed lateness.
     pub late: u64,
+    /// Events whose `occurred_at` was after their `verified_at`, evaluated at `verified_at`.
+    pub future_stamped: u64,
     /// State entries evicted because the state bound was reached.
     pub evictions: u64,
     /// Alerts produced.
@@ -224,10 +243,14 @@ impl Correlator {
         Ok(())
     }
 
-    /// Evaluates one verified event.
+    /// Evaluates one verified event at its [`event_time`].
     pub fn process(&mut self, event: &VerifiedEvent) -> Vec<Alert> {
         let fields = event_fields(event);
-        self.process_fields(&fields, event.event.occurred_at)
+        let at = event_time(event);
+        if at != event.event.occurred_at {
+            self.stats.future_stamped += 1;
+        }
+        self.process_fields(&fields, at)
     }
 
     /// Evaluates one event given as a field map (see [`crate::fields`]) at `occurred_at_us`.

@@ -54,6 +54,7 @@ pub enum CorrelatorError {
 struct CorrelatorMetrics {
     events: IntCounter,
     late: IntCounter,
+    future_stamped: IntCounter,
     evictions: IntCounter,
     alerts: IntCounter,
     state_keys: IntGauge,
@@ -87,6 +88,10 @@ impl CorrelatorMetrics {
                 "vigil_correlator_late_events_total",
                 "events dropped beyond the allowed lateness",
             )?,
+            future_stamped: counter(
+                "vigil_correlator_future_stamped_events_total",
+                "events whose occurred_at was after their verified_at, evaluated at verified_at",
+            )?,
             evictions: counter(
                 "vigil_correlator_state_evictions_total",
                 "state entries evicted by the bound",
@@ -105,6 +110,8 @@ impl CorrelatorMetrics {
         self.events
             .inc_by(after.events.saturating_sub(before.events));
         self.late.inc_by(after.late.saturating_sub(before.late));
+        self.future_stamped
+            .inc_by(after.future_stamped.saturating_sub(before.future_stamped));
         self.evictions
             .inc_by(after.evictions.saturating_sub(before.evictions));
         self.state_keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
@@ -358,7 +365,7 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
         );
     }
     // Event-time order, so the replay is deterministic and nothing is dropped as late.
-    events.sort_by_key(|e| e.event.occurred_at);
+    events.sort_by_key(crate::engine::event_time);
     for e in &events {
         let _discarded = engine.process(e);
     }

@@ -329,3 +329,64 @@ fn detection_group_by_defaults_to_the_subject_and_is_validated() {
         );
     }
 }
+
+#[test]
+fn a_future_stamped_event_cannot_blind_the_correlator() {
+    use vigil_schemas::model::{EventClass, Producer, Status, Subject, VerificationEvent};
+    use vigil_schemas::{SignatureState, VerifiedEvent};
+
+    let t0 = 1_800_000_000_000_000_i64;
+    let verdict = |occurred_at: i64, verified_at: i64| {
+        let mut event = VerificationEvent::new(
+            EventClass::SignatureVerification,
+            "verify",
+            Status::Failure,
+            Producer::rust("attacker"),
+        )
+        .with_subject(Subject::principal("mallory").with_key_id("k-1"));
+        event.occurred_at = occurred_at;
+        VerifiedEvent {
+            event,
+            state: SignatureState::Bad,
+            reason: Some("signature does not verify".into()),
+            verified_at,
+            verifier: "test".into(),
+            key_id: Some("k-1".into()),
+            signed_value: Vec::new(),
+            signature: vec![0; 64],
+            origin_topic: "raw".into(),
+            origin_partition: 0,
+            origin_offset: 0,
+        }
+    };
+    let mut c = engine(
+        "title: n\nid: c-n\ncorrelation:\n  type: event_count\n  rules: [bad]\n  group-by: [key_id]\n  timespan: 60s\n  condition: {gte: 3}\n",
+    );
+    // No valid key is needed for this: rejected events are correlated too. Stamped a year ahead,
+    // it counts at the moment the verifier saw it.
+    let year_us = 365 * 86_400 * 1_000_000_i64;
+    assert!(c.process(&verdict(t0 + year_us, t0)).is_empty());
+    assert_eq!(c.watermark_us(), Some(t0));
+    let mut fired = Vec::new();
+    for i in 1..=2 {
+        let at = t0 + i * 1_000_000;
+        fired.extend(
+            c.process(&verdict(at, at + 5_000))
+                .into_iter()
+                .map(|a| a.rule_id),
+        );
+    }
+    assert_eq!(
+        fired,
+        ["c-n"],
+        "the burst after the future-stamped event must still fire"
+    );
+    let stats = c.stats();
+    assert_eq!((stats.late, stats.future_stamped), (0, 1));
+
+    // A small skew is clamped the same way, and hand-written events without verified_at keep
+    // their own time.
+    assert_eq!(crate::engine::event_time(&verdict(t0 + 2_000, t0)), t0);
+    assert_eq!(crate::engine::event_time(&verdict(t0, 0)), t0);
+    assert_eq!(crate::engine::event_time(&verdict(t0, t0 + 9)), t0);
+}
