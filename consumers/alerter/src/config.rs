@@ -67,6 +67,11 @@ pub struct AlerterConfig {
     /// Records queued per partition before the partition is paused.
     #[serde(default = "default_max_in_flight_per_partition")]
     pub max_in_flight_per_partition: usize,
+    /// Records of a partition handled at once. Notifications stay in offset order (they run in
+    /// the record's turn); what overlaps is the wait for the broker to acknowledge a record's
+    /// state changelog writes, which would otherwise cost one produce round trip per alert.
+    #[serde(default = "default_pipeline_depth")]
+    pub pipeline_depth: usize,
     /// How often stored offsets are committed.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
@@ -291,6 +296,9 @@ fn default_state_topic() -> String {
 fn default_max_in_flight_per_partition() -> usize {
     64
 }
+fn default_pipeline_depth() -> usize {
+    32
+}
 fn default_commit_interval_ms() -> u64 {
     1_000
 }
@@ -387,6 +395,7 @@ impl Default for AlerterConfig {
             state_topic: default_state_topic(),
             retry_topics: Vec::new(),
             max_in_flight_per_partition: default_max_in_flight_per_partition(),
+            pipeline_depth: default_pipeline_depth(),
             commit_interval_ms: default_commit_interval_ms(),
             max_value_bytes: default_max_value_bytes(),
             api: ApiConfig::default(),
@@ -452,6 +461,7 @@ impl AlerterConfig {
         c.retry_topics = self.retry_topics.clone();
         c.dlq_topic = self.dlq_topic.clone();
         c.max_in_flight_per_partition = self.max_in_flight_per_partition;
+        c.pipeline_depth = self.pipeline_depth;
         c.commit_interval_ms = self.commit_interval_ms;
         c
     }

@@ -9,7 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 use vigil_consumer::dead_letter::DeadLetterHeaders;
-use vigil_consumer::{ErrorClass, HandleError, Handler, InboundRecord, Outcome};
+use vigil_consumer::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, Turn};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::wire::split_frame_with_limit;
 use vigil_schemas::{Alert, Codec, SchemaRegistry};
@@ -165,8 +165,22 @@ impl Shared {
 
 impl Handler for Alerter {
     async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
+        self.handle_in_turn(record, &mut Turn::solo()).await
+    }
+
+    /// Decodes concurrently with the partition's other records in flight. In the record's turn:
+    /// silences, routing, dedup and group marks and the notifications, since the order of marks
+    /// decides which of two alerts with one fingerprint is suppressed. After the turn: the wait
+    /// for the broker to acknowledge the record's state writes (and a DLQ write), so that round
+    /// trip does not hold up the next record. The offset is still stored only after it.
+    async fn handle_in_turn(
+        &self,
+        record: &InboundRecord,
+        turn: &mut Turn,
+    ) -> Result<Outcome, HandleError> {
         let s = &self.shared;
         let alert = s.decode(record).await?;
+        turn.wait().await;
         let now = Instant::now();
         if let Some(silence) = s.book.silenced_by(&alert) {
             tracing::debug!(%silence, fingerprint = alert.fingerprint, "alert silenced");
@@ -243,6 +257,7 @@ impl Handler for Alerter {
             }
             failures.extend(errors);
         }
+        turn.pass().await;
         if let Err(e) = pending.acked().await {
             s.metrics.state_write_failed("record", &e.to_string());
             return Err(HandleError::transient(e));
