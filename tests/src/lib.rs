@@ -50,15 +50,27 @@ pub fn client_config() -> ClientConfig {
 
 /// Creates a topic with `partitions` partitions and replication 1, and waits until it exists.
 pub async fn create_topic(name: &str, partitions: i32) {
+    create(NewTopic::new(name, partitions, TopicReplication::Fixed(1))).await;
+}
+
+/// Creates a one-partition compacted topic kept forever, as `topology/topics.yaml` declares the
+/// state topics (`vigil.keys`, `vigil.alerter.state`); panics on failure.
+pub async fn create_compacted_topic(name: &str) {
+    create(
+        NewTopic::new(name, 1, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact")
+            .set("retention.ms", "-1"),
+    )
+    .await;
+}
+
+async fn create(topic: NewTopic<'_>) {
     let admin: AdminClient<DefaultClientContext> = client_config()
         .create()
         .expect("admin client for the test broker");
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &opts,
-        )
+        .create_topics(&[topic], &opts)
         .await
         .expect("create_topics request");
     for r in results {

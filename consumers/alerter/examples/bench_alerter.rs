@@ -164,7 +164,7 @@ async fn main() {
     vigil_e2e::create_topic(&topic, partitions).await;
     vigil_e2e::create_topic(&dlq, 1).await;
     let state = unique_name("bench-alerter-state");
-    vigil_e2e::create_topic(&state, 1).await;
+    vigil_e2e::create_compacted_topic(&state).await;
     let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
     let schema = registry
         .register(&value_subject(&topic), <Alert as AvroRecord>::SCHEMA_JSON)

@@ -324,8 +324,10 @@ async fn main() {
             .map_err(|e| e.to_string())
     }));
 
+    let state = unique_name("bench-e2e-alerter-state");
+    vigil_e2e::create_compacted_topic(&state).await;
     let yaml = format!(
-        "schema_registry_url: {reg:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\n\
+        "schema_registry_url: {reg:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\nstate_topic: {state:?}\n\
          api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
          receivers:\n  - {{name: hook, kind: webhook, url: {hook:?}, secret_file: {secret:?}, \
          rate_limit_per_minute: 100000000, rate_limit_burst: 1000000, timeout_ms: 5000}}\n\

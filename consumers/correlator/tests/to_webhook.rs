@@ -40,8 +40,10 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "t0k3n").unwrap();
+    let state = vigil_e2e::unique_name("ct-alerter-state");
+    vigil_e2e::create_compacted_topic(&state).await;
     let yaml = format!(
-        "group_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\ncommit_interval_ms: 200\n\
+        "group_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\nstate_topic: {state:?}\ncommit_interval_ms: 200\n\
          api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
          receivers:\n  - {{name: hook, kind: webhook, url: {url:?}}}\n\
          route: {{receivers: [hook], dedup_window_ms: 300000}}\n",

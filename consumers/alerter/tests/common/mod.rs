@@ -20,8 +20,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -163,18 +161,6 @@ pub struct Topics {
     pub schema: SchemaId,
 }
 
-/// Creates a one-partition compacted topic, as `topology/topics.yaml` declares the state topic.
-pub async fn create_compacted_topic(name: &str) {
-    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("retention.ms", "-1");
-    for r in admin.create_topics(&[topic], &opts).await.unwrap() {
-        r.unwrap_or_else(|(t, e)| panic!("creating state topic {t}: {e}"));
-    }
-}
-
 impl Topics {
     pub async fn create(partitions: i32) -> Self {
         let alerts = unique_name("at-alerts");
@@ -182,7 +168,7 @@ impl Topics {
         let state = unique_name("at-state");
         vigil_e2e::create_topic(&alerts, partitions).await;
         vigil_e2e::create_topic(&dlq, 1).await;
-        create_compacted_topic(&state).await;
+        vigil_e2e::create_compacted_topic(&state).await;
         let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
         let schema = registry
             .register(&value_subject(&alerts), <Alert as AvroRecord>::SCHEMA_JSON)
