@@ -502,26 +502,14 @@ pub fn read_snapshot(
     let consumer: BaseConsumer = client.create().map_err(kerr("create restore consumer"))?;
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let metadata = consumer
-        .fetch_metadata(Some(topic), left())
-        .map_err(kerr("fetch metadata"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(RestoreError::Missing(topic.to_owned()));
-    }
+    let marks = vigil_consumer::key_registry::partition_watermarks(&consumer, topic, left())
+        .map_err(|(what, source)| kerr(what)(source))?
+        .ok_or_else(|| RestoreError::Missing(topic.to_owned()))?;
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, *p, left())
-            .map_err(kerr("fetch watermarks"))?;
+    for (p, (low, high)) in &marks {
         if high > low {
-            ends.insert(*p, high);
+            ends.insert(*p, *high);
             tpl.add_partition_offset(topic, *p, Offset::Beginning)
                 .map_err(kerr("assign"))?;
         }

@@ -429,17 +429,20 @@ fn uuid_like() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Returns the high watermark of every partition of `topic`.
-fn high_watermarks(
+/// Low and high watermark by partition.
+pub type Watermarks = HashMap<i32, (i64, i64)>;
+
+/// The low and high watermark of every partition of `topic`, or `None` when the broker does
+/// not know the topic. Blocking: for compacted topics read to their end at start (the key
+/// registry, the alerter's state changelog).
+pub fn partition_watermarks(
     client: &BaseConsumer,
     topic: &str,
-) -> Result<HashMap<i32, i64>, KeyRegistryError> {
+    timeout: Duration,
+) -> Result<Option<Watermarks>, (&'static str, KafkaError)> {
     let md = client
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|source| KeyRegistryError::Kafka {
-            what: "fetch keys topic metadata",
-            source,
-        })?;
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| ("fetch metadata", e))?;
     let partitions: Vec<i32> = md
         .topics()
         .iter()
@@ -447,19 +450,28 @@ fn high_watermarks(
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        return Err(KeyRegistryError::MissingTopic(topic.to_owned()));
+        return Ok(None);
     }
-    let mut ends = HashMap::new();
+    let mut marks = HashMap::with_capacity(partitions.len());
     for p in partitions {
-        let (_, high) = client
-            .fetch_watermarks(topic, p, METADATA_TIMEOUT)
-            .map_err(|source| KeyRegistryError::Kafka {
-                what: "fetch keys topic watermarks",
-                source,
-            })?;
-        ends.insert(p, high);
+        let lh = client
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| ("fetch watermarks", e))?;
+        marks.insert(p, lh);
     }
-    Ok(ends)
+    Ok(Some(marks))
+}
+
+/// Returns the high watermark of every partition of `topic`.
+fn high_watermarks(
+    client: &BaseConsumer,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, KeyRegistryError> {
+    match partition_watermarks(client, topic, METADATA_TIMEOUT) {
+        Ok(Some(marks)) => Ok(marks.into_iter().map(|(p, (_, high))| (p, high)).collect()),
+        Ok(None) => Err(KeyRegistryError::MissingTopic(topic.to_owned())),
+        Err((what, source)) => Err(KeyRegistryError::Kafka { what, source }),
+    }
 }
 
 /// Decodes one keys-topic value: the own schema id on the fast path, any other through the
