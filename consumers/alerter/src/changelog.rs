@@ -10,11 +10,12 @@
 //! storing an offset or answering an API call.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -25,13 +26,17 @@ use vigil_topology::KafkaClientConfig;
 
 use crate::config::{EscalationTier, MatchConfig};
 use crate::internal_events::AlerterMetrics;
-use crate::state::Ack;
+use crate::state::{Ack, AlertBook, RemoteApplied};
 
 /// Version written in every value; a reader refuses (counts and skips) any other.
 pub const VERSION: u32 = 1;
 
 /// Largest changelog value read back; anything bigger is refused as malformed.
 pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Header naming the alerter instance (a random id drawn at start) that wrote a record; the
+/// follower skips its own instance's records, whose mutations are already in memory.
+pub const INSTANCE_HEADER: &str = "vigil-alerter-instance";
 
 /// Why a changelog record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -363,17 +368,29 @@ pub fn encode<T: Serialize>(doc: &T) -> Vec<u8> {
 #[error("state changelog write failed: {0}")]
 pub struct StateWriteError(pub String);
 
-/// Where state writes go: the producer and the topic.
+/// Where state writes go: the producer, the topic, and the instance id each write is tagged
+/// with ([`INSTANCE_HEADER`]).
 #[derive(Clone)]
 pub struct Changelog {
     producer: FutureProducer,
     topic: String,
+    instance: String,
 }
 
 impl Changelog {
-    /// Returns a changelog writing to `topic` through `producer` (idempotent, acks=all).
-    pub fn new(producer: FutureProducer, topic: String) -> Self {
-        Self { producer, topic }
+    /// Returns a changelog writing to `topic` through `producer` (idempotent, acks=all), each
+    /// record tagged with `instance`.
+    pub fn new(producer: FutureProducer, topic: String, instance: String) -> Self {
+        Self {
+            producer,
+            topic,
+            instance,
+        }
+    }
+
+    /// Returns the instance id this changelog tags its writes with.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Enqueues one write (`None`: tombstone) without waiting.
@@ -383,7 +400,13 @@ impl Changelog {
         value: Option<&[u8]>,
     ) -> Result<DeliveryFuture, KafkaError> {
         let k = key.encode();
-        let mut record = FutureRecord::<str, [u8]>::to(&self.topic).key(&k);
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: INSTANCE_HEADER,
+            value: Some(self.instance.as_bytes()),
+        });
+        let mut record = FutureRecord::<str, [u8]>::to(&self.topic)
+            .key(&k)
+            .headers(headers);
         if let Some(v) = value {
             record = record.payload(v);
         }
@@ -477,6 +500,8 @@ pub struct Snapshot {
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
     /// Records read, tombstones and superseded values included.
     pub records: u64,
+    /// The high watermark of every partition when the read started: where following goes on.
+    pub ends: Vec<(i32, i64)>,
 }
 
 /// Reads `topic` from the beginning to the high watermarks taken at start, with a consumer that
@@ -515,7 +540,10 @@ pub fn read_snapshot(
         }
     }
     let mut latest: HashMap<Vec<u8>, (u64, Option<Vec<u8>>)> = HashMap::new();
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot {
+        ends: marks.iter().map(|(p, (_, high))| (*p, *high)).collect(),
+        ..Snapshot::default()
+    };
     if ends.is_empty() {
         return Ok(snapshot);
     }
@@ -563,6 +591,209 @@ pub fn read_snapshot(
     kept.sort_by_key(|(s, _, _)| *s);
     snapshot.entries = kept.into_iter().map(|(_, k, v)| (k, v)).collect();
     Ok(snapshot)
+}
+
+/// What the follower did with one changelog record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    /// Written by this instance: its mutation is already in memory.
+    Own,
+    /// Another instance's write, applied; the kind (`mark`, `alert`, `silence`, `tombstone`).
+    Applied(&'static str),
+    /// Not applied; the reason (see `vigil_alerter_state_follow_skipped_total`).
+    Skipped(&'static str),
+}
+
+/// Applies one record read by the follower to `book` unless `instance` wrote it, and counts
+/// the outcome. Records without [`INSTANCE_HEADER`] (written before instances were tagged) are
+/// applied. Decoding is [`StateKey::parse`] and [`decode`], as at restore; applying is
+/// [`AlertBook::apply_remote`], which writes nothing back.
+pub fn follow_record(
+    book: &AlertBook,
+    instance: &str,
+    writer: Option<&[u8]>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    metrics: &AlerterMetrics,
+) -> Followed {
+    let followed = apply_followed(book, instance, writer, key, value);
+    match followed {
+        Followed::Own => metrics.state_follow_skipped.with_label_values(&["own"]),
+        Followed::Applied(kind) => metrics.state_follow_applied.with_label_values(&[kind]),
+        Followed::Skipped(reason) => metrics.state_follow_skipped.with_label_values(&[reason]),
+    }
+    .inc();
+    followed
+}
+
+fn apply_followed(
+    book: &AlertBook,
+    instance: &str,
+    writer: Option<&[u8]>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Followed {
+    if writer == Some(instance.as_bytes()) {
+        return Followed::Own;
+    }
+    let Some(key) = key else {
+        return Followed::Skipped("no_key");
+    };
+    let decoded = StateKey::parse(key).and_then(|k| match value {
+        None => Ok((k, None)),
+        Some(v) => decode(&k, v).map(|v| (k, Some(v))),
+    });
+    let (key, value) = match decoded {
+        Ok(kv) => kv,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                key = %String::from_utf8_lossy(key),
+                "followed state changelog record skipped"
+            );
+            return Followed::Skipped(e.reason());
+        }
+    };
+    let kind = if value.is_some() {
+        key.kind()
+    } else {
+        "tombstone"
+    };
+    match book.apply_remote(key, value) {
+        RemoteApplied::Upserted | RemoteApplied::Removed => Followed::Applied(kind),
+        other => Followed::Skipped(other.as_str()),
+    }
+}
+
+/// Keeps reading the state changelog after the start-up restore and applies the other
+/// instances' writes to this instance's [`AlertBook`], in offset order. Its consumer joins no
+/// group and commits nothing; it starts at the restore's end offsets, and after an error it is
+/// recreated from the next unread offsets (with a growing pause), so it never silently stops.
+pub struct Follower {
+    kafka: KafkaClientConfig,
+    group_hint: String,
+    topic: String,
+    instance: String,
+    next: HashMap<i32, i64>,
+    book: Arc<AlertBook>,
+    metrics: AlerterMetrics,
+}
+
+/// Consecutive read errors after which the follower's consumer is recreated.
+const FOLLOW_MAX_ERRORS: u32 = 5;
+/// Pause after a read error.
+const FOLLOW_ERROR_PAUSE: Duration = Duration::from_millis(200);
+/// Longest pause before recreating the consumer.
+const FOLLOW_MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Follower {
+    /// Returns a follower of `topic` from `ends` (the snapshot's end offsets) that skips the
+    /// writes of `instance`.
+    pub fn new(
+        kafka: &KafkaClientConfig,
+        group_hint: &str,
+        topic: &str,
+        instance: &str,
+        ends: &[(i32, i64)],
+        book: Arc<AlertBook>,
+        metrics: AlerterMetrics,
+    ) -> Self {
+        Self {
+            kafka: kafka.clone(),
+            group_hint: group_hint.to_owned(),
+            topic: topic.to_owned(),
+            instance: instance.to_owned(),
+            next: ends.iter().copied().collect(),
+            book,
+            metrics,
+        }
+    }
+
+    /// Follows until the task is aborted (the service stops or is dropped).
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.consumer() {
+                Ok(consumer) => {
+                    self.metrics.state_follower_up.set(1);
+                    if self.read(&consumer).await {
+                        backoff = Duration::from_secs(1);
+                    }
+                }
+                Err(e) => self
+                    .metrics
+                    .follow_failed("create consumer", &e.to_string()),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(FOLLOW_MAX_BACKOFF);
+        }
+    }
+
+    fn consumer(&self) -> Result<StreamConsumer, KafkaError> {
+        let mut client = self
+            .kafka
+            .consumer(&format!("{}-state-follow", self.group_hint));
+        client
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            // Another instance's ack or silence should apply here within a fetch round trip.
+            .set("fetch.wait.max.ms", "100")
+            // An offset compaction made invalid: read again from the start (writes are
+            // idempotent, the last one per key still wins).
+            .set("auto.offset.reset", "earliest");
+        let consumer: StreamConsumer = client.create()?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &self.next {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))?;
+        }
+        consumer.assign(&tpl)?;
+        Ok(consumer)
+    }
+
+    /// Reads until too many consecutive errors; returns whether any record was read.
+    async fn read(&mut self, consumer: &StreamConsumer) -> bool {
+        let (mut errors, mut read_any) = (0, false);
+        loop {
+            let m = match consumer.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    self.metrics.follow_failed("read", &e.to_string());
+                    errors += 1;
+                    if errors >= FOLLOW_MAX_ERRORS {
+                        return read_any;
+                    }
+                    tokio::time::sleep(FOLLOW_ERROR_PAUSE).await;
+                    continue;
+                }
+            };
+            if errors > 0 {
+                self.metrics.state_follower_up.set(1);
+                errors = 0;
+            }
+            read_any = true;
+            let writer = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == INSTANCE_HEADER)
+                    .and_then(|h| h.value)
+            });
+            follow_record(
+                &self.book,
+                &self.instance,
+                writer,
+                m.key(),
+                m.payload(),
+                &self.metrics,
+            );
+            if let Some(ts) = m.timestamp().to_millis() {
+                let now = vigil_schemas::model::now_micros() / 1_000;
+                let delay_ms = now.saturating_sub(ts).max(0);
+                self.metrics
+                    .state_follow_delay_seconds
+                    .set(delay_ms as f64 / 1_000.0);
+            }
+            self.next.insert(m.partition(), m.offset() + 1);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -749,5 +980,72 @@ mod tests {
             "garbage, and a mark under a silence key"
         );
         assert_eq!(metrics.restore_skipped("bad_key"), 1);
+    }
+
+    #[test]
+    fn the_follower_skips_own_writes_applies_others_and_writes_nothing() {
+        let metrics = AlerterMetrics::register(&prometheus::Registry::new()).unwrap();
+        let book = AlertBook::new(crate::config::StateConfig::default(), metrics.clone());
+        let own = "instance-a";
+        let doc = |id: Uuid| {
+            encode(&MarkDoc {
+                v: VERSION,
+                alert_id: id,
+                expires_at_ms: vigil_schemas::model::now_micros() / 1_000 + 60_000,
+            })
+        };
+        let (theirs, mine, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let follow = |writer: Option<&str>, key: &str, value: Option<&[u8]>| {
+            follow_record(
+                &book,
+                own,
+                writer.map(str::as_bytes),
+                Some(key.as_bytes()),
+                value,
+                &metrics,
+            )
+        };
+        let now = Instant::now();
+        let w = Duration::from_secs(60);
+        // Own write: skipped, the book does not learn it from the topic.
+        assert_eq!(
+            follow(Some(own), "mark/own", Some(&doc(mine))),
+            Followed::Own
+        );
+        assert_eq!(book.mark("own", w, other, now, &mut Pending::new()), None);
+        // Another instance's write, and an untagged (older) one: applied.
+        assert_eq!(
+            follow(Some("instance-b"), "mark/b", Some(&doc(theirs))),
+            Followed::Applied("mark")
+        );
+        assert_eq!(
+            follow(None, "mark/old", Some(&doc(theirs))),
+            Followed::Applied("mark")
+        );
+        for k in ["b", "old"] {
+            assert_eq!(
+                book.mark(k, w, other, now, &mut Pending::new()),
+                Some(theirs)
+            );
+        }
+        assert_eq!(
+            follow(Some("instance-b"), "mark/b", None),
+            Followed::Applied("tombstone")
+        );
+        assert_eq!(
+            follow(Some("instance-b"), "mark/c", Some(b"{garbage")),
+            Followed::Skipped("malformed")
+        );
+        assert_eq!(
+            follow(Some("instance-b"), "thing/x", None),
+            Followed::Skipped("bad_key")
+        );
+        assert_eq!(metrics.follow_skipped("own"), 1);
+        assert_eq!(metrics.follow_applied("mark"), 2);
+        assert_eq!(metrics.follow_applied("tombstone"), 1);
+        assert_eq!(metrics.follow_skipped("malformed"), 1);
+        // Only the one local mark (the "own" key) was written; following wrote nothing.
+        assert_eq!(metrics.state_writes("mark"), 1);
+        assert_eq!(metrics.state_writes("tombstone"), 0);
     }
 }

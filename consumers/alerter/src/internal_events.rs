@@ -57,6 +57,11 @@ pub struct AlerterMetrics {
     pub(crate) state_restored: IntCounterVec,
     pub(crate) state_restore_skipped: IntCounterVec,
     pub(crate) state_restore_seconds: Gauge,
+    pub(crate) state_follow_applied: IntCounterVec,
+    pub(crate) state_follow_skipped: IntCounterVec,
+    pub(crate) state_follow_errors: IntCounter,
+    pub(crate) state_follower_up: IntGauge,
+    pub(crate) state_follow_delay_seconds: Gauge,
 }
 
 impl AlerterMetrics {
@@ -162,6 +167,37 @@ impl AlerterMetrics {
             "vigil_alerter_state_restore_duration_seconds",
             "Time the last start spent reading the state changelog and rebuilding the state.",
         )?;
+        let state_follow_applied = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_state_follow_applied_total",
+                "Other instances' state changelog writes applied to this instance's memory, by kind (mark, alert, silence, tombstone).",
+            ),
+            &["kind"],
+        )?;
+        let state_follow_skipped = IntCounterVec::new(
+            Opts::new(
+                "vigil_alerter_state_follow_skipped_total",
+                "State changelog records the follower did not apply, by reason (own: written by this instance; expired, evicted, invalid, no_key, bad_key, malformed, unknown_version).",
+            ),
+            &["reason"],
+        )?;
+        let state_follow_errors = IntCounter::new(
+            "vigil_alerter_state_follow_errors_total",
+            "Read errors and consumer restarts of the state changelog follower.",
+        )?;
+        let state_follower_up = IntGauge::new(
+            "vigil_alerter_state_follower_up",
+            "1 while the state changelog follower reads, 0 while it reconnects after an error.",
+        )?;
+        let state_follow_delay_seconds = Gauge::new(
+            "vigil_alerter_state_follow_delay_seconds",
+            "Time from the last followed changelog record's timestamp to its reading: how far behind other instances' writes this instance is.",
+        )?;
+        registry.register(Box::new(state_follow_applied.clone()))?;
+        registry.register(Box::new(state_follow_skipped.clone()))?;
+        registry.register(Box::new(state_follow_errors.clone()))?;
+        registry.register(Box::new(state_follower_up.clone()))?;
+        registry.register(Box::new(state_follow_delay_seconds.clone()))?;
         registry.register(Box::new(state_writes.clone()))?;
         registry.register(Box::new(state_write_failures.clone()))?;
         registry.register(Box::new(state_restored.clone()))?;
@@ -197,6 +233,11 @@ impl AlerterMetrics {
             state_restored,
             state_restore_skipped,
             state_restore_seconds,
+            state_follow_applied,
+            state_follow_skipped,
+            state_follow_errors,
+            state_follower_up,
+            state_follow_delay_seconds,
         })
     }
 
@@ -226,6 +267,28 @@ impl AlerterMetrics {
     /// Returns the duration of the last restore in seconds (tests, bench).
     pub fn restore_seconds(&self) -> f64 {
         self.state_restore_seconds.get()
+    }
+
+    /// Returns the other instances' writes of `kind` applied by the follower (tests).
+    pub fn follow_applied(&self, kind: &str) -> u64 {
+        self.state_follow_applied.with_label_values(&[kind]).get()
+    }
+
+    /// Returns the changelog records the follower skipped for `reason` (tests).
+    pub fn follow_skipped(&self, reason: &str) -> u64 {
+        self.state_follow_skipped.with_label_values(&[reason]).get()
+    }
+
+    /// Returns this instance's changelog writes, by kind (tests).
+    pub fn state_writes(&self, kind: &str) -> u64 {
+        self.state_writes.with_label_values(&[kind]).get()
+    }
+
+    /// Counts a follower error, marks the follower down and logs it.
+    pub(crate) fn follow_failed(&self, what: &'static str, error: &str) {
+        self.state_follow_errors.inc();
+        self.state_follower_up.set(0);
+        tracing::error!(what, error, "alerter state follower error");
     }
 
     /// Counts a state write the broker did not acknowledge and logs it.

@@ -93,17 +93,22 @@ pub enum AlerterError {
     Runtime(#[from] RuntimeError),
 }
 
-/// A built alerter: the handler, its API server, and the switch that stops escalation timers.
+/// A built alerter: the handler, its API server, the changelog follower, and the switch that
+/// stops escalation timers.
 pub struct AlerterService {
     /// The handler (metrics and state are reachable through it).
     pub handler: Arc<Alerter>,
     /// Where the HTTP API listens.
     pub api_addr: SocketAddr,
+    /// This instance's random id, written in every changelog record it produces.
+    pub instance: String,
     api_task: AbortOnDrop,
+    follow_task: AbortOnDrop,
     stop: watch::Sender<bool>,
 }
 
-/// Stops the API server when the service is dropped, stopped or aborted.
+/// Stops the API server or the changelog follower when the service is dropped, stopped or
+/// aborted.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -115,12 +120,13 @@ impl Drop for AbortOnDrop {
 /// Longest wait for the state changelog to be read to its end at start.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Reads the changelog, rebuilds `book` and returns the timers to re-arm.
+/// Reads the changelog, rebuilds `book` and returns the timers to re-arm and the offsets to
+/// follow the changelog from.
 async fn restore(
     config: &AlerterConfig,
     book: &state::AlertBook,
     metrics: &AlerterMetrics,
-) -> Result<Vec<state::Rearm>, AlerterError> {
+) -> Result<(Vec<state::Rearm>, Vec<(i32, i64)>), AlerterError> {
     let started = Instant::now();
     let (kafka, group, topic) = (
         config.kafka.clone(),
@@ -177,7 +183,7 @@ async fn restore(
         elapsed_ms = elapsed.as_millis() as u64,
         "alerter state restored"
     );
-    Ok(restored.rearm)
+    Ok((restored.rearm, snapshot.ends))
 }
 
 /// Builds the alerter: reads secrets, compiles the routing tree, restores the state from the
@@ -209,12 +215,32 @@ pub async fn build(
     let mut producer_config = config.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");
     let producer: FutureProducer = producer_config.create().map_err(AlerterError::Producer)?;
+    let instance = uuid::Uuid::new_v4().to_string();
     let book = Arc::new(state::AlertBook::with_changelog(
         config.state.clone(),
         metrics.clone(),
-        changelog::Changelog::new(producer.clone(), config.state_topic.clone()),
+        changelog::Changelog::new(
+            producer.clone(),
+            config.state_topic.clone(),
+            instance.clone(),
+        ),
     ));
-    let rearm = restore(config, &book, &metrics).await?;
+    let (rearm, ends) = restore(config, &book, &metrics).await?;
+    let follower = changelog::Follower::new(
+        &config.kafka,
+        &config.group_id,
+        &config.state_topic,
+        &instance,
+        &ends,
+        Arc::clone(&book),
+        metrics.clone(),
+    );
+    let follow_task = AbortOnDrop(tokio::spawn(follower.run()));
+    tracing::info!(
+        instance,
+        state_topic = config.state_topic,
+        "following the alerter state changelog"
+    );
     let (stop, stop_rx) = watch::channel(false);
     let shared = service::Shared {
         codec: Codec::new()
@@ -259,7 +285,9 @@ pub async fn build(
     Ok(AlerterService {
         handler: Arc::new(Alerter { shared }),
         api_addr,
+        instance,
         api_task: AbortOnDrop(api_task),
+        follow_task,
         stop,
     })
 }
@@ -278,6 +306,7 @@ impl AlerterService {
         };
         let _ = self.stop.send(true);
         drop(self.api_task);
+        drop(self.follow_task);
         Ok(result?)
     }
 }

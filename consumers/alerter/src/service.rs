@@ -240,7 +240,8 @@ impl Handler for Alerter {
                     Some(record),
                     &mut pending,
                 );
-                // A redelivered alert already has its timer (running, or re-armed at restore).
+                // A redelivered alert already has its timer (running, or re-armed at restore),
+                // unless another instance activated it: then this one takes the timer over.
                 if fresh && !route.escalation.is_empty() {
                     spawn_escalation(
                         Arc::clone(&self.shared),
@@ -252,6 +253,16 @@ impl Handler for Alerter {
                             fired: 0,
                             tiers: route.escalation.clone(),
                         },
+                    );
+                } else if !fresh
+                    && !route.escalation.is_empty()
+                    && let Some(policy) = s.book.adopt_escalation(alert.alert_id, &route.id)
+                {
+                    spawn_escalation(
+                        Arc::clone(&self.shared),
+                        alert.clone(),
+                        Some(record.clone()),
+                        policy,
                     );
                 }
             }

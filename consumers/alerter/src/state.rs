@@ -56,9 +56,83 @@ struct ActiveAlert {
     ack: Option<Ack>,
     escalations: Vec<EscalationDoc>,
     origin: Option<OriginDoc>,
+    /// Routes whose escalation timer runs in this instance (not in the changelog: another
+    /// instance's alert, learnt from the follower, has none here).
+    timers_here: Vec<String>,
 }
 
 impl ActiveAlert {
+    /// Rebuilds an alert from its changelog document (restore and remote writes).
+    fn from_doc(a: AlertDoc, inst_now: Instant, wall_now: i64) -> Self {
+        let AlertDoc {
+            alert,
+            notified_at_ms,
+            expires_at_ms,
+            routes,
+            grouped,
+            escalation_tier,
+            ack,
+            escalations,
+            origin,
+            ..
+        } = a;
+        ActiveAlert {
+            alert,
+            notified_at_ms,
+            expires: instant_of(expires_at_ms, inst_now, wall_now),
+            expires_at_ms,
+            routes,
+            grouped,
+            escalation_tier,
+            ack,
+            escalations,
+            origin,
+            timers_here: Vec::new(),
+        }
+    }
+
+    /// Returns the escalation policies with tiers left to notify, none once acknowledged.
+    fn unfinished_escalations(&self) -> Vec<Rearm> {
+        if self.ack.is_some() {
+            return Vec::new();
+        }
+        self.escalations
+            .iter()
+            .filter(|e| e.fired < e.tiers.len())
+            .map(|e| Rearm {
+                alert: self.alert.clone(),
+                escalation: e.clone(),
+                origin: self.origin.clone(),
+            })
+            .collect()
+    }
+
+    /// Folds in `local`, the version this instance held before a remote write replaced it.
+    /// Acknowledgement, escalation progress, routes and the group count only grow, so a write
+    /// of the alert's owner that had not seen another instance's ack yet cannot undo it here.
+    fn merge_from(&mut self, local: &ActiveAlert) {
+        if self.ack.is_none() {
+            self.ack = local.ack.clone();
+        }
+        self.escalation_tier = self.escalation_tier.max(local.escalation_tier);
+        self.grouped = self.grouped.max(local.grouped);
+        for r in &local.routes {
+            if !self.routes.contains(r) {
+                self.routes.push(r.clone());
+            }
+        }
+        for e in &local.escalations {
+            match self.escalations.iter_mut().find(|x| x.route == e.route) {
+                Some(x) => x.fired = x.fired.max(e.fired),
+                None => self.escalations.push(e.clone()),
+            }
+        }
+        if self.origin.is_none() {
+            self.origin = local.origin.clone();
+        }
+        self.timers_here = local.timers_here.clone();
+    }
+
     fn doc(&self) -> AlertDoc {
         AlertDoc {
             v: VERSION,
@@ -95,6 +169,21 @@ pub struct Silence {
 }
 
 impl Silence {
+    /// Rebuilds a silence from its changelog document; `None` when its matchers no longer
+    /// compile.
+    fn from_doc(s: SilenceDoc) -> Option<Self> {
+        let matcher = Matcher::compile(&s.matchers).ok()?;
+        Some(Silence {
+            id: s.id,
+            matchers: s.matchers,
+            ends_at_ms: s.ends_at_ms,
+            created_by: s.created_by,
+            comment: s.comment,
+            created_at_ms: s.created_at_ms,
+            matcher,
+        })
+    }
+
     fn doc(&self) -> SilenceDoc {
         SilenceDoc {
             v: VERSION,
@@ -149,6 +238,35 @@ pub struct Restored {
     pub rearm: Vec<Rearm>,
 }
 
+/// What [`AlertBook::apply_remote`] did with one write of another instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteApplied {
+    /// The entry was inserted, or replaced by the write (an active alert merged: see
+    /// [`AlertBook::apply_remote`]).
+    Upserted,
+    /// A tombstone: the entry is gone (if it was held).
+    Removed,
+    /// The value had already ended by wall clock: the entry is gone instead.
+    Expired,
+    /// A silence older than every held one while `max_silences` are held: not kept.
+    Evicted,
+    /// A silence whose matchers do not compile here: ignored.
+    Invalid,
+}
+
+impl RemoteApplied {
+    /// Returns the label: `upserted`, `removed`, or why the write was not kept.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteApplied::Upserted => "upserted",
+            RemoteApplied::Removed => "removed",
+            RemoteApplied::Expired => "expired",
+            RemoteApplied::Evicted => "evicted",
+            RemoteApplied::Invalid => "invalid",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     marks: HashMap<String, Mark>,
@@ -196,6 +314,19 @@ fn instant_of(at_ms: i64, now: Instant, now_ms: i64) -> Instant {
     }
 }
 
+/// Inserts or replaces a mark read from the changelog (restore and remote writes).
+fn put_mark(g: &mut Inner, key: String, m: &MarkDoc, inst_now: Instant, wall_now: i64) {
+    let expires = instant_of(m.expires_at_ms, inst_now, wall_now);
+    g.mark_order.push_back((expires, key.clone()));
+    g.marks.insert(
+        key,
+        Mark {
+            expires,
+            alert_id: m.alert_id,
+        },
+    );
+}
+
 /// Returns the dedup key of `fingerprint` on route `route_id` (also the changelog key suffix).
 pub fn dedup_key(route_id: &str, fingerprint: &str) -> String {
     format!("d\u{1f}{route_id}\u{1f}{fingerprint}")
@@ -234,18 +365,26 @@ impl AlertBook {
     }
 
     /// Enqueues one changelog write; called with the lock held so the topic sees mutations in
-    /// the order they happened.
+    /// the order they happened. Counted in `vigil_alerter_state_writes_total` even by a book
+    /// without a changelog (unit tests, benches), so what would be written stays observable.
     fn write(&self, p: &mut Pending, key: StateKey, value: Option<Vec<u8>>) {
-        let Some(log) = &self.log else {
-            return;
-        };
         let kind = if value.is_some() {
             key.kind()
         } else {
             "tombstone"
         };
         self.metrics.state_writes.with_label_values(&[kind]).inc();
-        p.push(log.enqueue(&key, value.as_deref()));
+        if let Some(log) = &self.log {
+            p.push(log.enqueue(&key, value.as_deref()));
+        }
+    }
+
+    /// [`AlertBook::write`] when there is somewhere to write to: remote writes applied by the
+    /// follower pass `None` and change memory only, so nothing echoes back to the topic.
+    fn write_opt(&self, p: Option<&mut Pending>, key: StateKey, value: Option<Vec<u8>>) {
+        if let Some(p) = p {
+            self.write(p, key, value);
+        }
     }
 
     fn write_alert(&self, p: &mut Pending, a: &ActiveAlert) {
@@ -288,6 +427,13 @@ impl AlertBook {
                 expires_at_ms,
             })),
         );
+        self.trim_marks(&mut g, now, Some(p));
+        None
+    }
+
+    /// Drops expired marks and, beyond `max_dedup_entries`, the oldest; with `p` each removal
+    /// is written as a tombstone, without (a remote write applied) memory only.
+    fn trim_marks(&self, g: &mut Inner, now: Instant, mut p: Option<&mut Pending>) {
         // Drop queue entries that are stale (re-marked or removed) or expired, oldest first.
         while let Some((exp, k)) = g.mark_order.front().cloned() {
             let current = g.marks.get(&k).map(|m| m.expires);
@@ -296,7 +442,7 @@ impl AlertBook {
             } else if exp <= now {
                 g.mark_order.pop_front();
                 g.marks.remove(&k);
-                self.write(p, StateKey::Mark(k), None);
+                self.write_opt(p.as_deref_mut(), StateKey::Mark(k), None);
             } else {
                 break;
             }
@@ -308,11 +454,10 @@ impl AlertBook {
             if g.marks.get(&k).map(|m| m.expires) == Some(exp) {
                 g.marks.remove(&k);
                 self.metrics.state_evictions.inc();
-                self.write(p, StateKey::Mark(k), None);
+                self.write_opt(p.as_deref_mut(), StateKey::Mark(k), None);
             }
         }
         self.metrics.dedup_entries.set(g.marks.len() as i64);
-        None
     }
 
     /// Removes a mark set by [`AlertBook::mark`] (the notification failed, so a retry or replay
@@ -358,6 +503,7 @@ impl AlertBook {
             a.routes.push(route_id.to_owned());
             if let Some(e) = policy {
                 a.escalations.push(e);
+                a.timers_here.push(route_id.to_owned());
                 if a.origin.is_none() {
                     a.origin = kept_origin;
                 }
@@ -377,11 +523,19 @@ impl AlertBook {
             escalation_tier: 0,
             ack: None,
             origin: kept_origin,
+            timers_here: policy.iter().map(|e| e.route.clone()).collect(),
             escalations: policy.into_iter().collect(),
         };
         self.write_alert(p, &a);
         g.active.insert(alert.alert_id, a);
         g.active_order.push_back(alert.alert_id);
+        self.trim_active(&mut g, now, Some(p));
+        true
+    }
+
+    /// Drops expired active alerts and, beyond `max_active_alerts`, the oldest; with `p` each
+    /// removal is written as a tombstone, without (a remote write applied) memory only.
+    fn trim_active(&self, g: &mut Inner, now: Instant, mut p: Option<&mut Pending>) {
         while let Some(front) = g.active_order.front().copied() {
             let over = g.active.len() > self.limits.max_active_alerts;
             match g.active.get(&front) {
@@ -391,7 +545,7 @@ impl AlertBook {
                     }
                     g.active.remove(&front);
                     g.active_order.pop_front();
-                    self.write(p, StateKey::Alert(front), None);
+                    self.write_opt(p.as_deref_mut(), StateKey::Alert(front), None);
                 }
                 Some(_) => break,
                 None => {
@@ -400,7 +554,27 @@ impl AlertBook {
             }
         }
         self.metrics.active_alerts.set(g.active.len() as i64);
-        true
+    }
+
+    /// Returns the escalation policy of route `route_id` of an alert activated by another
+    /// instance (learnt from the changelog) when it still has tiers to notify, the alert is
+    /// unacknowledged and no timer for it runs here; the caller starts that timer, continuing
+    /// from the tiers already notified. Used when this instance consumes such an alert again
+    /// (its partition moved here before the record's offset was stored, e.g. the instance that
+    /// activated it died), so its escalation is not lost.
+    pub fn adopt_escalation(&self, alert_id: Uuid, route_id: &str) -> Option<EscalationDoc> {
+        let mut g = self.lock();
+        let a = g.active.get_mut(&alert_id)?;
+        if a.ack.is_some() || a.timers_here.iter().any(|r| r == route_id) {
+            return None;
+        }
+        let e = a
+            .escalations
+            .iter()
+            .find(|e| e.route == route_id && e.fired < e.tiers.len())?
+            .clone();
+        a.timers_here.push(route_id.to_owned());
+        Some(e)
     }
 
     /// Counts an alert folded into the group notified as `alert_id`.
@@ -613,15 +787,7 @@ impl AlertBook {
                 self.write(p, StateKey::Mark(k), None);
                 continue;
             }
-            let expires = instant_of(m.expires_at_ms, inst_now, wall_now);
-            g.mark_order.push_back((expires, k.clone()));
-            g.marks.insert(
-                k,
-                Mark {
-                    expires,
-                    alert_id: m.alert_id,
-                },
-            );
+            put_mark(&mut g, k, &m, inst_now, wall_now);
         }
 
         alerts.sort_by_key(|a| a.notified_at_ms);
@@ -641,45 +807,12 @@ impl AlertBook {
                 self.write(p, StateKey::Alert(id), None);
                 continue;
             }
-            if a.ack.is_none() {
-                for e in &a.escalations {
-                    if e.fired < e.tiers.len() {
-                        out.rearm.push(Rearm {
-                            alert: a.alert.clone(),
-                            escalation: e.clone(),
-                            origin: a.origin.clone(),
-                        });
-                    }
-                }
-            }
-            let AlertDoc {
-                alert,
-                notified_at_ms,
-                expires_at_ms,
-                routes,
-                grouped,
-                escalation_tier,
-                ack,
-                escalations,
-                origin,
-                ..
-            } = *a;
+            let mut active = ActiveAlert::from_doc(*a, inst_now, wall_now);
+            let rearm = active.unfinished_escalations();
+            active.timers_here = rearm.iter().map(|r| r.escalation.route.clone()).collect();
+            out.rearm.extend(rearm);
             g.active_order.push_back(id);
-            g.active.insert(
-                id,
-                ActiveAlert {
-                    alert,
-                    notified_at_ms,
-                    expires: instant_of(expires_at_ms, inst_now, wall_now),
-                    expires_at_ms,
-                    routes,
-                    grouped,
-                    escalation_tier,
-                    ack,
-                    escalations,
-                    origin,
-                },
-            );
+            g.active.insert(id, active);
         }
 
         silences.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
@@ -689,28 +822,17 @@ impl AlertBook {
                 self.write(p, StateKey::Silence(s.id), None);
                 continue;
             }
-            let Ok(matcher) = Matcher::compile(&s.matchers) else {
+            let Some(silence) = Silence::from_doc(s) else {
                 out.invalid += 1;
                 continue;
             };
             if g.silences.len() >= self.limits.max_silences {
                 // Newest first: the oldest silences are the ones dropped.
                 out.evicted += 1;
-                self.write(p, StateKey::Silence(s.id), None);
+                self.write(p, StateKey::Silence(silence.id), None);
                 continue;
             }
-            g.silences.insert(
-                s.id,
-                Silence {
-                    id: s.id,
-                    matchers: s.matchers,
-                    ends_at_ms: s.ends_at_ms,
-                    created_by: s.created_by,
-                    comment: s.comment,
-                    created_at_ms: s.created_at_ms,
-                    matcher,
-                },
-            );
+            g.silences.insert(silence.id, silence);
         }
         out.marks = g.marks.len();
         out.alerts = g.active.len();
@@ -720,6 +842,99 @@ impl AlertBook {
         self.metrics.active_alerts.set(g.active.len() as i64);
         self.metrics.silences.set(g.silences.len() as i64);
         out
+    }
+
+    /// Applies one write of another alerter instance, read from the changelog by the follower
+    /// (`None`: tombstone). Memory only: nothing is written back, so instances never echo each
+    /// other. Wall-clock expiry and the table bounds apply as in [`AlertBook::restore`], except
+    /// that what does not fit is dropped from memory only (the writer owns the topic entry).
+    ///
+    /// The last write of a key in topic order wins, with one exception: an active alert keeps
+    /// an acknowledgement, escalation progress, routes and group count it already had (see
+    /// [`RemoteApplied`]). A remote acknowledgement stops a local escalation timer: the timer
+    /// checks [`AlertBook::acked`] before every tier.
+    pub fn apply_remote(&self, key: StateKey, value: Option<StateValue>) -> RemoteApplied {
+        let (inst_now, wall_now) = (Instant::now(), now_ms());
+        let mut g = self.lock();
+        let out = match (key, value) {
+            (StateKey::Mark(k), None) => {
+                g.marks.remove(&k);
+                RemoteApplied::Removed
+            }
+            (StateKey::Alert(id), None) => {
+                g.active.remove(&id);
+                RemoteApplied::Removed
+            }
+            (StateKey::Silence(id), None) => {
+                g.silences.remove(&id);
+                RemoteApplied::Removed
+            }
+            (StateKey::Mark(k), Some(StateValue::Mark(m))) => {
+                if m.expires_at_ms <= wall_now {
+                    g.marks.remove(&k);
+                    RemoteApplied::Expired
+                } else {
+                    put_mark(&mut g, k, &m, inst_now, wall_now);
+                    self.trim_marks(&mut g, inst_now, None);
+                    RemoteApplied::Upserted
+                }
+            }
+            (StateKey::Alert(id), Some(StateValue::Alert(a))) => {
+                if a.expires_at_ms <= wall_now {
+                    g.active.remove(&id);
+                    RemoteApplied::Expired
+                } else {
+                    let mut active = ActiveAlert::from_doc(*a, inst_now, wall_now);
+                    match g.active.get(&id) {
+                        Some(local) => active.merge_from(local),
+                        None => g.active_order.push_back(id),
+                    }
+                    g.active.insert(id, active);
+                    self.trim_active(&mut g, inst_now, None);
+                    RemoteApplied::Upserted
+                }
+            }
+            (StateKey::Silence(id), Some(StateValue::Silence(s))) => {
+                if s.ends_at_ms <= wall_now {
+                    g.silences.remove(&id);
+                    RemoteApplied::Expired
+                } else {
+                    match Silence::from_doc(s) {
+                        None => RemoteApplied::Invalid,
+                        Some(silence) => self.put_remote_silence(&mut g, silence),
+                    }
+                }
+            }
+            // `changelog::decode` pairs values with their keys; nothing else reaches here.
+            _ => RemoteApplied::Invalid,
+        };
+        self.metrics.dedup_entries.set(g.marks.len() as i64);
+        self.metrics.active_alerts.set(g.active.len() as i64);
+        self.metrics.silences.set(g.silences.len() as i64);
+        out
+    }
+
+    /// Inserts a remote silence; at `max_silences` the oldest goes, as at restore (newest kept).
+    fn put_remote_silence(&self, g: &mut Inner, silence: Silence) -> RemoteApplied {
+        if !g.silences.contains_key(&silence.id) && g.silences.len() >= self.limits.max_silences {
+            let oldest = g
+                .silences
+                .values()
+                .min_by_key(|s| s.created_at_ms)
+                .map(|s| (s.id, s.created_at_ms));
+            match oldest {
+                Some((old, at)) if at < silence.created_at_ms => {
+                    g.silences.remove(&old);
+                    self.metrics.state_evictions.inc();
+                }
+                _ => {
+                    self.metrics.state_evictions.inc();
+                    return RemoteApplied::Evicted;
+                }
+            }
+        }
+        g.silences.insert(silence.id, silence);
+        RemoteApplied::Upserted
     }
 }
 #[cfg(test)]
@@ -1005,5 +1220,133 @@ mod tests {
         assert_eq!(listed[0]["escalation_tier"], 1);
         assert_eq!(listed[0]["grouped_alerts"], 1);
         assert_eq!(listed[1]["acknowledged"]["by"], "alice");
+    }
+
+    fn writes(b: &AlertBook) -> u64 {
+        ["mark", "alert", "silence", "tombstone"]
+            .iter()
+            .map(|k| b.metrics.state_writes(k))
+            .sum()
+    }
+
+    #[test]
+    fn remote_writes_change_memory_only_and_honour_expiry_and_bounds() {
+        let b = book(2, 10);
+        let now = now_ms();
+        let (other, mine) = (Uuid::new_v4(), Uuid::new_v4());
+        let mark = |exp: i64| {
+            Some(StateValue::Mark(MarkDoc {
+                v: VERSION,
+                alert_id: other,
+                expires_at_ms: exp,
+            }))
+        };
+        let key = |k: &str| StateKey::Mark(k.into());
+        assert_eq!(
+            b.apply_remote(key("k"), mark(now + 60_000)),
+            RemoteApplied::Upserted
+        );
+        let t = Instant::now();
+        let w = Duration::from_secs(60);
+        assert_eq!(
+            b.mark("k", w, mine, t, &mut p()),
+            Some(other),
+            "another instance's mark suppresses here"
+        );
+        assert_eq!(writes(&b), 0, "applying wrote nothing");
+        // Bounds: the oldest goes from memory, still without a write.
+        b.apply_remote(key("k2"), mark(now + 70_000));
+        b.apply_remote(key("k3"), mark(now + 80_000));
+        assert_eq!(b.metrics.dedup_entries.get(), 2);
+        assert_eq!(b.metrics.state_evictions.get(), 1);
+        assert_eq!(b.mark("k", w, mine, t, &mut p()), None, "k was evicted");
+        assert_eq!(
+            writes(&b),
+            2,
+            "the local mark and the eviction it caused wrote"
+        );
+        // Expired by wall clock: removes what was held. Tombstone: removes.
+        assert_eq!(
+            b.apply_remote(key("k2"), mark(now - 1)),
+            RemoteApplied::Expired
+        );
+        assert_eq!(b.apply_remote(key("k3"), None), RemoteApplied::Removed);
+        assert_eq!(b.mark("k3", w, mine, t, &mut p()), None);
+
+        let a = alert("r1", Severity::High, &[]);
+        let doc = alert_doc(&a, now - 1_000, 60_000, 0);
+        let akey = StateKey::Alert(a.alert_id);
+        b.apply_remote(akey.clone(), Some(StateValue::Alert(Box::new(doc.clone()))));
+        assert_eq!(b.acked(a.alert_id), Some(false));
+        let mut acked = doc.clone();
+        acked.ack = Some(Ack {
+            by: "alice".into(),
+            comment: String::new(),
+            at_ms: now,
+        });
+        b.apply_remote(akey.clone(), Some(StateValue::Alert(Box::new(acked))));
+        assert_eq!(b.acked(a.alert_id), Some(true), "a remote ack stops timers");
+        // The owner's later write that had not seen the ack does not undo it here.
+        let mut stale = doc;
+        stale.grouped = 5;
+        b.apply_remote(akey.clone(), Some(StateValue::Alert(Box::new(stale))));
+        assert_eq!(b.acked(a.alert_id), Some(true));
+        assert_eq!(b.list_active()[0]["grouped_alerts"], 5);
+
+        let silence = SilenceDoc {
+            v: VERSION,
+            id: Uuid::new_v4(),
+            matchers: MatchConfig {
+                rule_id: vec!["r9".into()],
+                ..MatchConfig::default()
+            },
+            ends_at_ms: now + 60_000,
+            created_by: "bob".into(),
+            comment: String::new(),
+            created_at_ms: now,
+        };
+        let skey = StateKey::Silence(silence.id);
+        b.apply_remote(skey.clone(), Some(StateValue::Silence(silence.clone())));
+        assert_eq!(
+            b.silenced_by(&alert("r9", Severity::Low, &[])),
+            Some(silence.id)
+        );
+        b.apply_remote(skey.clone(), None);
+        assert_eq!(b.silenced_by(&alert("r9", Severity::Low, &[])), None);
+        assert_eq!(
+            writes(&b),
+            3,
+            "nothing applied remotely wrote, only local marks"
+        );
+    }
+
+    #[test]
+    fn an_escalation_learnt_from_another_instance_is_adopted_once() {
+        let b = book(10, 10);
+        let now = now_ms();
+        let theirs = alert("r1", Severity::High, &[]);
+        b.apply_remote(
+            StateKey::Alert(theirs.alert_id),
+            Some(StateValue::Alert(Box::new(alert_doc(
+                &theirs,
+                now - 500,
+                60_000,
+                1,
+            )))),
+        );
+        // Consumed again here: the known route starts no fresh timer, but the policy is taken
+        // over from the tier already notified.
+        assert!(!b.activate(&theirs, "route", Instant::now(), &[], None, &mut p()));
+        let e = b.adopt_escalation(theirs.alert_id, "route").unwrap();
+        assert_eq!((e.fired, e.tiers.len()), (1, 2));
+        assert!(b.adopt_escalation(theirs.alert_id, "route").is_none());
+        // An alert activated here already has its timer.
+        let mine = alert("r2", Severity::High, &[]);
+        let tiers = [EscalationTier {
+            receivers: vec!["lead".into()],
+            after_ms: 1_000,
+        }];
+        assert!(b.activate(&mine, "route", Instant::now(), &tiers, None, &mut p()));
+        assert!(b.adopt_escalation(mine.alert_id, "route").is_none());
     }
 }
