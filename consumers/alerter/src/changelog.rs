@@ -8,6 +8,13 @@
 //! [`AlertBook`](crate::state::AlertBook) lock is held, so the topic sees mutations in the order
 //! they happened; callers collect them in a [`Pending`] and wait for the broker's acks before
 //! storing an offset or answering an API call.
+//!
+//! Each record carries the header [`INSTANCE_HEADER`] naming the alerter instance that wrote
+//! it (a random id drawn at start). After [`read_snapshot`] each instance keeps reading the
+//! topic from the snapshot's end offsets with a [`Follower`] and applies the writes of the
+//! other instances ([`follow_record`]); records without the header (written before it
+//! existed) are applied too. The topic's order is the order of the state: the last write of a
+//! key wins. Partitions added to the topic after the start are not followed (it has one).
 
 use std::collections::HashMap;
 use std::sync::Arc;

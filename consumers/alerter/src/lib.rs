@@ -23,8 +23,22 @@
 //! that topic to its end before it consumes alerts (`/readyz` stays false meanwhile), drops
 //! what has expired by wall clock, and re-arms the escalation timers of unacknowledged alerts
 //! with their remaining delay. API mutations answer only once their write is acknowledged.
-//! Instances of one group share the topic but each reads it only at start: after a rebalance
-//! the new owner of a partition does not see marks written by the previous owner since then.
+//!
+//! **Several instances** (one consumer group behind one load balancer for the API) share the
+//! state topic. After its restore each instance keeps following the topic
+//! ([`changelog::Follower`]: a consumer of its own, no group, from the restore's end offsets)
+//! and applies the other instances' writes to its memory in offset order, without writing
+//! anything back ([`state::AlertBook::apply_remote`]). Every write carries the writing
+//! instance's random id ([`changelog::INSTANCE_HEADER`]); an instance skips its own writes.
+//! So an ack or a silence made through any instance applies on all of them within a fetch
+//! round trip (about 100 ms), and after a rebalance the new owner of a partition already holds
+//! the previous owner's dedup marks. Conflicts: the last write of a key in topic order wins,
+//! except that an active alert never loses an acknowledgement, escalation progress or a route
+//! it already had. Still not shared: an escalation timer runs on the instance that activated
+//! the alert (a remote ack stops it before its next tier). If that instance dies, the timer is
+//! taken over by the instance that consumes the alert's record again (its offset was not
+//! stored yet), and otherwise only re-armed when some instance restarts, which re-arms every
+//! unacknowledged escalation it restores, including those still running elsewhere.
 
 pub mod api;
 pub mod changelog;

@@ -6,6 +6,17 @@
 //! ([`AlertBook::restore`]), so dedup windows, acknowledgements, silences and escalation timers
 //! survive a restart. Times inside are wall-clock ms since the epoch; `Instant`s are derived
 //! from them when the book is rebuilt.
+//!
+//! Other instances' writes, read by the changelog follower, enter through
+//! [`AlertBook::apply_remote`]: same decoding, expiry and bounds as the restore, memory only
+//! (an applied write is never written again, so instances do not echo each other). The last
+//! write of a key in topic order wins; an active alert merges instead (acknowledgement,
+//! escalation progress, routes and group count only grow), because its owner may write it
+//! again (a folded alert, a notified tier) before it has read another instance's ack. One
+//! race remains: two instances writing the same key within one follow round trip (only around
+//! a rebalance, or for an alert's owner and an ack elsewhere) each keep the other's value in
+//! memory (for alerts, the merge of both) until the next write of that key, while the topic,
+//! and so a restart, keeps the later one.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
