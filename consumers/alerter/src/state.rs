@@ -41,6 +41,10 @@ use crate::route::Matcher;
 struct Mark {
     expires: Instant,
     alert_id: Uuid,
+    /// Set here or restored (not learnt from another instance): this instance writes its
+    /// tombstone when it expires or is evicted. A mark learnt from another instance is dropped
+    /// from memory only, so a late tombstone from here cannot erase that instance's newer mark.
+    local: bool,
 }
 
 /// Who acknowledged an alert and when.
@@ -326,7 +330,14 @@ fn instant_of(at_ms: i64, now: Instant, now_ms: i64) -> Instant {
 }
 
 /// Inserts or replaces a mark read from the changelog (restore and remote writes).
-fn put_mark(g: &mut Inner, key: String, m: &MarkDoc, inst_now: Instant, wall_now: i64) {
+fn put_mark(
+    g: &mut Inner,
+    key: String,
+    m: &MarkDoc,
+    local: bool,
+    inst_now: Instant,
+    wall_now: i64,
+) {
     let expires = instant_of(m.expires_at_ms, inst_now, wall_now);
     g.mark_order.push_back((expires, key.clone()));
     g.marks.insert(
@@ -334,6 +345,7 @@ fn put_mark(g: &mut Inner, key: String, m: &MarkDoc, inst_now: Instant, wall_now
         Mark {
             expires,
             alert_id: m.alert_id,
+            local,
         },
     );
 }
@@ -427,7 +439,14 @@ impl AlertBook {
         }
         let expires = now + window;
         let expires_at_ms = wall_of(expires, Instant::now(), now_ms());
-        g.marks.insert(key.to_owned(), Mark { expires, alert_id });
+        g.marks.insert(
+            key.to_owned(),
+            Mark {
+                expires,
+                alert_id,
+                local: true,
+            },
+        );
         g.mark_order.push_back((expires, key.to_owned()));
         self.write(
             p,
@@ -452,8 +471,9 @@ impl AlertBook {
                 g.mark_order.pop_front();
             } else if exp <= now {
                 g.mark_order.pop_front();
-                g.marks.remove(&k);
-                self.write_opt(p.as_deref_mut(), StateKey::Mark(k), None);
+                if g.marks.remove(&k).is_some_and(|m| m.local) {
+                    self.write_opt(p.as_deref_mut(), StateKey::Mark(k), None);
+                }
             } else {
                 break;
             }
@@ -463,9 +483,10 @@ impl AlertBook {
                 break;
             };
             if g.marks.get(&k).map(|m| m.expires) == Some(exp) {
-                g.marks.remove(&k);
                 self.metrics.state_evictions.inc();
-                self.write_opt(p.as_deref_mut(), StateKey::Mark(k), None);
+                if g.marks.remove(&k).is_some_and(|m| m.local) {
+                    self.write_opt(p.as_deref_mut(), StateKey::Mark(k), None);
+                }
             }
         }
         self.metrics.dedup_entries.set(g.marks.len() as i64);
@@ -798,7 +819,7 @@ impl AlertBook {
                 self.write(p, StateKey::Mark(k), None);
                 continue;
             }
-            put_mark(&mut g, k, &m, inst_now, wall_now);
+            put_mark(&mut g, k, &m, true, inst_now, wall_now);
         }
 
         alerts.sort_by_key(|a| a.notified_at_ms);
@@ -885,7 +906,7 @@ impl AlertBook {
                     g.marks.remove(&k);
                     RemoteApplied::Expired
                 } else {
-                    put_mark(&mut g, k, &m, inst_now, wall_now);
+                    put_mark(&mut g, k, &m, false, inst_now, wall_now);
                     self.trim_marks(&mut g, inst_now, None);
                     RemoteApplied::Upserted
                 }
@@ -1273,8 +1294,8 @@ mod tests {
         assert_eq!(b.mark("k", w, mine, t, &mut p()), None, "k was evicted");
         assert_eq!(
             writes(&b),
-            2,
-            "the local mark and the eviction it caused wrote"
+            1,
+            "the local mark wrote; the remote mark it evicted left memory only"
         );
         // Expired by wall clock: removes what was held. Tombstone: removes.
         assert_eq!(
@@ -1326,7 +1347,7 @@ mod tests {
         assert_eq!(b.silenced_by(&alert("r9", Severity::Low, &[])), None);
         assert_eq!(
             writes(&b),
-            3,
+            2,
             "nothing applied remotely wrote, only local marks"
         );
     }
