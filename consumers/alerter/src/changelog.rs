@@ -743,8 +743,11 @@ impl Follower {
         client
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            // Another instance's ack or silence should apply here within a fetch round trip.
+            // Another instance's ack or silence should apply here within a fetch round trip,
+            // while under load (this instance's own writes come back too) fetches stay few and
+            // large rather than one per write.
             .set("fetch.wait.max.ms", "100")
+            .set("fetch.min.bytes", "65536")
             // An offset compaction made invalid: read again from the start (writes are
             // idempotent, the last one per key still wins).
             .set("auto.offset.reset", "earliest");
