@@ -25,25 +25,6 @@ async fn shared_state_topics() -> (Topics, Topics) {
     (a, b)
 }
 
-fn alert_ids(deliveries: &[Delivery]) -> Vec<String> {
-    deliveries
-        .iter()
-        .map(|d| d.json()["alert"]["alert_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn get_json(url: &str, token: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Polls `url` until `f` accepts the JSON answer; returns it.
 async fn wait_json(
     what: &str,

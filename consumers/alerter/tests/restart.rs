@@ -30,25 +30,6 @@ async fn successor(yaml: &str) -> Running {
     Running::start(config).await
 }
 
-fn alert_ids(deliveries: &[Delivery]) -> Vec<String> {
-    deliveries
-        .iter()
-        .map(|d| d.json()["alert"]["alert_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn get_json(url: &str, token: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_window_survives_a_crash() {
     let (t, r, s, group) = setup().await;

@@ -538,3 +538,24 @@ pub async fn wait_committed(group: &str, topic: &str, at_least: i64, timeout: Du
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The alert ids of `deliveries`, in arrival order.
+pub fn alert_ids(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries
+        .iter()
+        .map(|d| d.json()["alert"]["alert_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// GETs `url` with the bearer token and returns the JSON answer.
+pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
