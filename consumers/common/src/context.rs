@@ -1,6 +1,6 @@
 //! The librdkafka callbacks of the runtime's consumer: rebalances, commits, statistics, logs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::ClientContext;
@@ -9,13 +9,30 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use vigil_topology::{Health, InternalEvent};
 
 use crate::internal_events::{ConsumerLagObserved, Instruments, OffsetCommitFailed, Rebalanced};
 
 /// One assigned partition.
 pub(crate) type PartitionId = (String, i32);
+
+/// An assignment change seen by the rebalance callbacks, for the dispatcher to pass to the
+/// handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AssignmentChange {
+    /// Partitions given to this consumer.
+    Assigned(Vec<PartitionId>),
+    /// Partitions taken from this consumer.
+    Revoked(Vec<PartitionId>),
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<PartitionId> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
 
 /// Consumer context shared by the librdkafka callbacks and the dispatcher.
 pub(crate) struct RuntimeContext {
@@ -26,6 +43,11 @@ pub(crate) struct RuntimeContext {
     /// Revocation switch of each live partition worker. The rebalance callback flips it before
     /// the partition is handed to another consumer, so the worker stores no further offsets.
     revocations: Mutex<HashMap<PartitionId, watch::Sender<bool>>>,
+    /// Assignment changes in rebalance order, not yet passed to the handler: the callbacks run
+    /// inside librdkafka's poll and must not call into the service.
+    changes: Mutex<VecDeque<AssignmentChange>>,
+    /// Wakes the dispatcher when a change was queued (a rebalance need not bring a record).
+    changed: Notify,
 }
 
 impl RuntimeContext {
@@ -35,7 +57,31 @@ impl RuntimeContext {
             health,
             lag_topics,
             revocations: Mutex::new(HashMap::new()),
+            changes: Mutex::new(VecDeque::new()),
+            changed: Notify::new(),
         }
+    }
+
+    fn push_change(&self, change: AssignmentChange) {
+        self.changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(change);
+        self.changed.notify_one();
+    }
+
+    /// Takes the queued assignment changes, oldest first.
+    pub fn take_changes(&self) -> Vec<AssignmentChange> {
+        self.changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect()
+    }
+
+    /// Resolves once an assignment change was queued since the last wait.
+    pub async fn changes_queued(&self) {
+        self.changed.notified().await;
     }
 
     /// Registers a new worker for `partition` and returns the receiver of its revocation switch.
@@ -131,6 +177,7 @@ impl ConsumerContext for RuntimeContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 self.revoke(tpl);
+                self.push_change(AssignmentChange::Revoked(partitions_of(tpl)));
                 // Flush what is stored before another consumer takes over, so it starts exactly
                 // after the last record handled here. Failures are counted by commit_callback.
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -157,6 +204,7 @@ impl ConsumerContext for RuntimeContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            self.push_change(AssignmentChange::Assigned(partitions_of(tpl)));
             // A partition paused under a previous assignment must fetch again under this one.
             if tpl.count() > 0
                 && let Err(e) = consumer.resume(tpl)

@@ -217,6 +217,23 @@ pub trait Handler: Send + Sync + 'static {
         let _ = turn;
         self.handle(record)
     }
+
+    /// Called when this consumer was given partitions, `(topic, partition)` pairs of the
+    /// subscribed topics (retry topics included: filter by topic). Called from the runtime's
+    /// task (never from librdkafka's rebalance callback), in rebalance order, after any
+    /// preceding [`Handler::partitions_revoked`]; it must be quick and must not block. The
+    /// default does nothing.
+    fn partitions_assigned(&self, topic_partitions: &[(String, i32)]) {
+        let _ = topic_partitions;
+    }
+
+    /// Called when partitions were taken from this consumer (a rebalance, or the run ending:
+    /// then with every partition still held). Same calling rules as
+    /// [`Handler::partitions_assigned`]; records of these partitions may still be finishing in
+    /// their workers, but none of their offsets is stored any more. The default does nothing.
+    fn partitions_revoked(&self, topic_partitions: &[(String, i32)]) {
+        let _ = topic_partitions;
+    }
 }
 
 #[cfg(test)]

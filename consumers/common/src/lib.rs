@@ -21,6 +21,10 @@
 //!   exponential backoff and full jitter, then through the `vigil.retry.*` topics, then to the
 //!   DLQ; `internal` stops the run with an error without storing the offset. `rejected` is a
 //!   successful [`Outcome`].
+//! - Assignment: [`Handler::partitions_assigned`] and [`Handler::partitions_revoked`] tell the
+//!   handler which partitions (of the source and retry topics) it holds, in rebalance order,
+//!   from the runtime's task (not librdkafka's callback), also when no record arrives; the end
+//!   of a run revokes what is still held.
 //! - Bounded: librdkafka's prefetch (`queued.max.messages.kbytes` from
 //!   [`vigil_topology::KafkaClientConfig`]), and each partition's queue
 //!   (`max_in_flight_per_partition`), beyond which the partition is paused.

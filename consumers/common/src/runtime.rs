@@ -2,7 +2,7 @@
 //! pauses partitions whose worker is behind, and stops cleanly.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use vigil_topology::{Health, InternalEvent, KafkaClientConfig, KafkaConfigError, Telemetry};
 
 use crate::config::{ConfigError, RuntimeConfig};
-use crate::context::{PartitionId, RuntimeContext};
+use crate::context::{AssignmentChange, PartitionId, RuntimeContext};
 use crate::handler::Handler;
 use crate::internal_events::{
     ConsumeFailed, Instruments, OffsetCommitFailed, PartitionFlowChanged,
@@ -267,6 +267,8 @@ impl ConsumerRuntime {
         // the same partition waits for its predecessor.
         let mut retired: HashMap<PartitionId, JoinHandle<()>> = HashMap::new();
         let mut failure: Option<RuntimeError> = None;
+        // Partitions the handler was told it holds; told again (revoked) when the run ends.
+        let mut assigned: BTreeSet<PartitionId> = BTreeSet::new();
         let mut pending_tick = tokio::time::interval(PENDING_RETRY_INTERVAL);
         pending_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -283,6 +285,10 @@ impl ConsumerRuntime {
                     failure = Some(e);
                     break;
                 }
+                _ = consumer.context().changes_queued() => {
+                    retire_revoked(&ins, &mut slots, &mut retired);
+                    pass_changes(consumer.context(), shared.handler.as_ref(), &mut assigned);
+                }
                 _ = pending_tick.tick(), if any_pending => {
                     retire_revoked(&ins, &mut slots, &mut retired);
                     for (id, slot) in &mut slots {
@@ -293,6 +299,8 @@ impl ConsumerRuntime {
                     // A rebalance runs inside recv: retire revoked workers before dispatching,
                     // so a record of a new assignment never goes to a revoked worker.
                     retire_revoked(&ins, &mut slots, &mut retired);
+                    // The handler learns of a new assignment before its first record.
+                    pass_changes(consumer.context(), shared.handler.as_ref(), &mut assigned);
                     match received {
                         Ok(m) => {
                             let record = Consumed::from_message(
@@ -375,6 +383,11 @@ impl ConsumerRuntime {
             .emit(),
         }
         consumer.context().revoke_all();
+        pass_changes(consumer.context(), shared.handler.as_ref(), &mut assigned);
+        if !assigned.is_empty() {
+            let held: Vec<PartitionId> = std::mem::take(&mut assigned).into_iter().collect();
+            shared.handler.partitions_revoked(&held);
+        }
         self.health.set_ready(false);
         let summary = counts.summary();
 
@@ -398,6 +411,38 @@ impl ConsumerRuntime {
             None => {
                 tracing::info!(?summary, "consumer stopped");
                 Ok(summary)
+            }
+        }
+    }
+}
+
+/// Passes the assignment changes queued by the rebalance callbacks to the handler, in order,
+/// and keeps `assigned` (what the handler was told it holds) up to date.
+fn pass_changes<H: Handler>(
+    context: &RuntimeContext,
+    handler: &H,
+    assigned: &mut BTreeSet<PartitionId>,
+) {
+    for change in context.take_changes() {
+        match change {
+            AssignmentChange::Revoked(partitions) => {
+                // Only what the handler was told it holds: a revoke of nothing is not passed.
+                let held: Vec<PartitionId> = partitions
+                    .into_iter()
+                    .filter(|p| assigned.remove(p))
+                    .collect();
+                if !held.is_empty() {
+                    handler.partitions_revoked(&held);
+                }
+            }
+            AssignmentChange::Assigned(partitions) => {
+                let new: Vec<PartitionId> = partitions
+                    .into_iter()
+                    .filter(|p| assigned.insert(p.clone()))
+                    .collect();
+                if !new.is_empty() {
+                    handler.partitions_assigned(&new);
+                }
             }
         }
     }
