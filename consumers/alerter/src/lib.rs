@@ -118,10 +118,11 @@ pub struct AlerterService {
     pub instance: String,
     api_task: AbortOnDrop,
     follow_task: AbortOnDrop,
+    arm_task: AbortOnDrop,
     stop: watch::Sender<bool>,
 }
 
-/// Stops the API server or the changelog follower when the service is dropped, stopped or
+/// Stops the API server, the changelog follower or the timer armer when the service is dropped, stopped or
 /// aborted.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -134,8 +135,8 @@ impl Drop for AbortOnDrop {
 /// Longest wait for the state changelog to be read to its end at start.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Reads the changelog, rebuilds `book` and returns the timers to re-arm and the offsets to
-/// follow the changelog from.
+/// Reads the changelog, rebuilds `book` and returns the escalations with tiers left (armed
+/// once their partitions are assigned) and the offsets to follow the changelog from.
 async fn restore(
     config: &AlerterConfig,
     book: &state::AlertBook,
@@ -201,7 +202,8 @@ async fn restore(
 }
 
 /// Builds the alerter: reads secrets, compiles the routing tree, restores the state from the
-/// changelog (re-arming escalation timers), then starts the HTTP API.
+/// changelog, then starts the HTTP API. Escalation timers start once the consumer runtime
+/// assigns the alerts' partitions ([`Alerter`]'s assignment hooks).
 pub async fn build(
     config: &AlerterConfig,
     telemetry: &Telemetry,
@@ -239,7 +241,10 @@ pub async fn build(
             instance.clone(),
         ),
     ));
-    let (rearm, ends) = restore(config, &book, &metrics).await?;
+    let (_unarmed, ends) = restore(config, &book, &metrics).await?;
+    // Escalations taken over from followed writes; wired before the follower starts.
+    let (arm_tx, mut arm_rx) = tokio::sync::mpsc::unbounded_channel();
+    book.set_armer(arm_tx);
     let follower = changelog::Follower::new(
         &config.kafka,
         &config.group_id,
@@ -271,9 +276,17 @@ pub async fn build(
         dlq_topic: config.dlq_topic.clone(),
         group_id: config.group_id.clone(),
         stop: stop_rx,
+        alerts_topic: config.alerts_topic.clone(),
+        ownership: watch::channel(0).0,
     };
     let shared = Arc::new(shared);
-    service::rearm(&shared, rearm);
+    let armer = Arc::clone(&shared);
+    let arm_task = AbortOnDrop(tokio::spawn(async move {
+        while let Some(r) = arm_rx.recv().await {
+            tracing::info!(alert_id = %r.alert.alert_id, route = r.escalation.route, "escalation taken over from a followed write");
+            service::rearm(&armer, vec![r]);
+        }
+    }));
     let app = api::router(
         api::ApiState::new(Arc::clone(&book), &token, metrics),
         config.api.max_body_bytes,
@@ -302,6 +315,7 @@ pub async fn build(
         instance,
         api_task: AbortOnDrop(api_task),
         follow_task,
+        arm_task,
         stop,
     })
 }
@@ -321,6 +335,7 @@ impl AlerterService {
         let _ = self.stop.send(true);
         drop(self.api_task);
         drop(self.follow_task);
+        drop(self.arm_task);
         Ok(result?)
     }
 }

@@ -20,7 +20,7 @@ use crate::delivery::{DeliveryError, Receiver};
 use crate::internal_events::{AlertOutcome, AlerterMetrics};
 use crate::payload::Reason;
 use crate::route::{RouteTree, group_key};
-use crate::state::{AlertBook, Rearm, dedup_key, group_mark_key};
+use crate::state::{AlertBook, Rearm, TimerStep, dedup_key, group_mark_key};
 
 /// Everything the handler and its escalation timers share.
 pub(crate) struct Shared {
@@ -36,6 +36,11 @@ pub(crate) struct Shared {
     pub(crate) dlq_topic: String,
     pub(crate) group_id: String,
     pub(crate) stop: watch::Receiver<bool>,
+    /// The alerts topic: its partitions' owners run their alerts' escalation timers.
+    pub(crate) alerts_topic: String,
+    /// Bumped when partitions are revoked, so sleeping timers check whether they still own
+    /// their alert.
+    pub(crate) ownership: watch::Sender<u64>,
 }
 
 /// The alerter's [`Handler`].
@@ -163,9 +168,54 @@ impl Shared {
     }
 }
 
+impl Alerter {
+    /// Keeps the alerts topic's partitions (retry topics are assigned too).
+    fn alerts_partitions(&self, topic_partitions: &[(String, i32)]) -> Vec<(String, i32)> {
+        topic_partitions
+            .iter()
+            .filter(|(t, _)| *t == self.shared.alerts_topic)
+            .cloned()
+            .collect()
+    }
+}
+
 impl Handler for Alerter {
     async fn handle(&self, record: &InboundRecord) -> Result<Outcome, HandleError> {
         self.handle_in_turn(record, &mut Turn::solo()).await
+    }
+
+    /// Starts the escalation timers of the assigned partitions' unacknowledged alerts that
+    /// have no timer here (after a restart: every one of them; after a rebalance: those the
+    /// previous owner was running), from the tier already notified.
+    fn partitions_assigned(&self, topic_partitions: &[(String, i32)]) {
+        let partitions = self.alerts_partitions(topic_partitions);
+        if partitions.is_empty() {
+            return;
+        }
+        let timers = self.shared.book.assign(&partitions);
+        tracing::info!(
+            ?partitions,
+            timers = timers.len(),
+            "alerts partitions assigned; escalation timers armed"
+        );
+        rearm(&self.shared, timers);
+    }
+
+    /// Stops the escalation timers of the revoked partitions' alerts before their next tier:
+    /// the partitions' new owner runs them.
+    fn partitions_revoked(&self, topic_partitions: &[(String, i32)]) {
+        let partitions = self.alerts_partitions(topic_partitions);
+        if partitions.is_empty() {
+            return;
+        }
+        self.shared.book.revoke(&partitions);
+        self.shared
+            .ownership
+            .send_modify(|n| *n = n.wrapping_add(1));
+        tracing::info!(
+            ?partitions,
+            "alerts partitions revoked; their escalation timers stop"
+        );
     }
 
     /// Decodes concurrently with the partition's other records in flight. In the record's turn:
@@ -292,8 +342,8 @@ impl Handler for Alerter {
     }
 }
 
-/// Re-arms the escalation timers of unacknowledged alerts rebuilt from the changelog; tiers
-/// already overdue fire at once.
+/// Starts the escalation timers of unacknowledged alerts taken over (a partition assigned, or a
+/// followed write for an owned partition); tiers already overdue fire at once.
 pub(crate) fn rearm(shared: &Arc<Shared>, rearm: Vec<Rearm>) {
     for r in rearm {
         let record = r.origin.as_ref().and_then(OriginDoc::to_record);
@@ -302,9 +352,11 @@ pub(crate) fn rearm(shared: &Arc<Shared>, rearm: Vec<Rearm>) {
 }
 
 /// Waits for each remaining tier's wall-clock due time (`started_at_ms + after_ms`) and
-/// notifies it unless the alert was acknowledged (or forgotten) meanwhile; stops when the
-/// service stops. A tier counts as done (and is written to the changelog) only after its
-/// notification was attempted, so a crash in between notifies it again rather than never.
+/// notifies it unless the alert was acknowledged (or forgotten) meanwhile, another instance
+/// notified it already, or the alert's partition is no longer owned here (revoked: the new
+/// owner continues); stops when the service stops. A tier counts as done (and is written to
+/// the changelog) only after its notification was attempted, so a crash in between notifies
+/// it again rather than never.
 fn spawn_escalation(
     shared: Arc<Shared>,
     alert: Alert,
@@ -313,61 +365,83 @@ fn spawn_escalation(
 ) {
     shared.metrics.pending_escalations.inc();
     tokio::spawn(async move {
-        let mut stop = shared.stop.clone();
-        for (i, tier) in policy.tiers.iter().enumerate().skip(policy.fired) {
-            let due_ms = policy
-                .started_at_ms
-                .saturating_add(i64::try_from(tier.after_ms).unwrap_or(i64::MAX));
-            let wait_ms = due_ms.saturating_sub(now_micros() / 1_000).max(0);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(wait_ms.unsigned_abs())) => {}
-                _ = stop.changed() => break,
-            }
-            if *shared.stop.borrow() {
-                break;
-            }
-            if shared.book.acked(alert.alert_id) != Some(false) {
-                tracing::debug!(alert_id = %alert.alert_id, "escalation stopped: acknowledged or expired");
-                break;
-            }
-            let n = i + 1;
-            shared
-                .metrics
-                .escalations
-                .with_label_values(&[&n.to_string()])
-                .inc();
-            tracing::info!(alert_id = %alert.alert_id, tier = n, "escalating unacknowledged alert");
-            let first_failed_ms = now_micros() / 1_000;
-            let (_, errors) = shared
-                .notify(&alert, &tier.receivers, Reason::Escalation(n))
-                .await;
-            if !errors.is_empty() {
-                match &record {
-                    Some(record) => {
-                        if let Err(e) = shared.dead_letter(record, &errors, first_failed_ms).await {
-                            tracing::error!(error = %e, alert_id = %alert.alert_id, "escalation undeliverable and the dlq write failed");
-                        }
-                    }
-                    None => {
-                        tracing::error!(alert_id = %alert.alert_id, tier = n, "escalation undeliverable and its record was not kept")
-                    }
-                }
-                shared
-                    .metrics
-                    .alerts
-                    .with_label_values(&[AlertOutcome::DeadLettered.as_str()])
-                    .inc();
-            }
-            let mut pending = Pending::new();
-            shared
-                .book
-                .escalated(alert.alert_id, &policy.route, n, &mut pending);
-            if let Err(e) = pending.acked().await {
-                shared
-                    .metrics
-                    .state_write_failed("escalation", &e.to_string());
-            }
-        }
+        run_escalation(&shared, &alert, record.as_ref(), &policy).await;
         shared.metrics.pending_escalations.dec();
     });
+}
+
+async fn run_escalation(
+    shared: &Shared,
+    alert: &Alert,
+    record: Option<&InboundRecord>,
+    policy: &EscalationDoc,
+) {
+    let id = alert.alert_id;
+    let mut stop = shared.stop.clone();
+    let mut ownership = shared.ownership.subscribe();
+    for (i, tier) in policy.tiers.iter().enumerate().skip(policy.fired) {
+        let n = i + 1;
+        let due_ms = policy
+            .started_at_ms
+            .saturating_add(i64::try_from(tier.after_ms).unwrap_or(i64::MAX));
+        loop {
+            let wait_ms = due_ms.saturating_sub(now_micros() / 1_000).max(0);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms.unsigned_abs())) => break,
+                _ = stop.changed() => return,
+                changed = ownership.changed() => {
+                    if changed.is_err() || shared.book.release_if_unowned(id, &policy.route) {
+                        tracing::debug!(alert_id = %id, "escalation stopped: partition revoked");
+                        return;
+                    }
+                }
+            }
+        }
+        if *shared.stop.borrow() {
+            return;
+        }
+        match shared.book.timer_step(id, &policy.route, n) {
+            TimerStep::Fire => {}
+            TimerStep::Skip => continue,
+            TimerStep::Stop => {
+                tracing::debug!(alert_id = %id, "escalation stopped: acknowledged, expired or revoked");
+                return;
+            }
+        }
+        shared
+            .metrics
+            .escalations
+            .with_label_values(&[&n.to_string()])
+            .inc();
+        tracing::info!(alert_id = %id, tier = n, "escalating unacknowledged alert");
+        let first_failed_ms = now_micros() / 1_000;
+        let (_, errors) = shared
+            .notify(alert, &tier.receivers, Reason::Escalation(n))
+            .await;
+        if !errors.is_empty() {
+            match record {
+                Some(record) => {
+                    if let Err(e) = shared.dead_letter(record, &errors, first_failed_ms).await {
+                        tracing::error!(error = %e, alert_id = %id, "escalation undeliverable and the dlq write failed");
+                    }
+                }
+                None => {
+                    tracing::error!(alert_id = %id, tier = n, "escalation undeliverable and its record was not kept")
+                }
+            }
+            shared
+                .metrics
+                .alerts
+                .with_label_values(&[AlertOutcome::DeadLettered.as_str()])
+                .inc();
+        }
+        let mut pending = Pending::new();
+        shared.book.escalated(id, &policy.route, n, &mut pending);
+        if let Err(e) = pending.acked().await {
+            shared
+                .metrics
+                .state_write_failed("escalation", &e.to_string());
+        }
+    }
+    shared.book.timer_done(id, &policy.route);
 }

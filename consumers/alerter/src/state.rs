@@ -18,11 +18,12 @@
 //! memory (for alerts, the merge of both) until the next write of that key, while the topic,
 //! and so a restart, keeps the later one.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 use vigil_consumer::InboundRecord;
 use vigil_schemas::Alert;
@@ -72,7 +73,8 @@ struct ActiveAlert {
     escalations: Vec<EscalationDoc>,
     origin: Option<OriginDoc>,
     /// Routes whose escalation timer runs in this instance (not in the changelog: another
-    /// instance's alert, learnt from the follower, has none here).
+    /// instance's alert, learnt from the follower, has none here). A timer takes its route
+    /// out when it ends, under the book's lock, so arming and ending never race.
     timers_here: Vec<String>,
 }
 
@@ -104,6 +106,30 @@ impl ActiveAlert {
             origin,
             timers_here: Vec::new(),
         }
+    }
+
+    /// Returns whether this instance owns the partition of the alert's record (its escalation
+    /// timers run on that partition's owner). An alert without a kept record (activated
+    /// without one: unit tests) counts as partition 0's, so it still has exactly one owner.
+    fn owned_in(&self, owned: &HashSet<(String, i32)>) -> bool {
+        match &self.origin {
+            Some(o) => owned.contains(&(o.topic.clone(), o.partition)),
+            None => owned.iter().any(|(_, p)| *p == 0),
+        }
+    }
+
+    /// Returns the policies with tiers left that have no timer here yet, and counts them as
+    /// running here: the caller starts their timers.
+    fn claim_timers(&mut self) -> Vec<Rearm> {
+        let claimed: Vec<Rearm> = self
+            .unfinished_escalations()
+            .into_iter()
+            .filter(|r| !self.timers_here.contains(&r.escalation.route))
+            .collect();
+        for r in &claimed {
+            self.timers_here.push(r.escalation.route.clone());
+        }
+        claimed
     }
 
     /// Returns the escalation policies with tiers left to notify, none once acknowledged.
@@ -223,7 +249,7 @@ pub enum SilenceError {
     Full(usize),
 }
 
-/// An escalation policy to re-arm after a restore.
+/// An escalation policy to arm: restored, or taken over with a partition's ownership.
 #[derive(Debug, Clone)]
 pub struct Rearm {
     /// The alert.
@@ -249,8 +275,21 @@ pub struct Restored {
     pub evicted: usize,
     /// Silences whose matchers no longer compile.
     pub invalid: usize,
-    /// Escalation policies of unacknowledged alerts that still have tiers to notify.
+    /// Escalation policies of unacknowledged alerts that still have tiers to notify; their
+    /// timers start when their record's partition is assigned ([`AlertBook::assign`]).
     pub rearm: Vec<Rearm>,
+}
+
+/// What an escalation timer does with its next tier ([`AlertBook::timer_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerStep {
+    /// Notify the tier.
+    Fire,
+    /// Another instance notified it already (learnt from the changelog): go on to the next.
+    Skip,
+    /// Stop: the alert was acknowledged or is gone, or its partition is not owned here any
+    /// more. The timer no longer counts as running here.
+    Stop,
 }
 
 /// What [`AlertBook::apply_remote`] did with one write of another instance.
@@ -289,6 +328,9 @@ struct Inner {
     active: HashMap<Uuid, ActiveAlert>,
     active_order: VecDeque<Uuid>,
     silences: BTreeMap<Uuid, Silence>,
+    /// Partitions of the alerts topic assigned to this instance: escalation timers of alerts
+    /// whose record is in one of them run here.
+    owned: HashSet<(String, i32)>,
 }
 
 /// The alerter's memory, written through to the state changelog.
@@ -297,6 +339,8 @@ pub struct AlertBook {
     limits: StateConfig,
     metrics: AlerterMetrics,
     log: Option<Changelog>,
+    /// Where escalations taken over from a followed write go to get their timer started.
+    armer: OnceLock<mpsc::UnboundedSender<Rearm>>,
 }
 
 fn now_ms() -> i64 {
@@ -368,6 +412,7 @@ impl AlertBook {
             limits,
             metrics,
             log: None,
+            armer: OnceLock::new(),
         }
     }
 
@@ -779,6 +824,102 @@ impl AlertBook {
             .map(|s| s.id)
     }
 
+    /// Sets where escalations taken over from followed writes are sent to get their timers
+    /// started (once; later calls are ignored).
+    pub fn set_armer(&self, armer: mpsc::UnboundedSender<Rearm>) {
+        let _ = self.armer.set(armer);
+    }
+
+    fn arm(&self, rearm: Vec<Rearm>) {
+        if rearm.is_empty() {
+            return;
+        }
+        match self.armer.get() {
+            Some(tx) => {
+                for r in rearm {
+                    let _ = tx.send(r);
+                }
+            }
+            None => tracing::debug!(
+                timers = rearm.len(),
+                "escalations taken over but nothing arms timers"
+            ),
+        }
+    }
+
+    /// Records that alerts-topic partitions `partitions` (topic, partition) are now owned here
+    /// and returns the escalations to start: unacknowledged alerts of owned partitions with
+    /// tiers left and no timer here, continuing from the tiers already notified.
+    pub fn assign(&self, partitions: &[(String, i32)]) -> Vec<Rearm> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        g.owned.extend(partitions.iter().cloned());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for a in g.active.values_mut() {
+            if a.expires > now && a.owned_in(&g.owned) {
+                out.extend(a.claim_timers());
+            }
+        }
+        out
+    }
+
+    /// Records that alerts-topic partitions `partitions` are no longer owned here: timers of
+    /// their alerts stop before their next tier ([`AlertBook::timer_step`]).
+    pub fn revoke(&self, partitions: &[(String, i32)]) {
+        let mut g = self.lock();
+        for p in partitions {
+            g.owned.remove(p);
+        }
+    }
+
+    /// Decides, when tier `tier` (1-based) of route `route_id` is due, whether the timer
+    /// notifies it. On [`TimerStep::Stop`] the timer no longer counts as running here, in the
+    /// same critical section, so an assignment right after arms a fresh one.
+    pub fn timer_step(&self, alert_id: Uuid, route_id: &str, tier: usize) -> TimerStep {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let Some(a) = g.active.get_mut(&alert_id) else {
+            return TimerStep::Stop;
+        };
+        if a.ack.is_some() || !a.owned_in(&g.owned) {
+            a.timers_here.retain(|r| r != route_id);
+            return TimerStep::Stop;
+        }
+        let fired = a
+            .escalations
+            .iter()
+            .find(|e| e.route == route_id)
+            .map_or(0, |e| e.fired);
+        if fired >= tier {
+            TimerStep::Skip
+        } else {
+            TimerStep::Fire
+        }
+    }
+
+    /// Stops counting the timer of route `route_id` as running here when the alert's
+    /// partition is no longer owned; returns whether it was stopped (the timer then ends).
+    pub fn release_if_unowned(&self, alert_id: Uuid, route_id: &str) -> bool {
+        let mut g = self.lock();
+        let g = &mut *g;
+        match g.active.get_mut(&alert_id) {
+            Some(a) if a.owned_in(&g.owned) => false,
+            Some(a) => {
+                a.timers_here.retain(|r| r != route_id);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Records that the timer of route `route_id` ended (all tiers done, or the service stops).
+    pub fn timer_done(&self, alert_id: Uuid, route_id: &str) {
+        if let Some(a) = self.lock().active.get_mut(&alert_id) {
+            a.timers_here.retain(|r| r != route_id);
+        }
+    }
+
     /// Replaces the book's content with the changelog's latest values, honouring the table
     /// bounds: entries whose wall-clock end has passed are dropped, and beyond a bound the
     /// oldest go; both get a tombstone so compaction forgets them.
@@ -798,7 +939,11 @@ impl AlertBook {
             }
         }
         let mut g = self.lock();
-        *g = Inner::default();
+        let owned = std::mem::take(&mut g.owned);
+        *g = Inner {
+            owned,
+            ..Inner::default()
+        };
 
         marks.sort_by_key(|(_, m)| m.expires_at_ms);
         let live = marks
@@ -839,10 +984,9 @@ impl AlertBook {
                 self.write(p, StateKey::Alert(id), None);
                 continue;
             }
-            let mut active = ActiveAlert::from_doc(*a, inst_now, wall_now);
-            let rearm = active.unfinished_escalations();
-            active.timers_here = rearm.iter().map(|r| r.escalation.route.clone()).collect();
-            out.rearm.extend(rearm);
+            let active = ActiveAlert::from_doc(*a, inst_now, wall_now);
+            // Not armed here: the owner of the record's partition arms it on assignment.
+            out.rearm.extend(active.unfinished_escalations());
             g.active_order.push_back(id);
             g.active.insert(id, active);
         }
@@ -921,8 +1065,17 @@ impl AlertBook {
                         Some(local) => active.merge_from(local),
                         None => g.active_order.push_back(id),
                     }
+                    // The write may come after this instance took the partition over (the
+                    // previous owner's last write was still in flight at the rebalance):
+                    // its escalation then continues here.
+                    let take_over = if active.owned_in(&g.owned) {
+                        active.claim_timers()
+                    } else {
+                        Vec::new()
+                    };
                     g.active.insert(id, active);
                     self.trim_active(&mut g, inst_now, None);
+                    self.arm(take_over);
                     RemoteApplied::Upserted
                 }
             }
@@ -1380,5 +1533,142 @@ mod tests {
         }];
         assert!(b.activate(&mine, "route", Instant::now(), &tiers, None, &mut p()));
         assert!(b.adopt_escalation(mine.alert_id, "route").is_none());
+    }
+    /// An alert doc whose record came from `topic`/`partition`.
+    fn doc_on(a: &Alert, topic: &str, partition: i32, fired: usize) -> AlertDoc {
+        let mut d = alert_doc(a, now_ms() - 500, 60_000, fired);
+        d.origin = Some(OriginDoc {
+            topic: topic.into(),
+            partition,
+            offset: 7,
+            timestamp_ms: None,
+            key_hex: None,
+            value_hex: None,
+            headers: Vec::new(),
+        });
+        d
+    }
+
+    fn tp(topic: &str, partition: i32) -> (String, i32) {
+        (topic.to_owned(), partition)
+    }
+
+    #[test]
+    fn timers_are_armed_on_assignment_of_their_partition_only_and_once() {
+        let b = book(10, 10);
+        let (on0, on1, other_topic) = (
+            alert("r1", Severity::High, &[]),
+            alert("r2", Severity::High, &[]),
+            alert("r3", Severity::High, &[]),
+        );
+        let mut acked = doc_on(&alert("r4", Severity::High, &[]), "alerts", 0, 0);
+        acked.ack = Some(Ack {
+            by: "a".into(),
+            comment: String::new(),
+            at_ms: now_ms(),
+        });
+        let values = vec![
+            (
+                StateKey::Alert(on0.alert_id),
+                StateValue::Alert(Box::new(doc_on(&on0, "alerts", 0, 1))),
+            ),
+            (
+                StateKey::Alert(on1.alert_id),
+                StateValue::Alert(Box::new(doc_on(&on1, "alerts", 1, 0))),
+            ),
+            (
+                StateKey::Alert(other_topic.alert_id),
+                StateValue::Alert(Box::new(doc_on(&other_topic, "elsewhere", 0, 0))),
+            ),
+            (
+                StateKey::Alert(acked.alert.alert_id),
+                StateValue::Alert(Box::new(acked)),
+            ),
+        ];
+        let restored = b.restore(values, &mut p());
+        assert_eq!(restored.rearm.len(), 3, "listed, not armed");
+        let armed = b.assign(&[tp("alerts", 0)]);
+        assert_eq!(
+            armed.len(),
+            1,
+            "only the unacked alert of the assigned partition"
+        );
+        assert_eq!(armed[0].alert.alert_id, on0.alert_id);
+        assert_eq!(
+            armed[0].escalation.fired, 1,
+            "from the tier already notified"
+        );
+        assert!(b.assign(&[tp("alerts", 0)]).is_empty(), "its timer runs");
+        let armed = b.assign(&[tp("alerts", 1)]);
+        assert_eq!(armed.len(), 1);
+        assert_eq!(armed[0].alert.alert_id, on1.alert_id);
+    }
+
+    #[test]
+    fn a_revoked_partition_stops_its_timers_and_a_reassignment_arms_them_again() {
+        let b = book(10, 10);
+        let a = alert("r1", Severity::High, &[]);
+        b.apply_remote(
+            StateKey::Alert(a.alert_id),
+            Some(StateValue::Alert(Box::new(doc_on(&a, "alerts", 1, 0)))),
+        );
+        assert_eq!(b.assign(&[tp("alerts", 1)]).len(), 1);
+        assert_eq!(b.timer_step(a.alert_id, "route", 1), TimerStep::Fire);
+        assert!(!b.release_if_unowned(a.alert_id, "route"), "still owned");
+        b.revoke(&[tp("alerts", 1)]);
+        // Revoked and assigned again before the timer looked: the running timer continues.
+        assert!(b.assign(&[tp("alerts", 1)]).is_empty());
+        assert_eq!(b.timer_step(a.alert_id, "route", 1), TimerStep::Fire);
+        b.revoke(&[tp("alerts", 1)]);
+        assert_eq!(
+            b.timer_step(a.alert_id, "route", 1),
+            TimerStep::Stop,
+            "no tier after a revoke"
+        );
+        assert!(b.release_if_unowned(a.alert_id, "route"));
+        // The timer stopped: the next assignment arms a fresh one.
+        assert_eq!(b.assign(&[tp("alerts", 1)]).len(), 1);
+        // A tier notified by another instance meanwhile is skipped, not notified again.
+        b.escalated(a.alert_id, "route", 1, &mut p());
+        assert_eq!(b.timer_step(a.alert_id, "route", 1), TimerStep::Skip);
+        assert_eq!(b.timer_step(a.alert_id, "route", 2), TimerStep::Fire);
+        b.timer_done(a.alert_id, "route");
+        b.ack(&a.alert_id.to_string(), "", "", &mut p());
+        assert!(b.assign(&[tp("alerts", 1)]).is_empty(), "acknowledged");
+    }
+
+    #[test]
+    fn a_followed_write_for_an_owned_partition_is_taken_over_once() {
+        let b = book(10, 10);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        b.set_armer(tx);
+        b.assign(&[tp("alerts", 0)]);
+        let (mine, theirs) = (
+            alert("r1", Severity::High, &[]),
+            alert("r2", Severity::High, &[]),
+        );
+        // The previous owner's write arrives after the rebalance: armed here.
+        let doc = doc_on(&mine, "alerts", 0, 0);
+        b.apply_remote(
+            StateKey::Alert(mine.alert_id),
+            Some(StateValue::Alert(Box::new(doc.clone()))),
+        );
+        let r = rx.try_recv().expect("taken over");
+        assert_eq!(r.alert.alert_id, mine.alert_id);
+        // Its next write (a tier notified before it stopped) arms nothing more.
+        let mut next = doc;
+        next.escalations[0].fired = 1;
+        b.apply_remote(
+            StateKey::Alert(mine.alert_id),
+            Some(StateValue::Alert(Box::new(next))),
+        );
+        assert!(rx.try_recv().is_err(), "one timer per route");
+        assert_eq!(b.timer_step(mine.alert_id, "route", 1), TimerStep::Skip);
+        // An alert of a partition owned elsewhere is not armed here.
+        b.apply_remote(
+            StateKey::Alert(theirs.alert_id),
+            Some(StateValue::Alert(Box::new(doc_on(&theirs, "alerts", 1, 0)))),
+        );
+        assert!(rx.try_recv().is_err());
     }
 }
