@@ -20,9 +20,10 @@
 //! State (dedup and group marks, active alerts with their acknowledgement and escalation tier,
 //! silences) is bounded, held in memory and written through to a compacted changelog topic
 //! (`state_topic`, default `vigil.alerter.state`; [`changelog`]). At start the alerter reads
-//! that topic to its end before it consumes alerts (`/readyz` stays false meanwhile), drops
-//! what has expired by wall clock, and re-arms the escalation timers of unacknowledged alerts
-//! with their remaining delay. API mutations answer only once their write is acknowledged.
+//! that topic to its end before it consumes alerts (`/readyz` stays false meanwhile) and drops
+//! what has expired by wall clock; the escalation timers of unacknowledged alerts restart with
+//! their remaining delay once their partitions are assigned (below). API mutations answer only
+//! once their write is acknowledged.
 //!
 //! **Several instances** (one consumer group behind one load balancer for the API) share the
 //! state topic. After its restore each instance keeps following the topic
@@ -34,11 +35,23 @@
 //! round trip (about 100 ms), and after a rebalance the new owner of a partition already holds
 //! the previous owner's dedup marks. Conflicts: the last write of a key in topic order wins,
 //! except that an active alert never loses an acknowledgement, escalation progress or a route
-//! it already had. Still not shared: an escalation timer runs on the instance that activated
-//! the alert (a remote ack stops it before its next tier). If that instance dies, the timer is
-//! taken over by the instance that consumes the alert's record again (its offset was not
-//! stored yet), and otherwise only re-armed when some instance restarts, which re-arms every
-//! unacknowledged escalation it restores, including those still running elsewhere.
+//! it already had.
+//!
+//! **Escalation timers follow partition ownership.** An alert's timers run on the instance
+//! that owns its record's partition of the alerts topic (kept in the alert's changelog doc,
+//! [`changelog::OriginDoc`]), told by the consumer runtime's assignment hooks: on a revoke the
+//! timers of those partitions stop before their next tier; on an assignment the unacknowledged
+//! alerts of the new partitions with tiers left get a timer, from the tier already notified
+//! (due times are wall clock, overdue tiers fire at once). A restart arms timers the same way,
+//! once its partitions are assigned, so a single instance re-arms everything it restored. The
+//! previous owner's last write may reach the new owner only after the rebalance: the follower
+//! then arms it if the partition is owned here and no timer runs here
+//! ([`state::AlertBook::apply_remote`]). A timer skips a tier the changelog says another
+//! instance notified. Residual window: a tier being notified on the previous owner when the
+//! revoke arrives, or whose changelog write reaches the new owner after the new owner reached
+//! that tier (an overdue tier right after the rebalance, within a follow round trip), is
+//! notified twice; so is a tier of a previous owner that learns of its revoke late (stalled
+//! past the session timeout while its timer fires).
 
 pub mod api;
 pub mod changelog;

@@ -290,7 +290,7 @@ impl Handler for Alerter {
                     Some(record),
                     &mut pending,
                 );
-                // A redelivered alert already has its timer (running, or re-armed at restore),
+                // A redelivered alert already has its timer (running, or armed on assignment),
                 // unless another instance activated it: then this one takes the timer over.
                 if fresh && !route.escalation.is_empty() {
                     spawn_escalation(

@@ -1392,7 +1392,8 @@ mod tests {
         assert_eq!(b.acked(mid.alert_id), Some(true));
         assert_eq!(b.acked(new.alert_id), Some(false));
         assert_eq!(b.acked(gone.alert_id), None);
-        // Only the unacknowledged alert with a tier left is re-armed, from its next tier.
+        // Only the unacknowledged alert with a tier left is listed (armed once its partition is
+        // assigned), from its next tier.
         assert_eq!(r.rearm.len(), 1);
         assert_eq!(r.rearm[0].alert.alert_id, new.alert_id);
         assert_eq!(r.rearm[0].escalation.fired, 1);

@@ -90,6 +90,15 @@ async fn acknowledgements_and_silences_survive_a_crash() {
     let child = ChildAlerter::start(&yaml).await;
     send(&p, &t, &a).await;
     r.wait_delivered("/hook", 1, WAIT).await;
+    // The receiver may answer before the alert is recorded as active: ack once it is listed.
+    let deadline = std::time::Instant::now() + WAIT;
+    while get_json(&child.api_url("/alerts"), &s.api_token).await["alerts"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(std::time::Instant::now() < deadline, "alert never listed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let resp = http
         .post(child.api_url(&format!("/alerts/{}/ack", a.alert_id)))
         .bearer_auth(&s.api_token)

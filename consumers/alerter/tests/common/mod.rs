@@ -504,6 +504,28 @@ impl ChildAlerter {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// SIGTERM (a graceful shutdown: partitions revoked, offsets committed, the group left),
+    /// then waits up to `timeout` for the process to exit; returns whether it exited cleanly.
+    pub async fn terminate(mut self, timeout: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "child alerter did not stop within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for ChildAlerter {
