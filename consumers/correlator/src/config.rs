@@ -74,13 +74,16 @@ pub struct CorrelatorConfig {
     /// Most evidence event ids and trace ids per alert.
     #[serde(default = "default_max_evidence")]
     pub max_evidence: usize,
-    /// Rebuild windows on start by replaying the verified topic up to the committed offsets.
+    /// Rebuild windows by replaying the verified topic up to the committed offsets: on start,
+    /// and when partitions this instance did not hold are assigned to it (failover).
     #[serde(default = "default_true")]
     pub rebuild_on_start: bool,
-    /// Most events the start-up replay reads.
+    /// Most events one replay (start-up or failover) reads.
     #[serde(default = "default_rebuild_max_events")]
     pub rebuild_max_events: usize,
-    /// How long the start-up replay may take before the correlator starts with what it read.
+    /// How long one replay may read: at start the correlator then starts with what it read; on
+    /// failover records wait for it (plus up to 35 s of broker queries) before the previous
+    /// windows are kept.
     #[serde(default = "default_rebuild_timeout_ms")]
     pub rebuild_timeout_ms: u64,
     /// Records of one partition handled at once: decoding overlaps, while the windows are fed

@@ -1,8 +1,9 @@
 //! The correlator service: consumer handler, alert producer, start-up rebuild, hot reload.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -60,6 +61,7 @@ struct CorrelatorMetrics {
     state_keys: IntGauge,
     reloads: IntCounterVec,
     rebuilt: IntCounter,
+    rebuilds: IntCounterVec,
 }
 
 impl CorrelatorMetrics {
@@ -82,6 +84,16 @@ impl CorrelatorMetrics {
             &["result"],
         )?;
         r.register(Box::new(reloads.clone()))?;
+        let rebuilds = IntCounterVec::new(
+            Opts::new(
+                "vigil_correlator_rebuilds_total",
+                "window rebuilds at start and on taking over partitions, by result \
+                 (ok, skipped: nothing to catch up, superseded: a newer assignment's rebuild \
+                 replaced it, failed: the previous windows keep running)",
+            ),
+            &["result"],
+        )?;
+        r.register(Box::new(rebuilds.clone()))?;
         Ok(CorrelatorMetrics {
             events: counter("vigil_correlator_events_total", "events evaluated")?,
             late: counter(
@@ -101,8 +113,9 @@ impl CorrelatorMetrics {
             reloads,
             rebuilt: counter(
                 "vigil_correlator_rebuild_events_total",
-                "events replayed into windows at start",
+                "events replayed into windows at start and on taking over partitions",
             )?,
+            rebuilds,
         })
     }
 
@@ -122,9 +135,44 @@ impl CorrelatorMetrics {
 /// transient failure.
 const PRODUCER_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest a rebuild may take beyond `rebuild_timeout_ms` (its metadata, committed-offset and
+/// offset-for-time queries, 10 s each at most) before the records waiting for it go on with the
+/// previous windows.
+const REBUILD_QUERY_SLACK: Duration = Duration::from_secs(35);
+
+/// Which verified partitions this instance holds and what its engine was fed from them, so a
+/// newly assigned partition's windows are rebuilt before its first record is evaluated.
+struct Takeover {
+    /// Rebuilds on assignment at all (`rebuild_on_start`).
+    enabled: bool,
+    /// Verified partitions held now.
+    held: Mutex<BTreeSet<i32>>,
+    /// Per verified partition, the offset after the last record the live engine was fed (the
+    /// start-up or last rebuild's committed offset, then each evaluated record).
+    fed: Mutex<HashMap<i32, i64>>,
+    /// Rebuilds scheduled and not finished; records wait for 0 before feeding the engine.
+    pending: tokio::sync::watch::Sender<usize>,
+    /// Number of the newest scheduled rebuild: only it may swap its engine in.
+    generation: AtomicU64,
+}
+
+impl Takeover {
+    /// Waits (without holding a thread) until no rebuild is pending.
+    async fn settled(&self) {
+        if *self.pending.borrow() == 0 {
+            return;
+        }
+        let mut rx = self.pending.subscribe();
+        // The sender lives as long as `self`, so this only ends at 0.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
 /// Consumes verified events and produces the alerts they complete.
 struct CorrelatorHandler {
     engine: Arc<Mutex<Correlator>>,
+    config: Arc<CorrelatorConfig>,
+    takeover: Arc<Takeover>,
     codec: Codec<VerifiedEvent>,
     alert_codec: Codec<Alert>,
     alert_schema: SchemaId,
@@ -172,11 +220,18 @@ impl Handler for CorrelatorHandler {
         let alerts = match (pending, event) {
             (Some(a), _) => a,
             (None, Some(event)) => {
+                // A partition just taken over is evaluated only once its windows are rebuilt.
+                self.takeover.settled().await;
                 let mut engine = lock(&self.engine);
                 let before = engine.stats();
                 let alerts = engine.process(&event);
                 self.metrics
                     .observe(before, engine.stats(), engine.state_keys());
+                if r.topic == self.config.verified_topic {
+                    let mut fed = lock(&self.takeover.fed);
+                    let at = fed.entry(r.partition).or_insert(0);
+                    *at = (*at).max(r.offset.saturating_add(1));
+                }
                 alerts
             }
             (None, None) => Vec::new(),
@@ -206,6 +261,162 @@ impl Handler for CorrelatorHandler {
         }
         Ok(Outcome::Handled)
     }
+
+    /// Schedules a rebuild of the windows when a verified partition this instance did not hold
+    /// arrives: its previous owner fed windows this engine never saw. Retry topics are ignored.
+    fn partitions_assigned(&self, topic_partitions: &[(String, i32)]) {
+        let t = &self.takeover;
+        let held = {
+            let mut held = lock(&t.held);
+            let mut added = false;
+            for (topic, p) in topic_partitions {
+                if *topic == self.config.verified_topic {
+                    added |= held.insert(*p);
+                }
+            }
+            if !added || !t.enabled {
+                return;
+            }
+            held.clone()
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("no async runtime to rebuild windows on; previous windows kept");
+            self.metrics.rebuilds.with_label_values(&["failed"]).inc();
+            return;
+        };
+        let generation = t.generation.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        // Raised before the first record of the assignment is dispatched (the runtime calls
+        // this first), so that record waits for the rebuild.
+        t.pending.send_modify(|n| *n = n.saturating_add(1));
+        // Owned by the task from here, so however it ends (even dropped unpolled) the count
+        // comes down and records never wait on a rebuild that is gone.
+        let done = PendingGuard(Arc::clone(&self.takeover));
+        runtime.spawn(catch_up(
+            Arc::clone(&self.config),
+            Arc::clone(&self.engine),
+            Arc::clone(&self.takeover),
+            self.metrics.clone(),
+            held,
+            generation,
+            done,
+        ));
+    }
+
+    /// Forgets the revoked verified partitions: taken back later, they are rebuilt again (their
+    /// windows moved on at the other owner) unless nothing was committed in between.
+    fn partitions_revoked(&self, topic_partitions: &[(String, i32)]) {
+        let mut held = lock(&self.takeover.held);
+        for (topic, p) in topic_partitions {
+            if *topic == self.config.verified_topic {
+                held.remove(p);
+            }
+        }
+    }
+}
+
+/// Rebuilds fresh windows for the partitions `held` (the whole assignment: the engine is shared
+/// across partitions) up to their committed offsets and swaps them in, keeping the live rule
+/// pack; skipped when the committed offsets are what the live engine was already fed (the
+/// first assignment after the start-up rebuild). A failure or timeout keeps the live engine.
+async fn catch_up(
+    config: Arc<CorrelatorConfig>,
+    engine: Arc<Mutex<Correlator>>,
+    takeover: Arc<Takeover>,
+    metrics: CorrelatorMetrics,
+    held: BTreeSet<i32>,
+    generation: u64,
+    done: PendingGuard,
+) {
+    let fed = lock(&takeover.fed).clone();
+    let pack = Arc::clone(lock(&engine).pack());
+    let cfg = Arc::clone(&config);
+    let partitions: Vec<i32> = held.iter().copied().collect();
+    let started = Instant::now();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut fresh = Correlator::new(pack, cfg.engine_settings())?;
+        let rebuilt = rebuild(&cfg, &mut fresh, Some(&held), Some(&fed))?;
+        Ok::<_, CorrelatorError>(rebuilt.map(|r| (fresh, r)))
+    });
+    let bound =
+        Duration::from_millis(config.rebuild_timeout_ms).saturating_add(REBUILD_QUERY_SLACK);
+    let outcome = match tokio::time::timeout(bound, work).await {
+        Err(_) => Err(format!("rebuild took longer than {} ms", bound.as_millis())),
+        Ok(Err(e)) => Err(format!("rebuild task: {e}")),
+        Ok(Ok(Err(e))) => Err(error_chain(&e)),
+        Ok(Ok(Ok(r))) => Ok(r),
+    };
+    let result = match outcome {
+        Ok(None) => {
+            tracing::info!(
+                ?partitions,
+                "partitions assigned; windows already hold them up to the committed offsets"
+            );
+            "skipped"
+        }
+        Ok(Some(_)) if takeover.generation.load(Ordering::SeqCst) != generation => "superseded",
+        Ok(Some((mut fresh, rebuilt))) => {
+            let mut live = lock(&engine);
+            // A hot reload during the rebuild wins: the fresh windows take the live pack.
+            let repacked = if Arc::ptr_eq(live.pack(), fresh.pack()) {
+                Ok(())
+            } else {
+                fresh.reload(Arc::clone(live.pack()))
+            };
+            match repacked {
+                Ok(()) => {
+                    *live = fresh;
+                    *lock(&takeover.fed) = rebuilt.positions;
+                    metrics
+                        .state_keys
+                        .set(i64::try_from(live.state_keys()).unwrap_or(i64::MAX));
+                    metrics.rebuilt.inc_by(rebuilt.events as u64);
+                    tracing::info!(
+                        ?partitions,
+                        replayed = rebuilt.events,
+                        state_keys = live.state_keys(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "partitions assigned; windows rebuilt from the verified topic"
+                    );
+                    "ok"
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ?partitions, "rebuilt windows refused the live rule pack; previous windows kept");
+                    "failed"
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                error = e,
+                ?partitions,
+                "window rebuild failed; previous windows kept"
+            );
+            "failed"
+        }
+    };
+    metrics.rebuilds.with_label_values(&[result]).inc();
+    drop(done);
+}
+
+/// One scheduled rebuild's share of [`Takeover::pending`], released on drop.
+struct PendingGuard(Arc<Takeover>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Renders an error with its sources, for a log line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 impl CorrelatorHandler {
@@ -262,9 +473,25 @@ impl CorrelatorHandler {
     }
 }
 
+/// What a replay of the verified topic fed into an engine.
+struct Rebuilt {
+    /// Events replayed.
+    events: usize,
+    /// The committed offset the replay ran up to, per partition that had one.
+    positions: HashMap<i32, i64>,
+}
+
 /// Replays the verified topic from `max timespan + lateness` ago up to the group's committed
-/// offsets into `engine`, discarding the alerts (they were emitted before the restart).
-fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, CorrelatorError> {
+/// offsets into `engine`, discarding the alerts (they were emitted before the restart or by the
+/// partitions' previous owner). `only` limits the replay to those partitions (the assignment);
+/// when the committed offsets equal `unless_at` (what the live engine was fed up to) there is
+/// nothing to catch up and `None` is returned without reading.
+fn rebuild(
+    config: &CorrelatorConfig,
+    engine: &mut Correlator,
+    only: Option<&BTreeSet<i32>>,
+    unless_at: Option<&HashMap<i32, i64>>,
+) -> Result<Option<Rebuilt>, CorrelatorError> {
     let kafka_err = |e: rdkafka::error::KafkaError| CorrelatorError::Kafka(e.to_string());
     let timeout = Duration::from_secs(10);
     // Same group id to read its committed offsets; never subscribes, so it joins no group.
@@ -277,15 +504,33 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
     let mut partitions = TopicPartitionList::new();
     for t in metadata.topics() {
         for p in t.partitions() {
-            partitions.add_partition(&config.verified_topic, p.id());
+            if only.is_none_or(|o| o.contains(&p.id())) {
+                partitions.add_partition(&config.verified_topic, p.id());
+            }
         }
     }
     if partitions.count() == 0 {
-        return Ok(0);
+        return Ok(Some(Rebuilt {
+            events: 0,
+            positions: HashMap::new(),
+        }));
     }
     let committed = probe
         .committed_offsets(partitions.clone(), timeout)
         .map_err(kafka_err)?;
+    let positions: HashMap<i32, i64> = committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect();
+    if let Some(fed) = unless_at
+        && positions.iter().all(|(p, o)| fed.get(p) == Some(o))
+    {
+        return Ok(None);
+    }
     let span_us = engine
         .pack()
         .max_timespan_us
@@ -323,7 +568,10 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
     }
     drop(probe);
     if ends.is_empty() {
-        return Ok(0);
+        return Ok(Some(Rebuilt {
+            events: 0,
+            positions,
+        }));
     }
     let mut reader_cfg = config
         .kafka
@@ -369,7 +617,10 @@ fn rebuild(config: &CorrelatorConfig, engine: &mut Correlator) -> Result<usize, 
     for e in &events {
         let _discarded = engine.process(e);
     }
-    Ok(events.len())
+    Ok(Some(Rebuilt {
+        events: events.len(),
+        positions,
+    }))
 }
 
 /// A cheap fingerprint of the rule directory: names, sizes and modification times.
@@ -458,19 +709,27 @@ pub async fn run(
         )
         .await
         .map_err(CorrelatorError::Registry)?;
+    let mut fed = HashMap::new();
     if config.rebuild_on_start {
         let cfg = config.clone();
         let (result, back) = tokio::task::spawn_blocking(move || {
-            let r = rebuild(&cfg, &mut engine);
+            let r = rebuild(&cfg, &mut engine, None, None);
             (r, engine)
         })
         .await
         .map_err(|e| CorrelatorError::Kafka(format!("rebuild task: {e}")))?;
         engine = back;
-        let replayed = result?;
-        metrics.rebuilt.inc_by(replayed as u64);
+        // Every partition is replayed here (the assignment is not known yet); its committed
+        // offsets let the first assignment skip a second rebuild unless they moved since.
+        let Rebuilt { events, positions } = result?.unwrap_or(Rebuilt {
+            events: 0,
+            positions: HashMap::new(),
+        });
+        fed = positions;
+        metrics.rebuilt.inc_by(events as u64);
+        metrics.rebuilds.with_label_values(&["ok"]).inc();
         tracing::info!(
-            replayed,
+            replayed = events,
             state_keys = engine.state_keys(),
             "windows rebuilt from the verified topic"
         );
@@ -490,8 +749,17 @@ pub async fn run(
         Arc::clone(&engine),
         metrics.clone(),
     ));
+    let (pending, _) = tokio::sync::watch::channel(0);
     let handler = Arc::new(CorrelatorHandler {
         engine,
+        config: Arc::new(config.clone()),
+        takeover: Arc::new(Takeover {
+            enabled: config.rebuild_on_start,
+            held: Mutex::new(BTreeSet::new()),
+            fed: Mutex::new(fed),
+            pending,
+            generation: AtomicU64::new(0),
+        }),
         codec: Codec::new().map_err(CorrelatorError::Codec)?,
         alert_codec: Codec::new().map_err(CorrelatorError::Codec)?,
         alert_schema,
