@@ -10,47 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use vigil_schemas::SignatureState;
 
 const KEY: &str = "k-failover";
-
-fn committed(group: &str, topic: &str) -> i64 {
-    let mut c = vigil_e2e::client_config();
-    c.set("group.id", group);
-    let consumer: BaseConsumer = c.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, 0);
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Sends `n` bad-signature verdicts for [`KEY`], returning their event ids.
-async fn bad(feeder: &Feeder, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        let e = event(KEY);
-        ids.push(e.event_id.to_string());
-        feeder
-            .send(&feeder.verdict(
-                e,
-                SignatureState::Bad,
-                Some("signature does not verify"),
-                KEY,
-            ))
-            .await;
-    }
-    ids
-}
 
 fn rebuilds(running: &Running, result: &str) -> u64 {
     metric(
@@ -70,7 +31,7 @@ async fn standby_taking_over_mid_window_still_fires_once() {
     // idles as the standby. Which one is the assignor's choice, so it is read off the events.
     let second = Running::start(config.clone());
     second.ready().await;
-    let mut ids = bad(&feeder, 3).await;
+    let mut ids = bad(&feeder, KEY, 3).await;
     eventually("3 events evaluated", Duration::from_secs(60), || {
         first.events() + second.events() >= 3
     })
@@ -81,7 +42,7 @@ async fn standby_taking_over_mid_window_still_fires_once() {
         (second, first)
     };
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        committed(&config.group_id, &topics.verified) == 3
+        committed(&config.group_id, &topics.verified, 1) == 3
     })
     .await;
     assert_eq!(standby.events(), 0, "the standby holds no partition");
@@ -94,7 +55,7 @@ async fn standby_taking_over_mid_window_still_fires_once() {
     // Leaving the group on a clean stop hands the partition over at once; the standby's
     // engine must learn the 3 committed events from the topic, not from its start (hours ago
     // in production), before it evaluates the next record.
-    ids.extend(bad(&feeder, 2).await);
+    ids.extend(bad(&feeder, KEY, 2).await);
     standby.evaluated(2).await;
     let mut alerts = AlertReader::new(&topics.alerts);
     alerts.until(1, Duration::from_secs(30)).await;
@@ -125,10 +86,10 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
     let config = topics.config();
     let first = Running::start(config.clone());
     first.ready().await;
-    bad(&feeder, 2).await;
+    bad(&feeder, KEY, 2).await;
     first.evaluated(2).await;
     eventually("2 offsets committed", Duration::from_secs(30), || {
-        committed(&config.group_id, &topics.verified) == 2
+        committed(&config.group_id, &topics.verified, 1) == 2
     })
     .await;
     first.stop().await;

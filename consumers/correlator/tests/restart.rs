@@ -12,53 +12,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use vigil_correlator::CorrelatorConfig;
-use vigil_schemas::SignatureState;
 use vigil_topology::Telemetry;
 
 const CHILD_ENV: &str = "VIGIL_CORRELATOR_CHILD_CONFIG";
 const CHILD_TEST: &str = "kill_9_mid_window_still_fires_once";
 const PARTITIONS: i32 = 3;
-
-fn committed(group: &str, topic: &str) -> i64 {
-    let mut c = vigil_e2e::client_config();
-    c.set("group.id", group);
-    let consumer: BaseConsumer = c.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Sends `n` bad-signature verdicts for `key`, returning their event ids.
-async fn bad(feeder: &Feeder, key: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        let e = event(key);
-        ids.push(e.event_id.to_string());
-        feeder
-            .send(&feeder.verdict(
-                e,
-                SignatureState::Bad,
-                Some("signature does not verify"),
-                key,
-            ))
-            .await;
-    }
-    ids
-}
 
 enum Stop {
     Clean,
@@ -76,7 +35,7 @@ async fn restart_mid_window(stop: Stop, rebuild: bool) -> (Vec<ReadAlert>, Vec<S
     let mut ids = bad(&feeder, "k-restart", 3).await;
     first.evaluated(3).await;
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        committed(&config.group_id, &topics.verified) == 3
+        committed(&config.group_id, &topics.verified, PARTITIONS) == 3
     })
     .await;
     match stop {
@@ -205,7 +164,7 @@ async fn kill_9_mid_window_still_fires_once() {
     eventually(
         "the child committed 3 offsets",
         Duration::from_secs(60),
-        || committed(&group, &topics.verified) == 3,
+        || committed(&group, &topics.verified, PARTITIONS) == 3,
     )
     .await;
     // SIGKILL: no shutdown, no final commit, no leaving the group.
