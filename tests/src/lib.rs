@@ -78,6 +78,42 @@ async fn create(topic: NewTopic<'_>) {
     }
 }
 
+/// The committed offset of each partition `0..partitions` of `topic` for `group`, -1 where the
+/// group committed none. Reads without joining the group.
+pub fn committed_offsets(
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> std::collections::HashMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let mut c = client_config();
+    c.set("group.id", group).set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create().expect("offset reader for the test broker");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => (p, o),
+            _ => (p, -1),
+        })
+        .collect()
+}
+
+/// How many records `group` has committed over partitions `0..partitions` of `topic` (the
+/// sum of the committed offsets; a partition with none counts 0).
+pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    committed_offsets(group, topic, partitions)
+        .values()
+        .map(|o| (*o).max(0))
+        .sum()
+}
+
 /// Returns an idempotent producer for the test broker.
 pub fn producer() -> rdkafka::producer::FutureProducer {
     let mut c = client_config();

@@ -42,7 +42,7 @@ async fn standby_taking_over_mid_window_still_fires_once() {
         (second, first)
     };
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        committed(&config.group_id, &topics.verified, 1) == 3
+        vigil_e2e::committed_total(&config.group_id, &topics.verified, 1) == 3
     })
     .await;
     assert_eq!(standby.events(), 0, "the standby holds no partition");
@@ -89,7 +89,7 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
     bad(&feeder, KEY, 2).await;
     first.evaluated(2).await;
     eventually("2 offsets committed", Duration::from_secs(30), || {
-        committed(&config.group_id, &topics.verified, 1) == 2
+        vigil_e2e::committed_total(&config.group_id, &topics.verified, 1) == 2
     })
     .await;
     first.stop().await;

@@ -35,7 +35,7 @@ async fn restart_mid_window(stop: Stop, rebuild: bool) -> (Vec<ReadAlert>, Vec<S
     let mut ids = bad(&feeder, "k-restart", 3).await;
     first.evaluated(3).await;
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        committed(&config.group_id, &topics.verified, PARTITIONS) == 3
+        vigil_e2e::committed_total(&config.group_id, &topics.verified, PARTITIONS) == 3
     })
     .await;
     match stop {
@@ -164,7 +164,7 @@ async fn kill_9_mid_window_still_fires_once() {
     eventually(
         "the child committed 3 offsets",
         Duration::from_secs(60),
-        || committed(&group, &topics.verified, PARTITIONS) == 3,
+        || vigil_e2e::committed_total(&group, &topics.verified, PARTITIONS) == 3,
     )
     .await;
     // SIGKILL: no shutdown, no final commit, no leaving the group.

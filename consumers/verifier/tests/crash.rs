@@ -12,8 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use vigil_topology::Telemetry;
 
 const CHILD_ENV: &str = "VIGIL_VERIFIER_CHILD_CONFIG";
@@ -27,26 +25,6 @@ fn spawn_child(config_path: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn committed(group: &str, topic: &str, partitions: i32) -> i64 {
-    let mut c = vigil_e2e::client_config();
-    c.set("group.id", group);
-    let consumer: BaseConsumer = c.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +86,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     // Everything the killed process wrote is visible by now (its writes were acknowledged).
     seen.extend(reader.read(total, Duration::from_secs(2)).await);
     let written_before_kill = seen.len() as i64;
-    let committed_at_kill = committed(&config.group_id, &topics.raw, partitions);
+    let committed_at_kill = vigil_e2e::committed_total(&config.group_id, &topics.raw, partitions);
     assert!(committed_at_kill <= written_before_kill);
 
     let mut child = spawn_child(&path);

@@ -14,7 +14,6 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vigil_consumer::{
@@ -359,23 +358,7 @@ pub fn end_offsets(topic: &str, partitions: i32) -> HashMap<i32, i64> {
 
 /// Returns the committed offset of each partition of `topic` for `group` (-1 when none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    let c = admin_consumer(group);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
-        .map(|p| {
-            let offset = match got.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            };
-            (p, offset)
-        })
-        .collect()
+    vigil_e2e::committed_offsets(group, topic, partitions)
 }
 
 /// Returns a value's text, for assertions.

@@ -477,29 +477,6 @@ impl AlertReader {
     }
 }
 
-/// The sum of `group`'s committed offsets over partitions `0..partitions` of `topic`.
-pub fn committed(group: &str, topic: &str, partitions: i32) -> i64 {
-    use rdkafka::consumer::BaseConsumer;
-    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-    let mut c = vigil_e2e::client_config();
-    c.set("group.id", group);
-    let consumer: BaseConsumer = c.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
 /// Sends `n` bad-signature verdicts for `key`, returning their event ids.
 pub async fn bad(feeder: &Feeder, key: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
