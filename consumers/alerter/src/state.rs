@@ -374,6 +374,35 @@ fn instant_of(at_ms: i64, now: Instant, now_ms: i64) -> Instant {
 }
 
 /// Inserts or replaces a mark read from the changelog (restore and remote writes).
+/// What [`AlertBook::restore`] keeps of one table, and what it drops (to be tombstoned).
+struct Kept<T> {
+    kept: Vec<T>,
+    dropped: Vec<T>,
+}
+
+/// Splits restored entries, oldest first, into the ones kept and the ones dropped: those whose
+/// wall-clock end (`end_ms`) has passed (counted in `out.expired`), then the oldest live ones
+/// beyond `limit` (counted in `out.evicted`).
+fn keep_live_within<T>(
+    items: Vec<T>,
+    end_ms: impl Fn(&T) -> i64,
+    limit: usize,
+    wall_now: i64,
+    out: &mut Restored,
+) -> Kept<T> {
+    let (live, expired): (Vec<T>, Vec<T>) = items.into_iter().partition(|t| end_ms(t) > wall_now);
+    let excess = live.len().saturating_sub(limit);
+    out.expired += expired.len();
+    out.evicted += excess;
+    let mut dropped = expired;
+    let mut live = live.into_iter();
+    dropped.extend(live.by_ref().take(excess));
+    Kept {
+        kept: live.collect(),
+        dropped,
+    }
+}
+
 fn put_mark(
     g: &mut Inner,
     key: String,
@@ -946,44 +975,33 @@ impl AlertBook {
         };
 
         marks.sort_by_key(|(_, m)| m.expires_at_ms);
-        let live = marks
-            .iter()
-            .filter(|(_, m)| m.expires_at_ms > wall_now)
-            .count();
-        let excess = live.saturating_sub(self.limits.max_dedup_entries);
-        let mut skipped_live = 0;
-        for (k, m) in marks {
-            if m.expires_at_ms <= wall_now {
-                out.expired += 1;
-                self.write(p, StateKey::Mark(k), None);
-                continue;
-            }
-            if skipped_live < excess {
-                skipped_live += 1;
-                out.evicted += 1;
-                self.write(p, StateKey::Mark(k), None);
-                continue;
-            }
+        let marks = keep_live_within(
+            marks,
+            |(_, m)| m.expires_at_ms,
+            self.limits.max_dedup_entries,
+            wall_now,
+            &mut out,
+        );
+        for (k, _) in marks.dropped {
+            self.write(p, StateKey::Mark(k), None);
+        }
+        for (k, m) in marks.kept {
             put_mark(&mut g, k, &m, true, inst_now, wall_now);
         }
 
         alerts.sort_by_key(|a| a.notified_at_ms);
-        let live = alerts.iter().filter(|a| a.expires_at_ms > wall_now).count();
-        let excess = live.saturating_sub(self.limits.max_active_alerts);
-        let mut skipped_live = 0;
-        for a in alerts {
+        let alerts = keep_live_within(
+            alerts,
+            |a| a.expires_at_ms,
+            self.limits.max_active_alerts,
+            wall_now,
+            &mut out,
+        );
+        for a in alerts.dropped {
+            self.write(p, StateKey::Alert(a.alert.alert_id), None);
+        }
+        for a in alerts.kept {
             let id = a.alert.alert_id;
-            if a.expires_at_ms <= wall_now {
-                out.expired += 1;
-                self.write(p, StateKey::Alert(id), None);
-                continue;
-            }
-            if skipped_live < excess {
-                skipped_live += 1;
-                out.evicted += 1;
-                self.write(p, StateKey::Alert(id), None);
-                continue;
-            }
             let active = ActiveAlert::from_doc(*a, inst_now, wall_now);
             // Not armed here: the owner of the record's partition arms it on assignment.
             out.rearm.extend(active.unfinished_escalations());
@@ -1144,6 +1162,32 @@ mod tests {
 
     fn p() -> Pending {
         Pending::new()
+    }
+
+    #[test]
+    fn restore_keeps_the_newest_live_entries_within_the_bound() {
+        let mut out = Restored::default();
+        // (end, id), oldest first; now = 10: 1 and 2 have ended.
+        let items = vec![(1, 'a'), (20, 'b'), (2, 'c'), (30, 'd'), (40, 'e')];
+        let k = keep_live_within(items.clone(), |t| t.0, 2, 10, &mut out);
+        let ids = |v: &[(i64, char)]| v.iter().map(|t| t.1).collect::<String>();
+        assert_eq!(ids(&k.kept), "de", "the two newest live ones");
+        assert_eq!(
+            ids(&k.dropped),
+            "acb",
+            "expired first, then the oldest live"
+        );
+        assert_eq!((out.expired, out.evicted), (2, 1));
+
+        let mut out = Restored::default();
+        let k = keep_live_within(items.clone(), |t| t.0, 0, 10, &mut out);
+        assert!(k.kept.is_empty());
+        assert_eq!((k.dropped.len(), out.expired, out.evicted), (5, 2, 3));
+
+        let mut out = Restored::default();
+        let k = keep_live_within(items, |t| t.0, 10, 100, &mut out);
+        assert!(k.kept.is_empty(), "all ended");
+        assert_eq!((out.expired, out.evicted), (5, 0));
     }
 
     #[test]

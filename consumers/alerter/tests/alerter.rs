@@ -12,8 +12,6 @@ use vigil_alerter::AlertOutcome;
 use vigil_alerter::payload::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
 use vigil_schemas::Severity;
 
-const WAIT: Duration = Duration::from_secs(30);
-
 async fn setup(route: &str) -> (Topics, TestReceiver, Secrets, Running) {
     let t = Topics::create(1).await;
     let r = TestReceiver::start().await;
@@ -73,14 +71,8 @@ async fn escalation_fires_after_the_delay_and_acknowledgement_stops_it() {
     send(&p, &t, &acked).await;
     let first = r.wait_delivered("/hook", 2, WAIT).await;
     // Acknowledge the second at once, by alert id.
-    let resp = http
-        .post(running.api_url(&format!("/alerts/{}/ack", acked.alert_id)))
-        .bearer_auth(&s.api_token)
-        .json(&serde_json::json!({"by": "alice", "comment": "looking"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let ack_url = running.api_url(&format!("/alerts/{}/ack", acked.alert_id));
+    ack(&ack_url, &s.api_token, "alice", "looking").await;
     let tier1 = r.wait_delivered("/lead", 1, WAIT).await;
     let waited = tier1[0].at.duration_since(first[0].at);
     assert!(
@@ -220,15 +212,7 @@ async fn undeliverable_alert_goes_to_the_dlq_with_headers_and_the_partition_move
 async fn silences_suppress_until_deleted() {
     let (t, r, s, running) = setup("receivers: [hook]\ndedup_window_ms: 1\n").await;
     let http = reqwest::Client::new();
-    let resp = http
-        .post(running.api_url("/silences"))
-        .bearer_auth(&s.api_token)
-        .json(&serde_json::json!({"matchers": {"rule_id": ["noisy"]}, "duration_ms": 600000, "created_by": "bob", "comment": "maintenance"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let silence: serde_json::Value = resp.json().await.unwrap();
+    let silence = create_silence(&running.api_url("/silences"), &s.api_token, "noisy", "bob").await;
     let id = silence["id"].as_str().unwrap().to_owned();
     let p = producer();
     send(&p, &t, &alert("fp-noisy", "noisy", Severity::High)).await;
@@ -252,13 +236,7 @@ async fn silences_suppress_until_deleted() {
         .await
         .unwrap();
     assert_eq!(listed["silences"][0]["id"], id.as_str());
-    let resp = http
-        .delete(running.api_url(&format!("/silences/{id}")))
-        .bearer_auth(&s.api_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    delete_silence(&running.api_url(&format!("/silences/{id}")), &s.api_token).await;
     send(&p, &t, &alert("fp-noisy", "noisy", Severity::High)).await;
     let got = r.wait_delivered("/hook", 2, WAIT).await;
     assert_eq!(got[1].json()["alert"]["rule_id"], "noisy");

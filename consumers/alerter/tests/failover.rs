@@ -19,7 +19,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use vigil_e2e::unique_name;
 use vigil_schemas::{Alert, Codec, Severity};
 
-const WAIT: Duration = Duration::from_secs(30);
 /// The tier's delay: long enough to stop an instance before it is due.
 const TIER_MS: u64 = 6_000;
 

@@ -13,7 +13,6 @@ use common::*;
 use vigil_alerter::AlertOutcome;
 use vigil_schemas::Severity;
 
-const WAIT: Duration = Duration::from_secs(30);
 /// Longest time another instance's write may take to show here.
 const FOLLOW: Duration = Duration::from_secs(10);
 
@@ -55,15 +54,7 @@ async fn a_silence_created_on_one_instance_silences_on_another() {
     let a = Running::start(config(&ta, &r, &s, route)).await;
     let b = Running::start(config(&tb, &r, &s, route)).await;
 
-    let resp = reqwest::Client::new()
-        .post(a.api_url("/silences"))
-        .bearer_auth(&s.api_token)
-        .json(&serde_json::json!({"matchers": {"rule_id": ["noisy"]}, "duration_ms": 600000, "created_by": "bob"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let silence: serde_json::Value = resp.json().await.unwrap();
+    let silence = create_silence(&a.api_url("/silences"), &s.api_token, "noisy", "bob").await;
     let listed = wait_json(
         "the silence on B",
         &b.api_url("/silences"),
@@ -75,16 +66,17 @@ async fn a_silence_created_on_one_instance_silences_on_another() {
     assert_eq!(listed["silences"][0]["created_by"], "bob");
 
     let p = producer();
-    send(&p, &tb, &alert("fp-multi-noisy", "noisy", Severity::High)).await;
+    let noisy = alert("fp-multi-noisy", "noisy", Severity::High);
     let barrier = alert("fp-multi-barrier", "other", Severity::High);
-    send(&p, &tb, &barrier).await;
-    r.wait_delivered("/hook", 1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        alert_ids(&r.delivered("/hook")),
-        vec![barrier.alert_id.to_string()],
-        "B silenced the alert with A's silence"
-    );
+    send_and_expect_hook(
+        &p,
+        &tb,
+        &r,
+        &[&noisy, &barrier],
+        &[&barrier],
+        "B silenced the alert with A's silence",
+    )
+    .await;
     let (ma, mb) = (a.handler.metrics(), b.handler.metrics());
     assert_eq!(mb.alerts_with(AlertOutcome::Silenced), 1);
     assert_eq!(mb.follow_applied("silence"), 1);
@@ -96,13 +88,7 @@ async fn a_silence_created_on_one_instance_silences_on_another() {
 
     // Deleting it on B reaches A too.
     let id = silence["id"].as_str().unwrap();
-    let resp = reqwest::Client::new()
-        .delete(b.api_url(&format!("/silences/{id}")))
-        .bearer_auth(&s.api_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    delete_silence(&b.api_url(&format!("/silences/{id}")), &s.api_token).await;
     wait_json(
         "the deletion on A",
         &a.api_url("/silences"),
@@ -135,14 +121,13 @@ async fn an_ack_on_one_instance_shows_on_another_and_stops_its_escalation() {
     })
     .await;
 
-    let resp = reqwest::Client::new()
-        .post(a.api_url(&format!("/alerts/{id}/ack")))
-        .bearer_auth(&s.api_token)
-        .json(&serde_json::json!({"by": "alice", "comment": "on it"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    ack(
+        &a.api_url(&format!("/alerts/{id}/ack")),
+        &s.api_token,
+        "alice",
+        "on it",
+    )
+    .await;
     let listed = wait_json("the ack on B", &b.api_url("/alerts"), &s.api_token, |v| {
         v["alerts"][0]["acknowledged"]["by"] == "alice"
     })
@@ -193,15 +178,15 @@ async fn an_alert_delivered_by_one_instance_is_a_duplicate_on_another() {
     // The same fingerprint with a new alert id reaches B inside the window.
     let again = alert("fp-multi-dup", "r1", Severity::High);
     let barrier = alert("fp-multi-barrier", "r1", Severity::High);
-    send(&p, &tb, &again).await;
-    send(&p, &tb, &barrier).await;
-    r.wait_delivered("/hook", 2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        alert_ids(&r.delivered("/hook")),
-        vec![x.alert_id.to_string(), barrier.alert_id.to_string()],
-        "exactly one delivery of the fingerprint across both instances"
-    );
+    send_and_expect_hook(
+        &p,
+        &tb,
+        &r,
+        &[&again, &barrier],
+        &[&x, &barrier],
+        "exactly one delivery of the fingerprint across both instances",
+    )
+    .await;
     assert_eq!(mb.alerts_with(AlertOutcome::Suppressed), 1);
     assert_eq!(mb.alerts_with(AlertOutcome::Delivered), 1);
     a.stop().await;

@@ -15,8 +15,6 @@ use vigil_alerter::{AlertOutcome, AlerterConfig};
 use vigil_e2e::unique_name;
 use vigil_schemas::Severity;
 
-const WAIT: Duration = Duration::from_secs(30);
-
 async fn setup() -> (Topics, TestReceiver, Secrets, String) {
     let t = Topics::create(1).await;
     let r = TestReceiver::start().await;
@@ -58,15 +56,15 @@ async fn dedup_window_survives_a_crash() {
     assert!(m.restore_seconds() > 0.0);
     let again = alert("fp-restart-dup", "r1", Severity::High);
     let barrier = alert("fp-restart-barrier", "r1", Severity::High);
-    send(&p, &t, &again).await;
-    send(&p, &t, &barrier).await;
-    r.wait_delivered("/hook", 2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        alert_ids(&r.delivered("/hook")),
-        vec![first.alert_id.to_string(), barrier.alert_id.to_string()],
-        "the same fingerprint inside the window was not notified again after the restart"
-    );
+    send_and_expect_hook(
+        &p,
+        &t,
+        &r,
+        &[&again, &barrier],
+        &[&first, &barrier],
+        "the same fingerprint inside the window was not notified again after the restart",
+    )
+    .await;
     assert_eq!(m.alerts_with(AlertOutcome::Suppressed), 1);
     assert_eq!(m.alerts_with(AlertOutcome::Delivered), 1);
     running.stop().await;
@@ -84,7 +82,6 @@ async fn acknowledgements_and_silences_survive_a_crash() {
         4,
     );
     let p = producer();
-    let http = reqwest::Client::new();
     let a = alert("fp-restart-ack", "r1", Severity::Critical);
 
     let child = ChildAlerter::start(&yaml).await;
@@ -99,23 +96,9 @@ async fn acknowledgements_and_silences_survive_a_crash() {
         assert!(std::time::Instant::now() < deadline, "alert never listed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let resp = http
-        .post(child.api_url(&format!("/alerts/{}/ack", a.alert_id)))
-        .bearer_auth(&s.api_token)
-        .json(&serde_json::json!({"by": "alice", "comment": "on it"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
-    let resp = http
-        .post(child.api_url("/silences"))
-        .bearer_auth(&s.api_token)
-        .json(&serde_json::json!({"matchers": {"rule_id": ["noisy"]}, "duration_ms": 600000, "created_by": "bob", "comment": "maintenance"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let silence: serde_json::Value = resp.json().await.unwrap();
+    let ack_url = child.api_url(&format!("/alerts/{}/ack", a.alert_id));
+    ack(&ack_url, &s.api_token, "alice", "on it").await;
+    let silence = create_silence(&child.api_url("/silences"), &s.api_token, "noisy", "bob").await;
     wait_committed(&group, &t.alerts, 1, WAIT).await;
     child.kill();
 
@@ -130,29 +113,24 @@ async fn acknowledgements_and_silences_survive_a_crash() {
     assert_eq!(silences["silences"][0]["id"], silence["id"]);
     assert_eq!(silences["silences"][0]["created_by"], "bob");
 
-    send(&p, &t, &alert("fp-restart-noisy", "noisy", Severity::High)).await;
+    let noisy = alert("fp-restart-noisy", "noisy", Severity::High);
     let barrier = alert("fp-restart-barrier", "other", Severity::High);
-    send(&p, &t, &barrier).await;
-    r.wait_delivered("/hook", 2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        alert_ids(&r.delivered("/hook")),
-        vec![a.alert_id.to_string(), barrier.alert_id.to_string()],
-        "the silence created before the crash still silences"
-    );
+    send_and_expect_hook(
+        &p,
+        &t,
+        &r,
+        &[&noisy, &barrier],
+        &[&a, &barrier],
+        "the silence created before the crash still silences",
+    )
+    .await;
     let m = running.handler.metrics();
     assert_eq!(m.alerts_with(AlertOutcome::Silenced), 1);
     assert_eq!(m.restored("silence"), 1);
 
     // Deleting it after the restart is written too: a third instance no longer has it.
     let id = silence["id"].as_str().unwrap();
-    let resp = http
-        .delete(running.api_url(&format!("/silences/{id}")))
-        .bearer_auth(&s.api_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    delete_silence(&running.api_url(&format!("/silences/{id}")), &s.api_token).await;
     running.stop().await;
     let third = successor(&yaml).await;
     assert_eq!(third.handler.metrics().restored("silence"), 0);
@@ -249,14 +227,15 @@ async fn an_alert_marked_but_never_delivered_before_a_crash_is_delivered_after_i
     // A different alert with the same fingerprint is still a duplicate.
     let dup = alert("fp-restart-redeliver", "r1", Severity::High);
     let barrier = alert("fp-restart-barrier", "r1", Severity::High);
-    send(&p, &t, &dup).await;
-    send(&p, &t, &barrier).await;
-    r.wait_delivered("/hook", 2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        alert_ids(&r.delivered("/hook")),
-        vec![a.alert_id.to_string(), barrier.alert_id.to_string()]
-    );
+    send_and_expect_hook(
+        &p,
+        &t,
+        &r,
+        &[&dup, &barrier],
+        &[&a, &barrier],
+        "a different alert with the same fingerprint is suppressed",
+    )
+    .await;
     assert_eq!(m.alerts_with(AlertOutcome::Delivered), 2);
     assert_eq!(m.alerts_with(AlertOutcome::Suppressed), 1);
     running.stop().await;

@@ -55,6 +55,9 @@ struct ReceiverState {
     down: AtomicBool,
 }
 
+/// Upper bound for any wait in the alerter tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
 /// A local HTTP receiver on 127.0.0.1:0: answers 200 and records every request, or 503 while
 /// told to fail.
 #[derive(Clone)]
@@ -580,4 +583,61 @@ pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Sends `alerts` in order, the last one a barrier that is always notified; waits until
+/// `expected` have reached `/hook`, then 300 ms more for a wrong extra notification to show,
+/// and asserts the notified alerts are exactly `expected`, in order.
+pub async fn send_and_expect_hook(
+    p: &FutureProducer,
+    t: &Topics,
+    r: &TestReceiver,
+    alerts: &[&Alert],
+    expected: &[&Alert],
+    why: &str,
+) {
+    for a in alerts {
+        send(p, t, a).await;
+    }
+    r.wait_delivered("/hook", expected.len(), WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let want: Vec<String> = expected.iter().map(|a| a.alert_id.to_string()).collect();
+    assert_eq!(alert_ids(&r.delivered("/hook")), want, "{why}");
+}
+
+/// Creates a ten-minute silence of rule `rule` by `by` through the API at `url` (an
+/// `api_url("/silences")`) and returns its JSON.
+pub async fn create_silence(url: &str, token: &str, rule: &str, by: &str) -> serde_json::Value {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({"matchers": {"rule_id": [rule]}, "duration_ms": 600000, "created_by": by, "comment": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    resp.json().await.unwrap()
+}
+
+/// Deletes a silence through the API (`url`: an `api_url("/silences/{id}")`).
+pub async fn delete_silence(url: &str, token: &str) {
+    let resp = reqwest::Client::new()
+        .delete(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
+}
+
+/// Acknowledges an alert through the API (`url`: an `api_url("/alerts/{id}/ack")`).
+pub async fn ack(url: &str, token: &str, by: &str, comment: &str) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({"by": by, "comment": comment}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
 }
