@@ -1319,6 +1319,22 @@ mod tests {
         let _ = instant_of(i64::MIN, now, wall);
     }
 
+    /// A silence of rule `rule` by bob, created at and ending at the given wall-clock times.
+    fn silence_doc(rule: &str, created_at_ms: i64, ends_at_ms: i64) -> SilenceDoc {
+        SilenceDoc {
+            v: VERSION,
+            id: Uuid::new_v4(),
+            matchers: MatchConfig {
+                rule_id: vec![rule.into()],
+                ..MatchConfig::default()
+            },
+            ends_at_ms,
+            created_by: "bob".into(),
+            comment: String::new(),
+            created_at_ms,
+        }
+    }
+
     fn alert_doc(a: &Alert, notified_at_ms: i64, ttl_ms: i64, fired: usize) -> AlertDoc {
         AlertDoc {
             v: VERSION,
@@ -1375,18 +1391,7 @@ mod tests {
             comment: String::new(),
             at_ms: now - 100,
         });
-        let live_silence = SilenceDoc {
-            v: VERSION,
-            id: Uuid::new_v4(),
-            matchers: MatchConfig {
-                rule_id: vec!["r3".into()],
-                ..MatchConfig::default()
-            },
-            ends_at_ms: now + 60_000,
-            created_by: "bob".into(),
-            comment: String::new(),
-            created_at_ms: now - 10,
-        };
+        let live_silence = silence_doc("r3", now - 10, now + 60_000);
         let ended_silence = SilenceDoc {
             id: Uuid::new_v4(),
             ends_at_ms: now - 1,
@@ -1523,18 +1528,7 @@ mod tests {
         assert_eq!(b.acked(a.alert_id), Some(true));
         assert_eq!(b.list_active()[0]["grouped_alerts"], 5);
 
-        let silence = SilenceDoc {
-            v: VERSION,
-            id: Uuid::new_v4(),
-            matchers: MatchConfig {
-                rule_id: vec!["r9".into()],
-                ..MatchConfig::default()
-            },
-            ends_at_ms: now + 60_000,
-            created_by: "bob".into(),
-            comment: String::new(),
-            created_at_ms: now,
-        };
+        let silence = silence_doc("r9", now, now + 60_000);
         let skey = StateKey::Silence(silence.id);
         b.apply_remote(skey.clone(), Some(StateValue::Silence(silence.clone())));
         assert_eq!(
