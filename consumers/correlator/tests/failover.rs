@@ -1,15 +1,20 @@
 //! Failover in the middle of a correlation window: two correlators in one consumer group on a
 //! 1-partition verified topic, one active and one idle standby; the active one stops after 3 of 5 bad signatures, the standby takes the
 //! partition over, rebuilds its windows from the verified topic up to the committed offset, and
-//! the 2 remaining events fire the burst exactly once.
+//! the 2 remaining events fire the burst exactly once. The same holds when the active one is
+//! a process killed with SIGKILL: the standby gets the partition after the session timeout.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use vigil_correlator::CorrelatorConfig;
+use vigil_topology::Telemetry;
 
 const KEY: &str = "k-failover";
 
@@ -108,4 +113,132 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
         2
     );
     second.stop().await;
+}
+
+const CHILD_ENV: &str = "VIGIL_CORRELATOR_FAILOVER_CHILD_CONFIG";
+const CHILD_TEST: &str = "sigkilled_active_is_replaced_by_the_standby_mid_window";
+
+/// Session settings of both members: a dead member leaves the group after 6 s (the broker's
+/// minimum), and static ids make the range assignor's choice certain: "a-…" sorts first, so
+/// the child owns the one partition while both are members.
+fn member_options(instance: &str) -> [(&'static str, String); 3] {
+    [
+        ("session.timeout.ms", "6000".to_owned()),
+        ("heartbeat.interval.ms", "500".to_owned()),
+        ("group.instance.id", instance.to_owned()),
+    ]
+}
+
+/// Kills the child correlator when the test ends, however it ends.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `group` is stable with `members` members.
+async fn group_stable_with(group: &str, members: usize) {
+    let consumer: BaseConsumer = vigil_e2e::client_config().create().expect("group reader");
+    eventually(
+        &format!("group {group} stable with {members} members"),
+        Duration::from_secs(60),
+        || {
+            consumer
+                .fetch_group_list(Some(group), Duration::from_secs(5))
+                .ok()
+                .and_then(|l| {
+                    l.groups()
+                        .iter()
+                        .find(|g| g.name() == group)
+                        .map(|g| g.state() == "Stable" && g.members().len() == members)
+                })
+                .unwrap_or(false)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        // Child role: the active correlator, until killed.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = CorrelatorConfig::from_toml(&text, &path).unwrap();
+        vigil_correlator::run(&config, &Telemetry::new(), std::future::pending())
+            .await
+            .unwrap();
+        return;
+    }
+    let topics = Topics::create(1).await;
+    let feeder = Feeder::new(&topics.verified).await;
+    let group = vigil_e2e::unique_name("ct-group");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("correlator.toml");
+    let options: Vec<String> = member_options("a-active")
+        .iter()
+        .map(|(k, v)| format!("{k:?} = {v:?}"))
+        .collect();
+    let toml = format!(
+        "{}librdkafka = {{ {} }}\n",
+        topics.config_toml(&group),
+        options.join(", ")
+    );
+    std::fs::write(&path, toml).unwrap();
+    let mut child = ChildGuard(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    group_stable_with(&group, 1).await;
+
+    let mut config = topics.config();
+    config.group_id = group.clone();
+    for (k, v) in member_options("b-standby") {
+        config.kafka.librdkafka.insert(k.to_owned(), v);
+    }
+    let standby = Running::start(config);
+    standby.ready().await;
+    group_stable_with(&group, 2).await;
+
+    let mut ids = bad(&feeder, KEY, 3).await;
+    eventually(
+        "the active child committed 3 offsets",
+        Duration::from_secs(60),
+        || vigil_e2e::committed_total(&group, &topics.verified, 1) == 3,
+    )
+    .await;
+    assert_eq!(standby.events(), 0, "the standby holds no partition");
+    // SIGKILL: no final commit, no leaving the group; the partition stays with the dead
+    // member until its session times out.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    ids.extend(bad(&feeder, KEY, 2).await);
+    standby.evaluated(2).await;
+    let mut alerts = AlertReader::new(&topics.alerts);
+    alerts.until(1, Duration::from_secs(30)).await;
+    alerts.settle(Duration::from_secs(3)).await;
+    assert_eq!(alerts.seen.len(), 1, "{:#?}", alerts.seen);
+    let a = &alerts.seen[0].alert;
+    assert_eq!(a.count, 5);
+    let mut got = a.evidence_event_ids.clone();
+    got.sort();
+    ids.sort();
+    assert_eq!(
+        got, ids,
+        "evidence names the events of the killed and the surviving one"
+    );
+    assert_eq!(
+        metric(&standby.telemetry, "vigil_correlator_rebuild_events_total"),
+        3,
+        "the 3 events the killed one committed were replayed on takeover"
+    );
+    assert_eq!(rebuilds(&standby, "ok"), 2, "at start and on takeover");
+    standby.stop().await;
 }
