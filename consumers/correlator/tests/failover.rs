@@ -8,13 +8,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use vigil_correlator::CorrelatorConfig;
-use vigil_topology::Telemetry;
 
 const KEY: &str = "k-failover";
 
@@ -115,7 +112,6 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
     second.stop().await;
 }
 
-const CHILD_ENV: &str = "VIGIL_CORRELATOR_FAILOVER_CHILD_CONFIG";
 const CHILD_TEST: &str = "sigkilled_active_is_replaced_by_the_standby_mid_window";
 
 /// Session settings of both members: a dead member leaves the group after 6 s (the broker's
@@ -127,16 +123,6 @@ fn member_options(instance: &str) -> [(&'static str, String); 3] {
         ("heartbeat.interval.ms", "500".to_owned()),
         ("group.instance.id", instance.to_owned()),
     ]
-}
-
-/// Kills the child correlator when the test ends, however it ends.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits until `group` is stable with `members` members.
@@ -163,13 +149,7 @@ async fn group_stable_with(group: &str, members: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
-    if let Ok(path) = std::env::var(CHILD_ENV) {
-        // Child role: the active correlator, until killed.
-        let text = std::fs::read_to_string(&path).unwrap();
-        let config = CorrelatorConfig::from_toml(&text, &path).unwrap();
-        vigil_correlator::run(&config, &Telemetry::new(), std::future::pending())
-            .await
-            .unwrap();
+    if run_as_child().await {
         return;
     }
     let topics = Topics::create(1).await;
@@ -187,15 +167,7 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
         options.join(", ")
     );
     std::fs::write(&path, toml).unwrap();
-    let mut child = ChildGuard(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = ChildCorrelator::spawn(CHILD_TEST, &path);
     group_stable_with(&group, 1).await;
 
     let mut config = topics.config();
@@ -217,8 +189,7 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
     assert_eq!(standby.events(), 0, "the standby holds no partition");
     // SIGKILL: no final commit, no leaving the group; the partition stays with the dead
     // member until its session times out.
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    child.kill();
     ids.extend(bad(&feeder, KEY, 2).await);
     standby.evaluated(2).await;
     let mut alerts = AlertReader::new(&topics.alerts);

@@ -8,14 +8,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use vigil_correlator::CorrelatorConfig;
-use vigil_topology::Telemetry;
 
-const CHILD_ENV: &str = "VIGIL_CORRELATOR_CHILD_CONFIG";
 const CHILD_TEST: &str = "kill_9_mid_window_still_fires_once";
 const PARTITIONS: i32 = 3;
 
@@ -138,13 +134,7 @@ async fn restart_after_the_alert_does_not_fire_it_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_window_still_fires_once() {
-    if let Ok(path) = std::env::var(CHILD_ENV) {
-        // Child role: run the correlator until killed.
-        let text = std::fs::read_to_string(&path).unwrap();
-        let config = CorrelatorConfig::from_toml(&text, &path).unwrap();
-        vigil_correlator::run(&config, &Telemetry::new(), std::future::pending())
-            .await
-            .unwrap();
+    if run_as_child().await {
         return;
     }
     let topics = Topics::create(PARTITIONS).await;
@@ -153,13 +143,7 @@ async fn kill_9_mid_window_still_fires_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("correlator.toml");
     std::fs::write(&path, topics.config_toml(&group)).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildCorrelator::spawn(CHILD_TEST, &path);
     let mut ids = bad(&feeder, "k-restart", 3).await;
     eventually(
         "the child committed 3 offsets",
@@ -167,9 +151,7 @@ async fn kill_9_mid_window_still_fires_once() {
         || vigil_e2e::committed_total(&group, &topics.verified, PARTITIONS) == 3,
     )
     .await;
-    // SIGKILL: no shutdown, no final commit, no leaving the group.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let mut config = topics.config();
     config.group_id = group;
     let second = Running::start(config);

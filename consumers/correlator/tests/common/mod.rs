@@ -494,3 +494,51 @@ pub async fn bad(feeder: &Feeder, key: &str, n: usize) -> Vec<String> {
     }
     ids
 }
+
+/// Set in a re-executed test binary: the path of the TOML config its correlator runs.
+const CHILD_ENV: &str = "VIGIL_CORRELATOR_CHILD_CONFIG";
+
+/// A correlator in its own process: this test binary re-executed to run only the test `test`,
+/// which starts with [`run_as_child`]. Killed (SIGKILL) when dropped, however the test ends.
+pub struct ChildCorrelator(std::process::Child);
+
+impl ChildCorrelator {
+    /// Starts the child with the correlator configuration at `config`.
+    pub fn spawn(test: &str, config: &std::path::Path) -> Self {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    /// SIGKILL: no shutdown, no final commit, no leaving the group.
+    pub fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ChildCorrelator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// In a child started by [`ChildCorrelator::spawn`]: runs the correlator until killed. Returns
+/// `false` at once in the test's own process.
+pub async fn run_as_child() -> bool {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return false;
+    };
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = CorrelatorConfig::from_toml(&text, &path).unwrap();
+    vigil_correlator::run(&config, &Telemetry::new(), std::future::pending())
+        .await
+        .unwrap();
+    true
+}
