@@ -167,6 +167,13 @@ fn parse_dockerfile(text: &str, root: &Path) -> Image {
     image
 }
 
+/// The words of `text` (what a program or package name can be made of).
+fn words(text: &str) -> BTreeSet<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "._+-".contains(c)))
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
 fn join_container(base: &str, path: &str) -> String {
     if path.starts_with('/') {
         path.to_owned()
@@ -429,11 +436,11 @@ fn plan(
     let entrypoint = strings(service.get("entrypoint"), &format!("{name}.entrypoint"))
         .unwrap_or_else(|| image.entrypoint.clone());
     let command = strings(service.get("command"), &format!("{name}.command")).unwrap_or_default();
-    let mut words = entrypoint.into_iter().chain(command);
-    let program = words
+    let mut argv = entrypoint.into_iter().chain(command);
+    let program = argv
         .next()
         .unwrap_or_else(|| panic!("{name}: no entrypoint and no command"));
-    let args: Vec<String> = words.map(|a| t.value(&a, root)).collect();
+    let args: Vec<String> = argv.map(|a| t.value(&a, root)).collect();
     let program = match program.as_str() {
         "vigil" | "/usr/local/bin/vigil" => {
             let host = t.text("/usr/local/bin/vigil");
@@ -444,18 +451,28 @@ fn plan(
             PathBuf::from(host)
         }
         other => {
-            match PROGRAMS.iter().find(|(p, _)| *p == other) {
-                None => errors.push(format!(
+            if !PROGRAMS.iter().any(|(p, _)| *p == other) {
+                errors.push(format!(
                     "{name}: runs {other:?}, which this test does not know (add it to PROGRAMS)"
-                )),
-                Some((_, Some(package))) if !image.run_lines.contains(package) => errors.push(
-                    format!("{name}: runs {other}, but the image does not install {package}"),
-                ),
-                Some(_) => {}
+                ));
             }
             PathBuf::from(other)
         }
     };
+    // Programs a shell script of the command starts must be in the image as well.
+    let installed = words(&image.run_lines);
+    let script = args.join("\n");
+    let used = words(&script);
+    for (prog, package) in PROGRAMS {
+        if let Some(package) = package
+            && (program.as_os_str() == *prog || used.contains(*prog))
+            && !installed.contains(*package)
+        {
+            errors.push(format!(
+                "{name}: runs {prog}, but the image does not install {package}"
+            ));
+        }
+    }
     let env: Vec<(String, String)> = image
         .env
         .iter()
