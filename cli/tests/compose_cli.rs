@@ -10,9 +10,9 @@
 //! addresses, wildcard listen addresses (`0.0.0.0:<port>`) a free `127.0.0.1` port, the image's
 //! `COPY` destinations and the service's `volumes` their repository paths (named volumes a
 //! temporary folder shared by the services that mount them), the image's `WORKDIR` the working
-//! directory (an empty folder when nothing is copied there). A config file the command or the
-//! environment names is copied with the same table applied to its text. Anything the compose
-//! file says that a container could not run therefore fails here too.
+//! directory (a folder linking to what the image or the volumes put below it, nothing else). A
+//! config file the command or the environment names is copied with the same table applied to
+//! its text. Anything the compose file says that a container could not run fails here too.
 //!
 //! Topics: the services take their topic names from config files only (no environment
 //! override), so this runs them as compose does, on the built-in topics, after the compose
@@ -76,6 +76,8 @@ struct Image {
     copies: Vec<(String, PathBuf)>,
     env: Vec<(String, String)>,
     entrypoint: Vec<String>,
+    /// The default command (`CMD`), used when the service sets neither command nor entrypoint.
+    cmd: Vec<String>,
     /// Text of the stage's `RUN` lines (to check a program's package is installed).
     run_lines: String,
 }
@@ -123,6 +125,10 @@ fn parse_dockerfile(text: &str, root: &Path) -> Image {
             "ENTRYPOINT" => {
                 image.entrypoint = serde_json::from_str(rest)
                     .unwrap_or_else(|e| panic!("ENTRYPOINT {rest}: not the exec form: {e}"))
+            }
+            "CMD" => {
+                image.cmd = serde_json::from_str(rest)
+                    .unwrap_or_else(|e| panic!("CMD {rest}: not the exec form: {e}"))
             }
             "RUN" => {
                 image.run_lines.push_str(rest);
@@ -370,6 +376,8 @@ fn free_port() -> u16 {
 struct Running {
     name: String,
     child: Child,
+    /// The translated command line, for failure messages.
+    shown: String,
     log: PathBuf,
     metrics_port: Option<u16>,
 }
@@ -382,10 +390,15 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// The command line and the last lines of its output.
     fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(25)..].join("\n")
+        format!(
+            "ran: {}\n{}",
+            self.shown,
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        )
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -433,9 +446,16 @@ fn plan(
         listens: BTreeMap::new(),
         files_dir,
     };
-    let entrypoint = strings(service.get("entrypoint"), &format!("{name}.entrypoint"))
-        .unwrap_or_else(|| image.entrypoint.clone());
-    let command = strings(service.get("command"), &format!("{name}.command")).unwrap_or_default();
+    // As in Docker: a service's entrypoint also drops the image's CMD.
+    let own_entrypoint = strings(service.get("entrypoint"), &format!("{name}.entrypoint"));
+    let command =
+        strings(service.get("command"), &format!("{name}.command")).unwrap_or_else(|| {
+            match own_entrypoint {
+                Some(_) => Vec::new(),
+                None => image.cmd.clone(),
+            }
+        });
+    let entrypoint = own_entrypoint.unwrap_or_else(|| image.entrypoint.clone());
     let mut argv = entrypoint.into_iter().chain(command);
     let program = argv
         .next()
@@ -536,6 +556,7 @@ fn start(plan: &Plan, scratch: &Path) -> Running {
     Running {
         name: plan.name.clone(),
         child,
+        shown: format!("{} {:?}", plan.program.display(), plan.args),
         log,
         metrics_port: plan.metrics_port,
     }
