@@ -11,8 +11,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use vigil_topology::KafkaClientConfig;
 
-use crate::internal_events::AlerterMetrics;
-use crate::state::document::{StateKey, decode};
+use vigil_topology::InternalEvent;
+
+use crate::internal_events::{AlerterMetrics, FollowedApplied, FollowedSkipped, FollowerFailed};
+use crate::state::document::{ChangelogError, StateKey, decode};
 use crate::state::writer::INSTANCE_HEADER;
 use crate::state::{AlertBook, RemoteApplied};
 
@@ -39,28 +41,34 @@ pub fn follow_record(
     value: Option<&[u8]>,
     metrics: &AlerterMetrics,
 ) -> Followed {
-    let followed = apply_followed(book, instance, writer, key, value);
+    let (followed, decode_error) = apply_followed(book, instance, writer, key, value);
+    let skipped = |reason| FollowedSkipped {
+        metrics,
+        reason,
+        decode_error: decode_error.as_ref().map(|e| e as &dyn std::fmt::Display),
+        key,
+    };
     match followed {
-        Followed::Own => metrics.state_follow_skipped.with_label_values(&["own"]),
-        Followed::Applied(kind) => metrics.state_follow_applied.with_label_values(&[kind]),
-        Followed::Skipped(reason) => metrics.state_follow_skipped.with_label_values(&[reason]),
+        Followed::Own => skipped("own").emit(),
+        Followed::Applied(kind) => FollowedApplied { metrics, kind }.emit(),
+        Followed::Skipped(reason) => skipped(reason).emit(),
     }
-    .inc();
     followed
 }
 
+/// Applies one record; a record that could not be decoded comes back with its error.
 fn apply_followed(
     book: &AlertBook,
     instance: &str,
     writer: Option<&[u8]>,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
-) -> Followed {
+) -> (Followed, Option<ChangelogError>) {
     if writer == Some(instance.as_bytes()) {
-        return Followed::Own;
+        return (Followed::Own, None);
     }
     let Some(key) = key else {
-        return Followed::Skipped("no_key");
+        return (Followed::Skipped("no_key"), None);
     };
     let decoded = StateKey::parse(key).and_then(|k| match value {
         None => Ok((k, None)),
@@ -68,24 +76,18 @@ fn apply_followed(
     });
     let (key, value) = match decoded {
         Ok(kv) => kv,
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                key = %String::from_utf8_lossy(key),
-                "followed state changelog record skipped"
-            );
-            return Followed::Skipped(e.reason());
-        }
+        Err(e) => return (Followed::Skipped(e.reason()), Some(e)),
     };
     let kind = if value.is_some() {
         key.kind()
     } else {
         "tombstone"
     };
-    match book.apply_remote(key, value) {
+    let followed = match book.apply_remote(key, value) {
         RemoteApplied::Upserted | RemoteApplied::Removed => Followed::Applied(kind),
         other => Followed::Skipped(other.as_str()),
-    }
+    };
+    (followed, None)
 }
 
 /// Keeps reading the state changelog after the start-up restore and applies the other
@@ -143,9 +145,12 @@ impl Follower {
                         backoff = Duration::from_secs(1);
                     }
                 }
-                Err(e) => self
-                    .metrics
-                    .follow_failed("create consumer", &e.to_string()),
+                Err(e) => FollowerFailed {
+                    metrics: &self.metrics,
+                    what: "create consumer",
+                    error: &e.to_string(),
+                }
+                .emit(),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(FOLLOW_MAX_BACKOFF);
@@ -183,7 +188,12 @@ impl Follower {
             let m = match consumer.recv().await {
                 Ok(m) => m,
                 Err(e) => {
-                    self.metrics.follow_failed("read", &e.to_string());
+                    FollowerFailed {
+                        metrics: &self.metrics,
+                        what: "read",
+                        error: &e.to_string(),
+                    }
+                    .emit();
                     errors += 1;
                     if errors >= FOLLOW_MAX_ERRORS {
                         return read_any;

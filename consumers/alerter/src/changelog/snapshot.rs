@@ -10,7 +10,9 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use vigil_topology::KafkaClientConfig;
 
-use crate::internal_events::AlerterMetrics;
+use vigil_topology::InternalEvent;
+
+use crate::internal_events::{AlerterMetrics, StateEntrySkipped};
 use crate::state::document::{StateKey, StateValue, decode};
 
 /// Decodes a snapshot's entries; undecodable ones are logged, counted in
@@ -24,17 +26,13 @@ pub fn decode_snapshot(
     for (key, value) in entries {
         match StateKey::parse(key).and_then(|k| decode(&k, value).map(|v| (k, v))) {
             Ok(kv) => values.push(kv),
-            Err(e) => {
-                metrics
-                    .state_restore_skipped
-                    .with_label_values(&[e.reason()])
-                    .inc();
-                tracing::warn!(
-                    error = %e,
-                    key = %String::from_utf8_lossy(key),
-                    "state changelog entry skipped"
-                );
+            Err(e) => StateEntrySkipped {
+                metrics,
+                reason: e.reason(),
+                error: &e,
+                key,
             }
+            .emit(),
         }
     }
     values
