@@ -193,6 +193,17 @@ impl OriginDoc {
     }
 }
 
+/// Who acknowledged an alert and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Name given by the caller (`api` when none).
+    pub by: String,
+    /// Free text.
+    pub comment: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+}
+
 /// An active (notified) alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertDoc {
@@ -315,17 +326,6 @@ pub fn decode(key: &StateKey, value: &[u8]) -> Result<StateValue, ChangelogError
 /// value is refused by [`decode`] rather than mistaken for a tombstone.
 pub fn encode<T: Serialize>(doc: &T) -> Vec<u8> {
     serde_json::to_vec(doc).unwrap_or_default()
-}
-
-/// Who acknowledged an alert and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ack {
-    /// Name given by the caller (`api` when none).
-    pub by: String,
-    /// Free text.
-    pub comment: String,
-    /// When, ms since the epoch.
-    pub at_ms: i64,
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@
 //! memory (for alerts, the merge of both) until the next write of that key, while the topic,
 //! and so a restart, keeps the later one.
 //!
-//! One module per table, each an `impl AlertBook` over the [`book`]'s tables: [`marks`]
-//! (dedup and group), active alerts, [`escalation`] progress and timers, silences; then the
-//! [`restore`] at start and the [`remote`] writes of other instances. Below them:
-//! [`document`], the stored documents (a leaf), [`writer`], the write-through to the topic,
-//! and the in-memory entries built from the documents.
+//! One module per table, each an `impl AlertBook` over the tables of `book`: `marks` (dedup
+//! and group), `active` alerts, `escalation` progress and timers, `silences`; then the
+//! `restore` at start and the `remote` writes of other instances. Below them: [`document`],
+//! the stored documents (a leaf), [`writer`], the write-through to the topic, and `entries`,
+//! the in-memory entries built from the documents. No module uses one above it.
 
 mod active;
 mod book;
