@@ -107,3 +107,50 @@ impl InternalEvent for EscalationUndeliverable<'_> {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_event_updates_its_metric() {
+        let m = AlerterMetrics::register(&prometheus::Registry::new()).unwrap();
+        AlertSilenced {
+            metrics: &m,
+            silence: Uuid::new_v4(),
+            fingerprint: "fp",
+            rule_id: "r1",
+        }
+        .emit();
+        AlertHandled {
+            metrics: &m,
+            outcome: AlertOutcome::Delivered,
+            fingerprint: "fp",
+            rule_id: "r1",
+        }
+        .emit();
+        EscalationFired {
+            metrics: &m,
+            alert_id: Uuid::new_v4(),
+            tier: 2,
+        }
+        .emit();
+        for dead_letter in [
+            TierDeadLetter::Written,
+            TierDeadLetter::WriteFailed("dlq down"),
+            TierDeadLetter::RecordNotKept,
+        ] {
+            EscalationUndeliverable {
+                metrics: &m,
+                alert_id: Uuid::new_v4(),
+                tier: 1,
+                dead_letter,
+            }
+            .emit();
+        }
+        assert_eq!(m.alerts_with(AlertOutcome::Silenced), 1);
+        assert_eq!(m.alerts_with(AlertOutcome::Delivered), 1);
+        assert_eq!(m.alerts_with(AlertOutcome::DeadLettered), 3);
+        assert_eq!(m.escalations.with_label_values(&["2"]).get(), 1);
+    }
+}

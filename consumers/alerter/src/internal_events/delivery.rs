@@ -99,3 +99,56 @@ impl InternalEvent for NotificationRetrying<'_> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_event_updates_its_metric() {
+        let m = AlerterMetrics::register(&prometheus::Registry::new()).unwrap();
+        let deliveries = |outcome: &str| {
+            m.deliveries
+                .with_label_values(&["pd", "pagerduty", outcome])
+                .get()
+        };
+        NotificationDelivered {
+            metrics: &m,
+            receiver: "pd",
+            kind: "pagerduty",
+            elapsed: Duration::from_millis(3),
+        }
+        .emit();
+        for failure in [
+            NotificationFailure::RateLimited,
+            NotificationFailure::Refused,
+            NotificationFailure::RetriesExhausted,
+        ] {
+            NotificationFailed {
+                metrics: &m,
+                receiver: "pd",
+                kind: "pagerduty",
+                failure,
+                error: "HTTP 400",
+                attempts: 1,
+            }
+            .emit();
+        }
+        NotificationRetrying {
+            metrics: &m,
+            receiver: "pd",
+            error: "HTTP 503",
+            attempt: 1,
+            wait: Duration::from_millis(5),
+        }
+        .emit();
+        assert_eq!((deliveries("delivered"), deliveries("failed")), (1, 3));
+        assert_eq!(m.retries.with_label_values(&["pd"]).get(), 1);
+        assert_eq!(
+            m.delivery_seconds
+                .with_label_values(&["pagerduty"])
+                .get_sample_count(),
+            1
+        );
+    }
+}

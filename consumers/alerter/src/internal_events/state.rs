@@ -170,3 +170,83 @@ impl InternalEvent for FollowerFailed<'_> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_event_updates_its_metric() {
+        let m = AlerterMetrics::register(&prometheus::Registry::new()).unwrap();
+        StateWriteFailed {
+            metrics: &m,
+            caller: "api",
+            error: "timed out",
+        }
+        .emit();
+        assert_eq!(m.state_write_failures.with_label_values(&["api"]).get(), 1);
+        StateEntrySkipped {
+            metrics: &m,
+            reason: "malformed",
+            error: &"not json",
+            key: b"mark/a",
+        }
+        .emit();
+        assert_eq!(m.restore_skipped("malformed"), 1);
+        StateRestored {
+            metrics: &m,
+            topic: "state",
+            records: 9,
+            marks: 2,
+            alerts: 1,
+            silences: 1,
+            timers: 1,
+            expired: 3,
+            evicted: 1,
+            invalid: 1,
+            undecodable: 1,
+            elapsed: Duration::from_millis(1_500),
+        }
+        .emit();
+        assert_eq!(
+            (
+                m.restored("mark"),
+                m.restored("alert"),
+                m.restored("silence")
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (m.restore_skipped("expired"), m.restore_skipped("evicted")),
+            (3, 1)
+        );
+        assert_eq!(m.restore_seconds(), 1.5);
+        FollowedApplied {
+            metrics: &m,
+            kind: "tombstone",
+        }
+        .emit();
+        FollowedSkipped {
+            metrics: &m,
+            reason: "bad_key",
+            decode_error: Some(&"no kind prefix"),
+            key: Some(b"x"),
+        }
+        .emit();
+        assert_eq!(
+            (m.follow_applied("tombstone"), m.follow_skipped("bad_key")),
+            (1, 1)
+        );
+        m.state_follower_up.set(1);
+        FollowerFailed {
+            metrics: &m,
+            what: "read",
+            error: "broker down",
+        }
+        .emit();
+        assert_eq!(
+            (m.state_follow_errors.get(), m.state_follower_up.get()),
+            (1, 0)
+        );
+    }
+}
