@@ -21,10 +21,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+use vigil_topology::InternalEvent;
 
 use crate::changelog::Pending;
 use crate::config::MatchConfig;
-use crate::internal_events::AlerterMetrics;
+use crate::internal_events::{AlerterMetrics, StateWriteFailed};
 use crate::state::{AlertBook, SilenceError};
 
 /// Shared state of the API handlers.
@@ -154,7 +155,12 @@ async fn ack(
 #[allow(clippy::result_large_err)] // the error is the response itself, built once per request
 async fn persisted(state: &ApiState, pending: Pending) -> Result<(), Response> {
     pending.acked().await.map(|_| ()).map_err(|e| {
-        state.metrics.state_write_failed("api", &e.to_string());
+        StateWriteFailed {
+            metrics: &state.metrics,
+            caller: "api",
+            error: &e.to_string(),
+        }
+        .emit();
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("not persisted, try again: {e}"),

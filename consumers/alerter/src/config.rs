@@ -1,7 +1,7 @@
 //! `AlerterConfig`: one YAML file per deployment (the routing tree reads best in YAML),
 //! `VIGIL_*` overrides for addresses, secrets only from files or the environment.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,13 @@ use vigil_consumer::{RetryTopic, RuntimeConfig};
 use vigil_schemas::topics;
 use vigil_topology::KafkaClientConfig;
 use vigil_topology::config_file::{self, ConfigFormat};
+
+mod routing;
+
+pub use routing::{
+    DEFAULT_DEDUP_WINDOW_MS, DEFAULT_GROUP_INTERVAL_MS, EscalationConfig, EscalationTier,
+    MatchConfig, RouteConfig, parse_severity,
+};
 
 /// A configuration value that is out of range or unreadable, named by its key.
 #[derive(Debug, thiserror::Error)]
@@ -212,69 +219,6 @@ pub struct ReceiverConfig {
     pub timeout_ms: u64,
 }
 
-/// What an alert must have for a route to take it; empty lists match anything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MatchConfig {
-    /// Severities (`critical`, `high`, …); any of them.
-    #[serde(default)]
-    pub severity: Vec<String>,
-    /// Rule ids; any of them.
-    #[serde(default)]
-    pub rule_id: Vec<String>,
-    /// Labels that must all be present with exactly these values.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A node of the routing tree. Unset settings are inherited from the parent.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Conditions of this node (ignored at the root).
-    #[serde(default, rename = "match")]
-    pub matcher: MatchConfig,
-    /// Receivers notified when this node is where the alert ends up.
-    #[serde(default)]
-    pub receivers: Vec<String>,
-    /// After matching this node, keep trying its later siblings.
-    #[serde(default, rename = "continue")]
-    pub continue_matching: bool,
-    /// Child routes, tried in order; the first match wins unless it says `continue`.
-    #[serde(default)]
-    pub routes: Vec<RouteConfig>,
-    /// Labels (or `rule_id`, `severity`) that form the group key; empty: no grouping.
-    #[serde(default)]
-    pub group_by: Option<Vec<String>>,
-    /// How long a notified group absorbs further alerts of the group without a new notification.
-    #[serde(default)]
-    pub group_interval_ms: Option<u64>,
-    /// How long a notified fingerprint is suppressed.
-    #[serde(default)]
-    pub dedup_window_ms: Option<u64>,
-    /// Escalation policy: tiers notified when the alert is not acknowledged in time.
-    #[serde(default)]
-    pub escalation: Option<EscalationConfig>,
-}
-
-/// An escalation policy.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EscalationConfig {
-    /// Tiers, by increasing delay.
-    pub tiers: Vec<EscalationTier>,
-}
-
-/// One escalation tier.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EscalationTier {
-    /// Receivers notified at this tier.
-    pub receivers: Vec<String>,
-    /// Delay after the first notification.
-    pub after_ms: u64,
-}
-
 fn default_kafka() -> KafkaClientConfig {
     KafkaClientConfig::new("127.0.0.1:9092")
 }
@@ -346,10 +290,6 @@ fn default_timeout_ms() -> u64 {
 }
 /// Default state changelog topic (declared in `topology/topics.yaml`).
 pub const STATE_TOPIC: &str = "vigil.alerter.state";
-/// Dedup window of the root when the file sets none.
-pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 300_000;
-/// Group interval of the root when the file sets none.
-pub const DEFAULT_GROUP_INTERVAL_MS: u64 = 300_000;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -642,7 +582,7 @@ fn validate_route(
         }
     }
     for (j, s) in route.matcher.severity.iter().enumerate() {
-        if crate::route::parse_severity(s).is_none() {
+        if parse_severity(s).is_none() {
             return Err(invalid(
                 format!("{at}.match.severity[{j}]"),
                 format!("unknown severity {s:?}"),

@@ -6,9 +6,13 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use vigil_schemas::Alert;
+use vigil_topology::InternalEvent;
 
 use crate::config::{ConfigError, DeliveryConfig, ReceiverConfig, ReceiverKind, read_secret};
-use crate::internal_events::AlerterMetrics;
+use crate::internal_events::{
+    AlerterMetrics, NotificationDelivered, NotificationFailed, NotificationFailure,
+    NotificationRetrying,
+};
 use crate::payload::{self, Reason};
 
 /// PagerDuty's public Events v2 endpoint, used when a pagerduty receiver sets no URL.
@@ -190,11 +194,16 @@ impl Receiver {
         metrics: &AlerterMetrics,
     ) -> Result<(), DeliveryError> {
         let started = Instant::now();
-        let fail = |reason: String, attempts: u32| {
-            metrics
-                .deliveries
-                .with_label_values(&[&self.name, self.kind.as_str(), "failed"])
-                .inc();
+        let fail = |failure: NotificationFailure, reason: String, attempts: u32| {
+            NotificationFailed {
+                metrics,
+                receiver: &self.name,
+                kind: self.kind.as_str(),
+                failure,
+                error: &reason,
+                attempts,
+            }
+            .emit();
             DeliveryError {
                 receiver: self.name.clone(),
                 reason,
@@ -205,6 +214,7 @@ impl Receiver {
         if wait > Duration::from_millis(policy.rate_limit_max_wait_ms) {
             self.bucket.give_back();
             return Err(fail(
+                NotificationFailure::RateLimited,
                 format!("rate limited (next slot in {} ms)", wait.as_millis()),
                 0,
             ));
@@ -218,43 +228,31 @@ impl Receiver {
             attempt += 1;
             match self.attempt(&body).await {
                 Ok(()) => {
-                    metrics
-                        .deliveries
-                        .with_label_values(&[&self.name, self.kind.as_str(), "delivered"])
-                        .inc();
-                    metrics
-                        .delivery_seconds
-                        .with_label_values(&[self.kind.as_str()])
-                        .observe(started.elapsed().as_secs_f64());
+                    NotificationDelivered {
+                        metrics,
+                        receiver: &self.name,
+                        kind: self.kind.as_str(),
+                        elapsed: started.elapsed(),
+                    }
+                    .emit();
                     return Ok(());
                 }
                 Err(Failure::Permanent(why)) => {
-                    tracing::warn!(
-                        receiver = self.name,
-                        error = why,
-                        "delivery refused by receiver"
-                    );
-                    return Err(fail(why, attempt));
+                    return Err(fail(NotificationFailure::Refused, why, attempt));
                 }
                 Err(Failure::Retryable(why)) => {
                     if attempt >= policy.max_attempts {
-                        tracing::warn!(
-                            receiver = self.name,
-                            error = why,
-                            attempt,
-                            "delivery failed, retry budget spent"
-                        );
-                        return Err(fail(why, attempt));
+                        return Err(fail(NotificationFailure::RetriesExhausted, why, attempt));
                     }
-                    metrics.retries.with_label_values(&[&self.name]).inc();
                     let wait = backoff(policy, attempt, &mut rand::thread_rng());
-                    tracing::debug!(
-                        receiver = self.name,
-                        error = why,
+                    NotificationRetrying {
+                        metrics,
+                        receiver: &self.name,
+                        error: &why,
                         attempt,
-                        wait_ms = wait.as_millis() as u64,
-                        "delivery failed, retrying"
-                    );
+                        wait,
+                    }
+                    .emit();
                     tokio::time::sleep(wait).await;
                 }
             }

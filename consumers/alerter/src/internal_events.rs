@@ -1,5 +1,22 @@
-//! The alerter's metrics. Labels are bounded: `outcome` is a fixed set, `receiver` a name from
-//! the config file, `kind` one of three receiver kinds.
+//! The alerter's metrics and everything it reports: one struct per thing that happens, whose
+//! `emit()` writes the log line and updates the metric together (in the submodules, by area).
+//! Labels are bounded: `outcome` is a fixed set, `receiver` a name from the config file, `kind`
+//! one of three receiver kinds.
+
+mod alerts;
+mod delivery;
+mod state;
+
+pub(crate) use alerts::{
+    AlertHandled, AlertSilenced, EscalationFired, EscalationUndeliverable, TierDeadLetter,
+};
+pub(crate) use delivery::{
+    NotificationDelivered, NotificationFailed, NotificationFailure, NotificationRetrying,
+};
+pub(crate) use state::{
+    FollowedApplied, FollowedSkipped, FollowerFailed, StateEntrySkipped, StateRestored,
+    StateWriteFailed,
+};
 
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -241,17 +258,6 @@ impl AlerterMetrics {
         })
     }
 
-    /// Counts one consumed alert and logs it.
-    pub(crate) fn alert(&self, outcome: AlertOutcome, fingerprint: &str, rule_id: &str) {
-        self.alerts.with_label_values(&[outcome.as_str()]).inc();
-        tracing::debug!(
-            outcome = outcome.as_str(),
-            fingerprint,
-            rule_id,
-            "alert handled"
-        );
-    }
-
     /// Returns the entries of `kind` (`mark`, `alert`, `silence`) restored at start (tests).
     pub fn restored(&self, kind: &str) -> u64 {
         self.state_restored.with_label_values(&[kind]).get()
@@ -282,19 +288,6 @@ impl AlerterMetrics {
     /// Returns this instance's changelog writes, by kind (tests).
     pub fn state_writes(&self, kind: &str) -> u64 {
         self.state_writes.with_label_values(&[kind]).get()
-    }
-
-    /// Counts a follower error, marks the follower down and logs it.
-    pub(crate) fn follow_failed(&self, what: &'static str, error: &str) {
-        self.state_follow_errors.inc();
-        self.state_follower_up.set(0);
-        tracing::error!(what, error, "alerter state follower error");
-    }
-
-    /// Counts a state write the broker did not acknowledge and logs it.
-    pub(crate) fn state_write_failed(&self, caller: &'static str, error: &str) {
-        self.state_write_failures.with_label_values(&[caller]).inc();
-        tracing::warn!(caller, error, "state changelog write failed");
     }
 
     /// Returns the count of alerts with `outcome` (tests, bench).

@@ -73,13 +73,14 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 use vigil_consumer::{ConsumerRuntime, RunSummary, RuntimeError};
 use vigil_schemas::{Codec, SchemaRegistry, WireError};
-use vigil_topology::Telemetry;
+use vigil_topology::{InternalEvent, Telemetry};
 
 pub use config::{
     AlerterConfig, ApiConfig, ConfigError, DeliveryConfig, EscalationConfig, EscalationTier,
     MatchConfig, ReceiverConfig, ReceiverKind, RouteConfig, STATE_TOPIC, StateConfig,
 };
 pub use internal_events::{AlertOutcome, AlerterMetrics};
+use internal_events::{StateRestored, StateWriteFailed};
 pub use service::Alerter;
 
 /// Why the alerter could not start or had to stop.
@@ -174,43 +175,28 @@ async fn restore(
     // Tombstones of what expired while the alerter was down: best effort, compaction would
     // otherwise keep them until the next start.
     if let Err(e) = pending.acked().await {
-        metrics.state_write_failed("restore", &e.to_string());
+        StateWriteFailed {
+            metrics,
+            caller: "restore",
+            error: &e.to_string(),
+        }
+        .emit();
     }
-    for (kind, n) in [
-        ("mark", restored.marks),
-        ("alert", restored.alerts),
-        ("silence", restored.silences),
-    ] {
-        metrics
-            .state_restored
-            .with_label_values(&[kind])
-            .inc_by(n as u64);
+    StateRestored {
+        metrics,
+        topic: &config.state_topic,
+        records: snapshot.records,
+        marks: restored.marks,
+        alerts: restored.alerts,
+        silences: restored.silences,
+        timers: restored.rearm.len(),
+        expired: restored.expired,
+        evicted: restored.evicted,
+        invalid: restored.invalid,
+        undecodable: skipped,
+        elapsed: started.elapsed(),
     }
-    for (reason, n) in [
-        ("expired", restored.expired),
-        ("evicted", restored.evicted),
-        ("invalid", restored.invalid),
-    ] {
-        metrics
-            .state_restore_skipped
-            .with_label_values(&[reason])
-            .inc_by(n as u64);
-    }
-    let elapsed = started.elapsed();
-    metrics.state_restore_seconds.set(elapsed.as_secs_f64());
-    tracing::info!(
-        topic = config.state_topic,
-        records = snapshot.records,
-        marks = restored.marks,
-        alerts = restored.alerts,
-        silences = restored.silences,
-        timers = restored.rearm.len(),
-        expired = restored.expired,
-        evicted = restored.evicted,
-        skipped = skipped + restored.invalid,
-        elapsed_ms = elapsed.as_millis() as u64,
-        "alerter state restored"
-    );
+    .emit();
     Ok((restored.rearm, snapshot.ends))
 }
 

@@ -7,22 +7,10 @@ use std::sync::Arc;
 
 use vigil_schemas::{Alert, Severity};
 
+pub use crate::config::parse_severity;
 use crate::config::{
     DEFAULT_DEDUP_WINDOW_MS, DEFAULT_GROUP_INTERVAL_MS, EscalationTier, MatchConfig, RouteConfig,
 };
-
-/// Parses a severity name as written in config (`critical`, `high`, …, `info` too).
-pub fn parse_severity(s: &str) -> Option<Severity> {
-    Some(match s.to_ascii_lowercase().as_str() {
-        "unknown" => Severity::Unknown,
-        "informational" | "info" => Severity::Informational,
-        "low" => Severity::Low,
-        "medium" => Severity::Medium,
-        "high" => Severity::High,
-        "critical" => Severity::Critical,
-        _ => return None,
-    })
-}
 
 /// A matcher compiled from [`MatchConfig`]; also the matcher of a silence.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

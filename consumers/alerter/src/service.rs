@@ -13,11 +13,15 @@ use vigil_consumer::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, T
 use vigil_schemas::model::now_micros;
 use vigil_schemas::wire::split_frame_with_limit;
 use vigil_schemas::{Alert, Codec, SchemaRegistry};
+use vigil_topology::InternalEvent;
 
 use crate::changelog::{EscalationDoc, OriginDoc, Pending};
 use crate::config::DeliveryConfig;
 use crate::delivery::{DeliveryError, Receiver};
-use crate::internal_events::{AlertOutcome, AlerterMetrics};
+use crate::internal_events::{
+    AlertHandled, AlertOutcome, AlertSilenced, AlerterMetrics, EscalationFired,
+    EscalationUndeliverable, StateWriteFailed, TierDeadLetter,
+};
 use crate::payload::Reason;
 use crate::route::{RouteTree, group_key};
 use crate::state::{AlertBook, Rearm, TimerStep, dedup_key, group_mark_key};
@@ -233,15 +237,24 @@ impl Handler for Alerter {
         turn.wait().await;
         let now = Instant::now();
         if let Some(silence) = s.book.silenced_by(&alert) {
-            tracing::debug!(%silence, fingerprint = alert.fingerprint, "alert silenced");
-            s.metrics
-                .alert(AlertOutcome::Silenced, &alert.fingerprint, &alert.rule_id);
+            AlertSilenced {
+                metrics: &s.metrics,
+                silence,
+                fingerprint: &alert.fingerprint,
+                rule_id: &alert.rule_id,
+            }
+            .emit();
             return Ok(Outcome::Handled);
         }
         let routes = s.tree.resolve(&alert);
         if routes.is_empty() {
-            s.metrics
-                .alert(AlertOutcome::Unrouted, &alert.fingerprint, &alert.rule_id);
+            AlertHandled {
+                metrics: &s.metrics,
+                outcome: AlertOutcome::Unrouted,
+                fingerprint: &alert.fingerprint,
+                rule_id: &alert.rule_id,
+            }
+            .emit();
             return Ok(Outcome::Handled);
         }
         let first_failed_ms = now_micros() / 1_000;
@@ -320,7 +333,12 @@ impl Handler for Alerter {
         }
         turn.pass().await;
         if let Err(e) = pending.acked().await {
-            s.metrics.state_write_failed("record", &e.to_string());
+            StateWriteFailed {
+                metrics: &s.metrics,
+                caller: "record",
+                error: &e.to_string(),
+            }
+            .emit();
             return Err(HandleError::transient(e));
         }
         if notified && let Some(ts) = record.timestamp_ms {
@@ -337,7 +355,13 @@ impl Handler for Alerter {
         } else {
             AlertOutcome::Suppressed
         };
-        s.metrics.alert(outcome, &alert.fingerprint, &alert.rule_id);
+        AlertHandled {
+            metrics: &s.metrics,
+            outcome,
+            fingerprint: &alert.fingerprint,
+            rule_id: &alert.rule_id,
+        }
+        .emit();
         Ok(Outcome::Handled)
     }
 }
@@ -408,39 +432,46 @@ async fn run_escalation(
                 return;
             }
         }
-        shared
-            .metrics
-            .escalations
-            .with_label_values(&[&n.to_string()])
-            .inc();
-        tracing::info!(alert_id = %id, tier = n, "escalating unacknowledged alert");
+        EscalationFired {
+            metrics: &shared.metrics,
+            alert_id: id,
+            tier: n,
+        }
+        .emit();
         let first_failed_ms = now_micros() / 1_000;
         let (_, errors) = shared
             .notify(alert, &tier.receivers, Reason::Escalation(n))
             .await;
         if !errors.is_empty() {
-            match record {
-                Some(record) => {
-                    if let Err(e) = shared.dead_letter(record, &errors, first_failed_ms).await {
-                        tracing::error!(error = %e, alert_id = %id, "escalation undeliverable and the dlq write failed");
-                    }
-                }
-                None => {
-                    tracing::error!(alert_id = %id, tier = n, "escalation undeliverable and its record was not kept")
-                }
+            let dlq_error = match record {
+                Some(record) => shared
+                    .dead_letter(record, &errors, first_failed_ms)
+                    .await
+                    .err()
+                    .map(|e| e.to_string()),
+                None => None,
+            };
+            EscalationUndeliverable {
+                metrics: &shared.metrics,
+                alert_id: id,
+                tier: n,
+                dead_letter: match (record, &dlq_error) {
+                    (None, _) => TierDeadLetter::RecordNotKept,
+                    (Some(_), Some(e)) => TierDeadLetter::WriteFailed(e),
+                    (Some(_), None) => TierDeadLetter::Written,
+                },
             }
-            shared
-                .metrics
-                .alerts
-                .with_label_values(&[AlertOutcome::DeadLettered.as_str()])
-                .inc();
+            .emit();
         }
         let mut pending = Pending::new();
         shared.book.escalated(id, &policy.route, n, &mut pending);
         if let Err(e) = pending.acked().await {
-            shared
-                .metrics
-                .state_write_failed("escalation", &e.to_string());
+            StateWriteFailed {
+                metrics: &shared.metrics,
+                caller: "escalation",
+                error: &e.to_string(),
+            }
+            .emit();
         }
     }
     shared.book.timer_done(id, &policy.route);
