@@ -43,8 +43,8 @@ async fn get(url: &str) -> Option<(u16, String)> {
 
 /// Reads `topic` from the beginning until `n` records arrived or `timeout` passed.
 async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<(Option<String>, Vec<u8>)> {
-    let mut c = vigil_e2e::client_config();
-    c.set("group.id", vigil_e2e::unique_name("run-cli-reader"))
+    let mut c = vigil_test_support::client_config();
+    c.set("group.id", vigil_test_support::unique_name("run-cli-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false");
     let consumer: StreamConsumer = c.create().unwrap();
@@ -69,16 +69,16 @@ async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<(Option<String>, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
     let (raw, verified, keys, dlq) = (
-        vigil_e2e::unique_name("run-raw"),
-        vigil_e2e::unique_name("run-verified"),
-        vigil_e2e::unique_name("run-keys"),
-        vigil_e2e::unique_name("run-dlq"),
+        vigil_test_support::unique_name("run-raw"),
+        vigil_test_support::unique_name("run-verified"),
+        vigil_test_support::unique_name("run-keys"),
+        vigil_test_support::unique_name("run-dlq"),
     );
-    vigil_e2e::create_topic(&raw, 3).await;
-    vigil_e2e::create_topic(&verified, 3).await;
-    vigil_e2e::create_topic(&keys, 1).await;
-    vigil_e2e::create_topic(&dlq, 1).await;
-    let registry_url = vigil_e2e::schema_registry_url();
+    vigil_test_support::create_topic(&raw, 3).await;
+    vigil_test_support::create_topic(&verified, 3).await;
+    vigil_test_support::create_topic(&keys, 1).await;
+    vigil_test_support::create_topic(&dlq, 1).await;
+    let registry_url = vigil_test_support::schema_registry_url();
     let schema = SchemaRegistry::new(&registry_url)
         .unwrap()
         .register(
@@ -88,7 +88,7 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
         .await
         .unwrap();
     let signer = EventSigner::generate().with_key_id(KeyId::new("k-run-cli").unwrap());
-    let kafka = KafkaClientConfig::new(vigil_e2e::kafka_bootstrap());
+    let kafka = KafkaClientConfig::new(vigil_test_support::kafka_bootstrap());
     KeyStatusWriter::new(&keys, &registry_url, &kafka)
         .await
         .unwrap()
@@ -108,7 +108,7 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
         &config,
         format!(
             "group_id = {:?}\nraw_topic = {raw:?}\nverified_topic = {verified:?}\nkeys_topic = {keys:?}\ndlq_topic = {dlq:?}\nretry_topics = []\n",
-            vigil_e2e::unique_name("run-cli-group"),
+            vigil_test_support::unique_name("run-cli-group"),
         ),
     )
     .unwrap();
@@ -118,7 +118,7 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
             .args(["run", "verifier", "--config"])
             .arg(&config)
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-            .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
+            .env("VIGIL_KAFKA_BOOTSTRAP", vigil_test_support::kafka_bootstrap())
             .env("VIGIL_SCHEMA_REGISTRY_URL", &registry_url)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -139,7 +139,7 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let p = vigil_e2e::producer();
+    let p = vigil_test_support::producer();
     let n = 40;
     for i in 0..n {
         let event = VerificationEvent::new(
@@ -149,10 +149,10 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
             Producer::rust("run-cli"),
         )
         .with_subject(Subject::principal(format!("user-{i}")).with_key_id("k-run-cli"));
-        vigil_e2e::send_signed(&p, &raw, &records.sign(&event).unwrap()).await;
+        vigil_test_support::send_signed(&p, &raw, &records.sign(&event).unwrap()).await;
     }
     // Poison: bytes that are not a frame, without signature headers.
-    vigil_e2e::send(&p, &raw, b"k", b"\x00\x01not-avro", &[]).await;
+    vigil_test_support::send(&p, &raw, b"k", b"\x00\x01not-avro", &[]).await;
 
     let verdicts = read(&verified, n, Duration::from_secs(60)).await;
     assert_eq!(verdicts.len(), n, "one verdict per signed event");

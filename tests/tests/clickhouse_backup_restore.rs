@@ -53,7 +53,7 @@ fn vigil(args: &[&str], database: &str) -> std::process::Output {
     Command::new(vigil_bin())
         .args(args)
         .env("VIGIL_AUDIT_DATABASE", database)
-        .env("VIGIL_CLICKHOUSE_URL", vigil_e2e::clickhouse_url())
+        .env("VIGIL_CLICKHOUSE_URL", vigil_test_support::clickhouse_url())
         .output()
         .expect("vigil runs")
 }
@@ -97,9 +97,9 @@ async fn count(store: &AuditStore, table: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_drop_restore_keeps_rows_and_a_verifiable_trail() {
-    let topic = vigil_e2e::unique_name("backup-verified");
-    let database = vigil_e2e::unique_name("backup").replace('-', "_");
-    vigil_e2e::create_topic(&topic, 3).await;
+    let topic = vigil_test_support::unique_name("backup-verified");
+    let database = vigil_test_support::unique_name("backup").replace('-', "_");
+    vigil_test_support::create_topic(&topic, 3).await;
     let sink_key = EventSigner::from_seed(&[33; 32]);
     let producer_key = EventSigner::from_seed(&[44; 32]);
 
@@ -128,7 +128,7 @@ async fn backup_drop_restore_keeps_rows_and_a_verifiable_trail() {
     }
     let config = AuditSinkConfig {
         topic: topic.clone(),
-        group: vigil_e2e::unique_name("backup-sink"),
+        group: vigil_test_support::unique_name("backup-sink"),
         database: database.clone(),
         dlq_topic: format!("{topic}-dlq"),
         flush_interval_ms: 100,

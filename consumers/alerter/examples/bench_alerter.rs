@@ -25,7 +25,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use vigil_alerter::{AlerterConfig, ReceiverConfig, ReceiverKind, RouteConfig};
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{Alert, AvroRecord, Codec, SchemaId, SchemaRegistry, Severity};
@@ -161,10 +161,10 @@ async fn main() {
     let partitions = env("BENCH_PARTITIONS", 6) as i32;
     let topic = unique_name("bench-alerts");
     let dlq = unique_name("bench-dlq");
-    vigil_e2e::create_topic(&topic, partitions).await;
-    vigil_e2e::create_topic(&dlq, 1).await;
+    vigil_test_support::create_topic(&topic, partitions).await;
+    vigil_test_support::create_topic(&dlq, 1).await;
     let state = unique_name("bench-alerter-state");
-    vigil_e2e::create_compacted_topic(&state).await;
+    vigil_test_support::create_compacted_topic(&state).await;
     let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
     let schema = registry
         .register(&value_subject(&topic), <Alert as AvroRecord>::SCHEMA_JSON)
@@ -223,7 +223,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let mut pc = vigil_e2e::client_config();
+    let mut pc = vigil_test_support::client_config();
     pc.set("linger.ms", "0").set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     let codec = Codec::<Alert>::new().unwrap();

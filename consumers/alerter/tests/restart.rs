@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use vigil_alerter::state::dedup_key;
 use vigil_alerter::{AlertOutcome, AlerterConfig};
-use vigil_e2e::unique_name;
+use vigil_test_support::unique_name;
 use vigil_schemas::Severity;
 
 async fn setup() -> (Topics, TestReceiver, Secrets, String) {

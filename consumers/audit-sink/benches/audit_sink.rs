@@ -53,7 +53,7 @@ fn name(prefix: &str) -> String {
 }
 
 async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = vigil_test_support::client_config().create().unwrap();
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in admin.create_topics(&[t], &opts).await.unwrap() {
@@ -142,7 +142,7 @@ async fn produce(producer: &FutureProducer, topic: &str, values: &[(String, Vec<
 
 fn raw_client(db: &str) -> Client {
     let mut c = Client::default()
-        .with_url(vigil_e2e::clickhouse_url())
+        .with_url(vigil_test_support::clickhouse_url())
         .with_compression(Compression::Lz4)
         .with_database(db);
     if let Ok(user) = std::env::var("VIGIL_CLICKHOUSE_USER") {
@@ -456,7 +456,7 @@ async fn main() {
     let phase = |p: &str| phases.split(',').any(|x| x.trim() == p);
     println!(
         "setup: rows={n} partitions={partitions} batch_max_rows={batch_rows} flush_interval_ms={flush_ms} clickhouse={}",
-        vigil_e2e::clickhouse_url()
+        vigil_test_support::clickhouse_url()
     );
 
     let signer = EventSigner::from_seed(&[11; 32]);

@@ -28,7 +28,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use vigil_consumer::key_registry::KeyStatusWriter;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_producer::{Emitter, EmitterConfig};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
@@ -152,7 +152,7 @@ fn stage_reader(
 ) {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("group.id", unique_name("bench-e2e-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -219,9 +219,9 @@ async fn main() {
         (&alerts, 6),
         (&dlq, 1),
     ] {
-        vigil_e2e::create_topic(t, p).await;
+        vigil_test_support::create_topic(t, p).await;
     }
-    vigil_e2e::create_topic(&keys, 1).await;
+    vigil_test_support::create_topic(&keys, 1).await;
     let mut kafka = KafkaClientConfig::new(kafka_bootstrap());
     if let Ok(v) = std::env::var("BENCH_LINGER_MS") {
         kafka.linger_ms = v.parse().expect("BENCH_LINGER_MS is a number");
@@ -325,7 +325,7 @@ async fn main() {
     }));
 
     let state = unique_name("bench-e2e-alerter-state");
-    vigil_e2e::create_compacted_topic(&state).await;
+    vigil_test_support::create_compacted_topic(&state).await;
     let yaml = format!(
         "schema_registry_url: {reg:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\nstate_topic: {state:?}\n\
          api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\

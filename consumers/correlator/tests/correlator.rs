@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_correlator::fingerprint;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::{Severity, Trace, now_micros};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{

@@ -44,7 +44,7 @@ async fn standby_taking_over_mid_window_still_fires_once() {
         (second, first)
     };
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        vigil_e2e::committed_total(&config.group_id, &topics.verified, 1) == 3
+        vigil_test_support::committed_total(&config.group_id, &topics.verified, 1) == 3
     })
     .await;
     assert_eq!(standby.events(), 0, "the standby holds no partition");
@@ -91,7 +91,7 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
     bad(&feeder, KEY, 2).await;
     first.evaluated(2).await;
     eventually("2 offsets committed", Duration::from_secs(30), || {
-        vigil_e2e::committed_total(&config.group_id, &topics.verified, 1) == 2
+        vigil_test_support::committed_total(&config.group_id, &topics.verified, 1) == 2
     })
     .await;
     first.stop().await;
@@ -127,7 +127,7 @@ fn member_options(instance: &str) -> [(&'static str, String); 3] {
 
 /// Waits until `group` is stable with `members` members.
 async fn group_stable_with(group: &str, members: usize) {
-    let consumer: BaseConsumer = vigil_e2e::client_config().create().expect("group reader");
+    let consumer: BaseConsumer = vigil_test_support::client_config().create().expect("group reader");
     eventually(
         &format!("group {group} stable with {members} members"),
         Duration::from_secs(60),
@@ -154,7 +154,7 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
     }
     let topics = Topics::create(1).await;
     let feeder = Feeder::new(&topics.verified).await;
-    let group = vigil_e2e::unique_name("ct-group");
+    let group = vigil_test_support::unique_name("ct-group");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("correlator.toml");
     let options: Vec<String> = member_options("a-active")
@@ -183,7 +183,7 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
     eventually(
         "the active child committed 3 offsets",
         Duration::from_secs(60),
-        || vigil_e2e::committed_total(&group, &topics.verified, 1) == 3,
+        || vigil_test_support::committed_total(&group, &topics.verified, 1) == 3,
     )
     .await;
     assert_eq!(standby.events(), 0, "the standby holds no partition");

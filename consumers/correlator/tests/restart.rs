@@ -31,7 +31,7 @@ async fn restart_mid_window(stop: Stop, rebuild: bool) -> (Vec<ReadAlert>, Vec<S
     let mut ids = bad(&feeder, "k-restart", 3).await;
     first.evaluated(3).await;
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        vigil_e2e::committed_total(&config.group_id, &topics.verified, PARTITIONS) == 3
+        vigil_test_support::committed_total(&config.group_id, &topics.verified, PARTITIONS) == 3
     })
     .await;
     match stop {
@@ -139,7 +139,7 @@ async fn kill_9_mid_window_still_fires_once() {
     }
     let topics = Topics::create(PARTITIONS).await;
     let feeder = Feeder::new(&topics.verified).await;
-    let group = vigil_e2e::unique_name("ct-group");
+    let group = vigil_test_support::unique_name("ct-group");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("correlator.toml");
     std::fs::write(&path, topics.config_toml(&group)).unwrap();
@@ -148,7 +148,7 @@ async fn kill_9_mid_window_still_fires_once() {
     eventually(
         "the child committed 3 offsets",
         Duration::from_secs(60),
-        || vigil_e2e::committed_total(&group, &topics.verified, PARTITIONS) == 3,
+        || vigil_test_support::committed_total(&group, &topics.verified, PARTITIONS) == 3,
     )
     .await;
     child.kill();

@@ -40,21 +40,21 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "t0k3n").unwrap();
-    let state = vigil_e2e::unique_name("ct-alerter-state");
-    vigil_e2e::create_compacted_topic(&state).await;
+    let state = vigil_test_support::unique_name("ct-alerter-state");
+    vigil_test_support::create_compacted_topic(&state).await;
     let yaml = format!(
         "group_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\nstate_topic: {state:?}\ncommit_interval_ms: 200\n\
          api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
          receivers:\n  - {{name: hook, kind: webhook, url: {url:?}}}\n\
          route: {{receivers: [hook], dedup_window_ms: 300000}}\n",
-        group = vigil_e2e::unique_name("ct-alerter"),
+        group = vigil_test_support::unique_name("ct-alerter"),
         alerts = topics.alerts,
         dlq = topics.dlq,
         token = token.display().to_string(),
     );
     let mut ac = vigil_alerter::AlerterConfig::from_yaml(&yaml, "test").unwrap();
-    ac.kafka = KafkaClientConfig::new(vigil_e2e::kafka_bootstrap());
-    ac.schema_registry_url = vigil_e2e::schema_registry_url();
+    ac.kafka = KafkaClientConfig::new(vigil_test_support::kafka_bootstrap());
+    ac.schema_registry_url = vigil_test_support::schema_registry_url();
     ac.validate("test").unwrap();
     let at = Telemetry::new();
     let alerter = vigil_alerter::build(&ac, &at).await.unwrap();

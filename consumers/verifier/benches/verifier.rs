@@ -228,7 +228,7 @@ async fn bench() {
         .set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     for chunk in records.chunks(2_000) {
-        futures::future::join_all(chunk.iter().map(|r| vigil_e2e::send_signed(&p, &raw, r))).await;
+        futures::future::join_all(chunk.iter().map(|r| vigil_test_support::send_signed(&p, &raw, r))).await;
     }
 
     let config = VerifierConfig {
@@ -347,7 +347,7 @@ async fn bench() {
             );
             tokio::spawn(async move {
                 while running.load(Ordering::Relaxed) {
-                    vigil_e2e::send_signed(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
+                    vigil_test_support::send_signed(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             })

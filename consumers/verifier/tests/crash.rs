@@ -46,7 +46,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     let good = signer("k-crash", schema);
     keys.write(&active("k-crash", good.signer())).await.unwrap();
     let config = topics.config();
-    let dir = std::env::temp_dir().join(vigil_e2e::unique_name("vt-crash"));
+    let dir = std::env::temp_dir().join(vigil_test_support::unique_name("vt-crash"));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("verifier.toml");
     std::fs::write(
@@ -86,7 +86,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     // Everything the killed process wrote is visible by now (its writes were acknowledged).
     seen.extend(reader.read(total, Duration::from_secs(2)).await);
     let written_before_kill = seen.len() as i64;
-    let committed_at_kill = vigil_e2e::committed_total(&config.group_id, &topics.raw, partitions);
+    let committed_at_kill = vigil_test_support::committed_total(&config.group_id, &topics.raw, partitions);
     assert!(committed_at_kill <= written_before_kill);
 
     let mut child = spawn_child(&path);

@@ -288,9 +288,9 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
     let (registry, task) = KeyRegistry::start(
         &KeyRegistryConfig {
             topic: topics.keys.clone(),
-            schema_registry_url: vigil_e2e::schema_registry_url(),
+            schema_registry_url: vigil_test_support::schema_registry_url(),
         },
-        &KafkaClientConfig::new(vigil_e2e::kafka_bootstrap()),
+        &KafkaClientConfig::new(vigil_test_support::kafka_bootstrap()),
         None,
     )
     .await

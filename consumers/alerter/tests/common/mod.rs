@@ -26,7 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use vigil_alerter::{AlerterConfig, AlerterService, ReceiverConfig, ReceiverKind, RouteConfig};
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{Alert, AvroRecord, Codec, SchemaId, SchemaRegistry, Severity};
@@ -169,9 +169,9 @@ impl Topics {
         let alerts = unique_name("at-alerts");
         let dlq = unique_name("at-dlq");
         let state = unique_name("at-state");
-        vigil_e2e::create_topic(&alerts, partitions).await;
-        vigil_e2e::create_topic(&dlq, 1).await;
-        vigil_e2e::create_compacted_topic(&state).await;
+        vigil_test_support::create_topic(&alerts, partitions).await;
+        vigil_test_support::create_topic(&dlq, 1).await;
+        vigil_test_support::create_compacted_topic(&state).await;
         let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
         let schema = registry
             .register(&value_subject(&alerts), <Alert as AvroRecord>::SCHEMA_JSON)
@@ -281,7 +281,7 @@ pub fn alert(fingerprint: &str, rule: &str, severity: Severity) -> Alert {
 }
 
 pub fn producer() -> FutureProducer {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("linger.ms", "0").set("enable.idempotence", "true");
     c.create().unwrap()
 }
@@ -372,7 +372,7 @@ pub struct Read {
 
 /// Reads `n` records of `topic` from the beginning, or fewer after `timeout`.
 pub async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
-    let mut c: ClientConfig = vigil_e2e::client_config();
+    let mut c: ClientConfig = vigil_test_support::client_config();
     c.set("group.id", unique_name("at-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false");
@@ -540,7 +540,7 @@ impl Drop for ChildAlerter {
 
 /// Waits until `group` has committed an offset of at least `at_least` on partition 0 of `topic`.
 pub async fn wait_committed(group: &str, topic: &str, at_least: i64, timeout: Duration) {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("group.id", group).set("enable.auto.commit", "false");
     let consumer: BaseConsumer = c.create().unwrap();
     let mut tpl = TopicPartitionList::new();

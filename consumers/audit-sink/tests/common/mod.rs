@@ -29,14 +29,14 @@ pub fn sink_key() -> EventSigner {
 
 /// Returns a fresh database name.
 pub fn fresh_db(prefix: &str) -> String {
-    vigil_e2e::unique_name(prefix).replace('-', "_")
+    vigil_test_support::unique_name(prefix).replace('-', "_")
 }
 
 /// Returns a sink config for a fresh topic and database with small batches.
 pub fn config(topic: &str, db: &str) -> AuditSinkConfig {
     AuditSinkConfig {
         topic: topic.to_owned(),
-        group: vigil_e2e::unique_name("audit-sink"),
+        group: vigil_test_support::unique_name("audit-sink"),
         database: db.to_owned(),
         batch_max_rows: 200,
         flush_interval_ms: 100,

@@ -38,19 +38,19 @@ impl Topics {
     pub async fn create(partitions: i32) -> Self {
         vigil_topology::telemetry::init_tracing(LogFormat::Text, "warn");
         let t = Topics {
-            source: vigil_e2e::unique_name("consumer-src"),
+            source: vigil_test_support::unique_name("consumer-src"),
             retry: vec![
-                vigil_e2e::unique_name("consumer-retry1"),
-                vigil_e2e::unique_name("consumer-retry2"),
+                vigil_test_support::unique_name("consumer-retry1"),
+                vigil_test_support::unique_name("consumer-retry2"),
             ],
-            dlq: vigil_e2e::unique_name("consumer-dlq"),
-            group: vigil_e2e::unique_name("consumer-group"),
+            dlq: vigil_test_support::unique_name("consumer-dlq"),
+            group: vigil_test_support::unique_name("consumer-group"),
         };
-        vigil_e2e::create_topic(&t.source, partitions).await;
+        vigil_test_support::create_topic(&t.source, partitions).await;
         for r in &t.retry {
-            vigil_e2e::create_topic(r, 2).await;
+            vigil_test_support::create_topic(r, 2).await;
         }
-        vigil_e2e::create_topic(&t.dlq, 1).await;
+        vigil_test_support::create_topic(&t.dlq, 1).await;
         t
     }
 
@@ -82,7 +82,7 @@ impl Topics {
 }
 
 pub fn kafka() -> KafkaClientConfig {
-    KafkaClientConfig::new(vigil_e2e::kafka_bootstrap())
+    KafkaClientConfig::new(vigil_test_support::kafka_bootstrap())
 }
 
 /// What the scripted handler answers for one call.
@@ -303,8 +303,8 @@ pub struct ReadRecord {
 
 /// Reads `n` records of `topic` from the beginning with a throwaway group.
 pub async fn read(topic: &str, n: usize) -> Vec<ReadRecord> {
-    let consumer: StreamConsumer = vigil_e2e::client_config()
-        .set("group.id", vigil_e2e::unique_name("reader"))
+    let consumer: StreamConsumer = vigil_test_support::client_config()
+        .set("group.id", vigil_test_support::unique_name("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
@@ -338,14 +338,14 @@ pub async fn read(topic: &str, n: usize) -> Vec<ReadRecord> {
 }
 
 fn admin_consumer(group: &str) -> BaseConsumer {
-    let mut c: ClientConfig = vigil_e2e::client_config();
+    let mut c: ClientConfig = vigil_test_support::client_config();
     c.set("group.id", group).set("enable.auto.commit", "false");
     c.create().expect("offset reader")
 }
 
 /// Returns the high watermark of each partition of `topic`.
 pub fn end_offsets(topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    let c = admin_consumer(&vigil_e2e::unique_name("watermarks"));
+    let c = admin_consumer(&vigil_test_support::unique_name("watermarks"));
     (0..partitions)
         .map(|p| {
             let (_, high) = c
@@ -358,7 +358,7 @@ pub fn end_offsets(topic: &str, partitions: i32) -> HashMap<i32, i64> {
 
 /// Returns the committed offset of each partition of `topic` for `group` (-1 when none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    vigil_e2e::committed_offsets(group, topic, partitions)
+    vigil_test_support::committed_offsets(group, topic, partitions)
 }
 
 /// Returns a value's text, for assertions.

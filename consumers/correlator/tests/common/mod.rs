@@ -15,7 +15,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::oneshot;
 use vigil_correlator::CorrelatorConfig;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::{Alert, now_micros};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
@@ -30,7 +30,7 @@ pub fn rules_dir() -> PathBuf {
 }
 
 pub async fn create_topic(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = vigil_test_support::client_config().create().unwrap();
     let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (k, v) in configs {
         t = t.set(k, v);
@@ -230,7 +230,7 @@ pub fn event(key_id: &str) -> VerificationEvent {
 }
 
 pub fn producer() -> FutureProducer {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("linger.ms", "1").set("enable.idempotence", "true");
     c.create().unwrap()
 }
@@ -415,7 +415,7 @@ pub struct AlertReader {
 
 impl AlertReader {
     pub fn new(topic: &str) -> Self {
-        let mut c: ClientConfig = vigil_e2e::client_config();
+        let mut c: ClientConfig = vigil_test_support::client_config();
         c.set("group.id", unique_name("ct-reader"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false");

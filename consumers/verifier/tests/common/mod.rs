@@ -14,7 +14,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::oneshot;
 use vigil_consumer::key_registry::KeyStatusWriter;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
@@ -36,7 +36,7 @@ pub struct Topics {
 }
 
 async fn create(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = vigil_test_support::client_config().create().unwrap();
     let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (k, v) in configs {
         t = t.set(k, v);
@@ -135,16 +135,16 @@ pub fn event(key_id: &str) -> VerificationEvent {
 }
 
 pub fn producer() -> FutureProducer {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("message.max.bytes", BIG_MESSAGE_BYTES)
         .set("linger.ms", "1")
         .set("enable.idempotence", "true");
     c.create().unwrap()
 }
 
-// Sending (plain and signed records) is vigil-e2e's, shared with the other test crates.
+// Sending (plain and signed records) is vigil-test-support's, shared with the other test crates.
 #[allow(unused_imports)] // not every test binary sends plain records
-pub use vigil_e2e::{send, send_signed};
+pub use vigil_test_support::{send, send_signed};
 
 /// A verifier running in this process until dropped or stopped.
 pub struct Running {
@@ -214,7 +214,7 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(topic: &str) -> Self {
-        let mut c: ClientConfig = vigil_e2e::client_config();
+        let mut c: ClientConfig = vigil_test_support::client_config();
         c.set("group.id", unique_name("vt-reader"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
