@@ -1,9 +1,23 @@
 #![allow(clippy::expect_used)] // test support: a failed setup should stop the test loudly
 
-//! Shared helpers for the end-to-end tests: service addresses from `VIGIL_*` variables (so the
-//! same suite runs against `scripts/stack`, docker-compose or a real cluster) and fresh topics.
+//! What Vigil's tests and benches share: service addresses from `VIGIL_*` variables (so the
+//! same suite runs against `scripts/stack`, docker-compose or a real cluster), fresh topics,
+//! producing and committed offsets (this file); a service running in-process
+//! ([`RunningService`]), a child process ([`ChildProcess`]), a key registry
+//! ([`KeyRegistryFixture`]), waiting ([`eventually`]) and metric values ([`metric`]).
 
+pub mod keys;
+pub mod metrics;
 pub mod pack;
+pub mod process;
+pub mod service;
+pub mod wait;
+
+pub use keys::KeyRegistryFixture;
+pub use metrics::metric;
+pub use process::ChildProcess;
+pub use service::{RunningService, Shutdown};
+pub use wait::{WAIT, eventually, eventually_async};
 
 use std::time::Duration;
 
