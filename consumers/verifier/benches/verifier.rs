@@ -21,15 +21,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
-use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_schemas::model::now_micros;
 use vigil_schemas::signing::{BatchItem, verify_batch};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
+    AvroRecord, Codec, EventClass, EventSigner, KeyId, Producer, RecordSigner,
     SchemaRegistry, SignatureHeaders, SignatureState, SignedRecord, Status, Subject,
     VerificationEvent, VerifiedEvent,
 };
+use vigil_test_support::{KeyRegistryFixture, RunningService, metric};
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
 
@@ -105,15 +105,6 @@ fn event(key_id: &str) -> VerificationEvent {
     .with_subject(Subject::principal("alice").with_key_id(key_id))
 }
 
-fn active(key_id: &str, s: &EventSigner) -> KeyStatus {
-    KeyStatus::active(
-        key_id,
-        s.public_key(),
-        now_micros() - 3_600_000_000,
-        "bench",
-    )
-}
-
 fn ceiling(
     records: &[SignedRecord],
     key: &vigil_schemas::PublicKey,
@@ -169,16 +160,12 @@ async fn bench() {
     let batch_max: usize = env_or("BENCH_BATCH_MAX", 64);
     let trials: usize = env_or("BENCH_TRIALS", 20);
 
-    let (raw, verified, keys, dlq) = (
-        name("bv-raw"),
-        name("bv-verified"),
-        name("bv-keys"),
-        name("bv-dlq"),
-    );
+    let (raw, verified, dlq) = (name("bv-raw"), name("bv-verified"), name("bv-dlq"));
     create(&bootstrap, &raw, partitions, false).await;
     create(&bootstrap, &verified, 12, false).await;
-    create(&bootstrap, &keys, 1, true).await;
     create(&bootstrap, &dlq, 1, false).await;
+    let registry = KeyRegistryFixture::create("bv-keys").await;
+    let keys = registry.topic().to_owned();
     let schema = SchemaRegistry::new(&registry_url)
         .unwrap()
         .register(
@@ -188,15 +175,12 @@ async fn bench() {
         .await
         .unwrap();
     let kafka = KafkaClientConfig::new(bootstrap.clone());
-    let writer = KeyStatusWriter::new(&keys, &registry_url, &kafka)
-        .await
-        .unwrap();
     // Events are keyed by key id: enough keys to spread them over every partition.
     let mut signers = Vec::new();
     for i in 0..64 {
         let key_id = format!("k-bench-{i}");
         let signer = EventSigner::generate().with_key_id(KeyId::new(key_id.as_str()).unwrap());
-        writer.write(&active(&key_id, &signer)).await.unwrap();
+        registry.activate(&key_id, &signer).await;
         signers.push((key_id, RecordSigner::new(signer, schema).unwrap()));
     }
     let one_key: Vec<SignedRecord> = (0..256 * 20)
@@ -248,29 +232,12 @@ async fn bench() {
         pipeline_depth: env_or("BENCH_PIPELINE_DEPTH", 64),
         ..VerifierConfig::default()
     };
-    let telemetry = Telemetry::new();
-    let t = telemetry.clone();
     let cfg = config.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(async move {
-        vigil_verifier::run(&cfg, &t, async {
-            let _ = stop_rx.await;
-        })
-        .await
+    let verifier = RunningService::spawn(move |telemetry, shutdown| async move {
+        vigil_verifier::run(&cfg, &telemetry, shutdown).await
     });
-    let verdicts = |t: &Telemetry| -> f64 {
-        t.registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "vigil_verifier_events_total")
-            .flat_map(|f| {
-                f.get_metric()
-                    .iter()
-                    .map(|m| m.get_counter().get_value())
-                    .collect::<Vec<_>>()
-            })
-            .sum()
-    };
+    let telemetry = verifier.telemetry().clone();
+    let verdicts = |t: &Telemetry| metric(t, "vigil_verifier_events_total", &[]);
     while verdicts(&telemetry) < 1.0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -310,8 +277,7 @@ async fn bench() {
 
     // Emergency revocation propagation.
     if trials == 0 {
-        let _ = stop_tx.send(());
-        let _ = run.await;
+        let _ = verifier.stop().await;
         return;
     }
     let vigil_bin = std::env::var("VIGIL_BIN").ok();
@@ -333,7 +299,7 @@ async fn bench() {
     for trial in 0..trials {
         let key_id = format!("k-revoke-{trial}-{:08x}", rand::random::<u32>());
         let s = EventSigner::generate().with_key_id(KeyId::new(key_id.as_str()).unwrap());
-        writer.write(&active(&key_id, &s)).await.unwrap();
+        registry.activate(&key_id, &s).await;
         let rs = Arc::new(RecordSigner::new(s, schema).unwrap());
         tokio::time::sleep(Duration::from_millis(300)).await;
         let running = Arc::new(AtomicBool::new(true));
@@ -383,11 +349,9 @@ async fn bench() {
                 now_micros()
             }
             None => {
-                let mut st = active(&key_id, rs.signer());
-                st.state = KeyState::Revoked;
-                st.revoked_at = Some(now_micros());
-                st.emergency = true;
-                writer.write(&st).await.unwrap();
+                registry
+                    .revoke(&key_id, rs.signer(), now_micros(), None, true)
+                    .await;
                 now_micros()
             }
         };
@@ -430,6 +394,5 @@ async fn bench() {
         pct(0.99),
         latencies.last().copied().unwrap_or_default()
     );
-    let _ = stop_tx.send(());
-    let _ = run.await;
+    let _ = verifier.stop().await;
 }

@@ -70,7 +70,7 @@ impl KeyRegistryFixture {
         key_id: &str,
         signer: &EventSigner,
         revoked_at: i64,
-        reason: &str,
+        reason: Option<&str>,
         emergency: bool,
     ) {
         self.write(&revoked(key_id, signer, revoked_at, reason, emergency))
@@ -93,13 +93,13 @@ pub fn revoked(
     key_id: &str,
     signer: &EventSigner,
     revoked_at: i64,
-    reason: &str,
+    reason: Option<&str>,
     emergency: bool,
 ) -> KeyStatus {
     KeyStatus {
         state: KeyState::Revoked,
         revoked_at: Some(revoked_at),
-        reason: Some(reason.to_owned()),
+        reason: reason.map(str::to_owned),
         emergency,
         ..active(key_id, signer)
     }

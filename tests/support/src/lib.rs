@@ -64,7 +64,16 @@ pub fn client_config() -> ClientConfig {
 
 /// Creates a topic with `partitions` partitions and replication 1, and waits until it exists.
 pub async fn create_topic(name: &str, partitions: i32) {
-    create(NewTopic::new(name, partitions, TopicReplication::Fixed(1))).await;
+    create_topic_with(name, partitions, &[]).await;
+}
+
+/// Like [`create_topic`], with topic `configs` (`max.message.bytes`, `cleanup.policy`, ...).
+pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    create(topic).await;
 }
 
 /// Creates a one-partition compacted topic kept forever, as `topology/topics.yaml` declares the
