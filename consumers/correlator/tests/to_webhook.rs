@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use common::*;
 use vigil_schemas::SignatureState;
+use vigil_test_support::RunningService;
 use vigil_topology::{KafkaClientConfig, Telemetry};
 
 /// Webhook bodies received, as JSON.
@@ -30,7 +31,7 @@ async fn hook(State(seen): State<Received>, body: Bytes) -> &'static str {
 async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_window_none() {
     let topics = Topics::create(1).await;
     let feeder = Feeder::new(&topics.verified).await;
-    let correlator = Running::start(topics.config());
+    let correlator = start_correlator(topics.config());
 
     let seen: Received = Arc::default();
     let app = Router::new().fallback(hook).with_state(seen.clone());
@@ -59,20 +60,11 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
     let at = Telemetry::new();
     let alerter = vigil_alerter::build(&ac, &at).await.unwrap();
     let handler = alerter.handler.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let t = at.clone();
-    let task = tokio::spawn(async move {
-        alerter
-            .run(&ac, &t, async {
-                let _ = stopped.await;
-            })
-            .await
+    let alerter = RunningService::spawn_with(at, move |telemetry, shutdown| async move {
+        alerter.run(&ac, &telemetry, shutdown).await
     });
     correlator.ready().await;
-    eventually("alerter ready", Duration::from_secs(60), || {
-        at.health.is_ready()
-    })
-    .await;
+    alerter.ready().await;
 
     // Key A used after revocation, then key B, then key A again (inside the 5-minute window).
     for key in ["k-revoked-a", "k-revoked-b", "k-revoked-a"] {
@@ -132,7 +124,6 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
         1
     );
 
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    correlator.stop().await;
+    alerter.stop().await.unwrap();
+    correlator.stop().await.unwrap();
 }
