@@ -18,9 +18,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 use vigil_alerter::changelog::{AlertDoc, MarkDoc, SilenceDoc, StateKey, VERSION, encode};
 use vigil_alerter::{AlerterConfig, MatchConfig};
-use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::{Alert, Severity};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_topology::{KafkaClientConfig, Telemetry};
 
 fn env(name: &str, default: usize) -> usize {

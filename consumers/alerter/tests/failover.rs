@@ -16,8 +16,8 @@ use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use vigil_test_support::unique_name;
 use vigil_schemas::{Alert, Codec, Severity};
+use vigil_test_support::unique_name;
 
 /// The tier's delay: long enough to stop an instance before it is due.
 const TIER_MS: u64 = 6_000;
