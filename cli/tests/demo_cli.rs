@@ -15,7 +15,10 @@ fn demo_ci_passes_and_cleans_up() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["demo", "--ci", "--events-per-platform", "50"])
-        .env("VIGIL_KAFKA_BOOTSTRAP", vigil_test_support::kafka_bootstrap())
+        .env(
+            "VIGIL_KAFKA_BOOTSTRAP",
+            vigil_test_support::kafka_bootstrap(),
+        )
         .env(
             "VIGIL_SCHEMA_REGISTRY_URL",
             vigil_test_support::schema_registry_url(),

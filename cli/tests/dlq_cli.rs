@@ -46,7 +46,10 @@ impl Env {
         args.extend(extra.iter().map(|s| s.to_string()));
         Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(&args)
-            .env("VIGIL_KAFKA_BOOTSTRAP", vigil_test_support::kafka_bootstrap())
+            .env(
+                "VIGIL_KAFKA_BOOTSTRAP",
+                vigil_test_support::kafka_bootstrap(),
+            )
             .env(
                 "VIGIL_SCHEMA_REGISTRY_URL",
                 vigil_test_support::schema_registry_url(),
