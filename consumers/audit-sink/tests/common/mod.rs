@@ -169,6 +169,7 @@ pub async fn run_until(config: AuditSinkConfig, rows: u64) -> SinkSummary {
             break;
         }
     }
+    assert!(!sink.is_finished(), "the sink runs until stopped");
     sink.stop().await.unwrap()
 }
 
