@@ -18,6 +18,7 @@ use vigil_schemas::{
     Codec, EventClass, EventSigner, Platform, Producer, PublicKey, RecordSigner, SchemaId,
     Signature, Status, Subject, VerificationEvent,
 };
+use vigil_test_support::ChildProcess;
 use vigil_topology::KafkaClientConfig;
 
 const CHILD_ENV: &str = "VIGIL_EMITTER_TEST_CHILD";
@@ -322,21 +323,22 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
     vigil_test_support::create_topic(&topic, 3).await;
     let id = schema_id(dir.path()).await;
     let spool_dir = dir.path().join("spool");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "kill_9_with_spooled_events_loses_nothing_after_restart",
-            "--nocapture",
-        ])
-        .env(
-            CHILD_ENV,
-            format!("{}|{topic}|{}", spool_dir.display(), id.0),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the producing child");
-    let stdout = child.stdout.take().expect("child stdout");
+    let mut child = ChildProcess::spawn(
+        "the producing child",
+        Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "kill_9_with_spooled_events_loses_nothing_after_restart",
+                "--nocapture",
+            ])
+            .env(
+                CHILD_ENV,
+                format!("{}|{topic}|{}", spool_dir.display(), id.0),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let stdout = child.take_stdout();
     let spooled = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
             .lines()
@@ -349,8 +351,7 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
     .await
     .expect("reader")
     .expect("child reported its spool");
-    child.kill().expect("kill -9 the child"); // SIGKILL: no destructor, no flush
-    let _ = child.wait();
+    child.kill(); // SIGKILL: no destructor, no flush
     assert_eq!(
         spooled, 300,
         "the child spooled every event before it was killed"

@@ -27,8 +27,8 @@ impl ChildProcess {
     /// Re-executes this test binary to run only the test `test`, with `var` set to `value`
     /// (the test sees it and plays the child's part), output discarded.
     pub fn this_test(test: &str, var: &str, value: impl AsRef<OsStr>) -> Self {
-        let exe = std::env::current_exe()
-            .unwrap_or_else(|e| panic!("cannot find this test binary: {e}"));
+        let exe =
+            std::env::current_exe().unwrap_or_else(|e| panic!("cannot find this test binary: {e}"));
         Self::spawn(
             test,
             Command::new(exe)
@@ -56,6 +56,13 @@ impl ChildProcess {
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child
             .try_wait()
+            .unwrap_or_else(|e| panic!("cannot wait for {}: {e}", self.what))
+    }
+
+    /// Waits for the process to exit and returns its status (also after [`ChildProcess::kill`]).
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child
+            .wait()
             .unwrap_or_else(|e| panic!("cannot wait for {}: {e}", self.what))
     }
 
