@@ -16,8 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
@@ -25,11 +23,11 @@ use vigil_schemas::model::now_micros;
 use vigil_schemas::signing::{BatchItem, verify_batch};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, Producer, RecordSigner,
-    SchemaRegistry, SignatureHeaders, SignatureState, SignedRecord, Status, Subject,
-    VerificationEvent, VerifiedEvent,
+    AvroRecord, Codec, EventClass, EventSigner, KeyId, Producer, RecordSigner, SchemaRegistry,
+    SignatureHeaders, SignatureState, SignedRecord, Status, Subject, VerificationEvent,
+    VerifiedEvent,
 };
-use vigil_test_support::{KeyRegistryFixture, RunningService, metric};
+use vigil_test_support::{KeyRegistryFixture, RunningService, create_topic, metric};
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
 
@@ -73,26 +71,6 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
 
 fn name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
-}
-
-async fn create(bootstrap: &str, topic: &str, partitions: i32, compact: bool) {
-    let mut c = rdkafka::ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap);
-    let admin: AdminClient<DefaultClientContext> = c.create().unwrap();
-    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    if compact {
-        t = t.set("cleanup.policy", "compact");
-    }
-    for r in admin
-        .create_topics(
-            &[t],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap()
-    {
-        r.unwrap();
-    }
 }
 
 fn event(key_id: &str) -> VerificationEvent {
@@ -151,19 +129,18 @@ fn main() {
 }
 
 async fn bench() {
-    let bootstrap =
-        std::env::var("VIGIL_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let registry_url = std::env::var("VIGIL_SCHEMA_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081".into());
+    // The fixtures below need the stack's addresses anyway: no fallback defaults.
+    let bootstrap = vigil_test_support::kafka_bootstrap();
+    let registry_url = vigil_test_support::schema_registry_url();
     let events: usize = env_or("BENCH_EVENTS", 30_000);
     let partitions: i32 = env_or("BENCH_PARTITIONS", 12);
     let batch_max: usize = env_or("BENCH_BATCH_MAX", 64);
     let trials: usize = env_or("BENCH_TRIALS", 20);
 
     let (raw, verified, dlq) = (name("bv-raw"), name("bv-verified"), name("bv-dlq"));
-    create(&bootstrap, &raw, partitions, false).await;
-    create(&bootstrap, &verified, 12, false).await;
-    create(&bootstrap, &dlq, 1, false).await;
+    create_topic(&raw, partitions).await;
+    create_topic(&verified, 12).await;
+    create_topic(&dlq, 1).await;
     let registry = KeyRegistryFixture::create("bv-keys").await;
     let keys = registry.topic().to_owned();
     let schema = SchemaRegistry::new(&registry_url)
@@ -212,7 +189,12 @@ async fn bench() {
         .set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     for chunk in records.chunks(2_000) {
-        futures::future::join_all(chunk.iter().map(|r| vigil_test_support::send_signed(&p, &raw, r))).await;
+        futures::future::join_all(
+            chunk
+                .iter()
+                .map(|r| vigil_test_support::send_signed(&p, &raw, r)),
+        )
+        .await;
     }
 
     let config = VerifierConfig {
@@ -313,7 +295,8 @@ async fn bench() {
             );
             tokio::spawn(async move {
                 while running.load(Ordering::Relaxed) {
-                    vigil_test_support::send_signed(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
+                    vigil_test_support::send_signed(&p, &raw, &rs.sign(&event(&key_id)).unwrap())
+                        .await;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             })
