@@ -93,9 +93,11 @@ async fn hooks_follow_the_assignment_across_members_and_the_end_of_a_run() {
     // Alone, a member is told it holds everything, though no record ever arrives.
     let a = Arc::new(Tracking::default());
     let first = start_runtime(config.clone(), a.clone());
-    eventually("the first member is told it holds every partition", WAIT, || {
-        a.held() == all
-    })
+    eventually(
+        "the first member is told it holds every partition",
+        WAIT,
+        || a.held() == all,
+    )
     .await;
     assert_eq!(a.revokes(), 0);
 

@@ -228,7 +228,10 @@ async fn bad_data_and_transient_in_the_middle_of_a_window_keep_order_and_semanti
         done.clone(),
     ));
     // r15 ends three times (two failures, one success); every other record once.
-    eventually("every record ended", WAIT, || probe.ended().len() >= total + 2).await;
+    eventually("every record ended", WAIT, || {
+        probe.ended().len() >= total + 2
+    })
+    .await;
     done.store(true, Ordering::SeqCst);
     watcher.await.expect("watcher");
     let summary = running.stop().await.expect("clean run");
@@ -323,7 +326,10 @@ async fn internal_error_in_a_window_stores_nothing_from_it_on_and_a_restart_resu
 
     let second = Probe::new(5, |_| Ok(Outcome::Handled));
     let running = start_runtime(config, second.clone());
-    eventually("the rest handled", WAIT, || second.ended().len() >= total - 20).await;
+    eventually("the rest handled", WAIT, || {
+        second.ended().len() >= total - 20
+    })
+    .await;
     let summary = running.stop().await.expect("clean run");
     assert_eq!(
         second.started(),

@@ -63,7 +63,10 @@ async fn happy_path_handles_each_record_once_in_key_order_and_commits_the_end() 
         |_| Ok(Outcome::Handled),
     );
     let running = start_runtime(config, handler.clone());
-    eventually("every record handled", WAIT, || handler.count() >= total as usize).await;
+    eventually("every record handled", WAIT, || {
+        handler.count() >= total as usize
+    })
+    .await;
     assert!(running.telemetry().health.is_ready(), "ready once assigned");
     // Lag comes from librdkafka statistics (every 500 ms here): wait for it to report zero.
     eventually("lag metric reports 0", WAIT, || {

@@ -77,7 +77,8 @@ async fn kill_9_mid_stream_loses_nothing() {
     // Everything the killed process wrote is visible by now (its writes were acknowledged).
     seen.extend(reader.read(total, Duration::from_secs(2)).await);
     let written_before_kill = seen.len() as i64;
-    let committed_at_kill = vigil_test_support::committed_total(&config.group_id, &topics.raw, partitions);
+    let committed_at_kill =
+        vigil_test_support::committed_total(&config.group_id, &topics.raw, partitions);
     assert!(committed_at_kill <= written_before_kill);
 
     let mut child = spawn_child(&path);

@@ -17,9 +17,9 @@ use vigil_consumer::{
     ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RecordHeader, RetryPolicy,
     RetryTopic, RunSummary, RuntimeConfig, RuntimeError,
 };
-use vigil_topology::{KafkaClientConfig, LogFormat};
 #[allow(unused_imports)] // not every test binary uses every helper
 pub use vigil_test_support::{RunningService, WAIT, eventually, eventually_async, metric};
+use vigil_topology::{KafkaClientConfig, LogFormat};
 
 /// A set of fresh topics and a consumer group used by one test.
 pub struct Topics {
