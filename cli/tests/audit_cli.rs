@@ -57,8 +57,8 @@ fn vigil(db: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_exits_zero_when_clean_and_one_naming_the_tampered_row() {
-    vigil_e2e::clickhouse_url();
-    let db = vigil_e2e::unique_name("audit_cli").replace('-', "_");
+    vigil_test_support::clickhouse_url();
+    let db = vigil_test_support::unique_name("audit_cli").replace('-', "_");
     let out = vigil(&db, &["migrate"]);
     assert!(
         out.status.success(),

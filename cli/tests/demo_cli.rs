@@ -15,12 +15,15 @@ fn demo_ci_passes_and_cleans_up() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["demo", "--ci", "--events-per-platform", "50"])
-        .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
+        .env(
+            "VIGIL_KAFKA_BOOTSTRAP",
+            vigil_test_support::kafka_bootstrap(),
+        )
         .env(
             "VIGIL_SCHEMA_REGISTRY_URL",
-            vigil_e2e::schema_registry_url(),
+            vigil_test_support::schema_registry_url(),
         )
-        .env("VIGIL_CLICKHOUSE_URL", vigil_e2e::clickhouse_url())
+        .env("VIGIL_CLICKHOUSE_URL", vigil_test_support::clickhouse_url())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -117,7 +120,7 @@ fn demo_ci_passes_and_cleans_up() {
     assert_eq!(top[0]["platform"], "python", "{top:?}");
 
     // The run's topics were deleted at the end (deletion reaches metadata asynchronously).
-    let consumer: BaseConsumer = vigil_e2e::client_config().create().unwrap();
+    let consumer: BaseConsumer = vigil_test_support::client_config().create().unwrap();
     let prefix = format!(
         "{}.",
         s["namespace"]["consumer_group_prefix"].as_str().unwrap()

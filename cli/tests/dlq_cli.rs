@@ -46,10 +46,13 @@ impl Env {
         args.extend(extra.iter().map(|s| s.to_string()));
         Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(&args)
-            .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
+            .env(
+                "VIGIL_KAFKA_BOOTSTRAP",
+                vigil_test_support::kafka_bootstrap(),
+            )
             .env(
                 "VIGIL_SCHEMA_REGISTRY_URL",
-                vigil_e2e::schema_registry_url(),
+                vigil_test_support::schema_registry_url(),
             )
             .output()
             .expect("running vigil")
@@ -63,7 +66,7 @@ impl Env {
     }
 
     fn cfg(&self) -> DlqConfig {
-        let mut c = DlqConfig::new(KafkaClientConfig::new(vigil_e2e::kafka_bootstrap()));
+        let mut c = DlqConfig::new(KafkaClientConfig::new(vigil_test_support::kafka_bootstrap()));
         c.timeout = Duration::from_secs(30);
         c
     }
@@ -125,20 +128,20 @@ fn refused(out: &Output, needle: &str) {
 /// Four records: `k0`..`k3`, origin `i % 2`, bad_data for k0 and k1, failed at base + i h.
 async fn seed() -> Env {
     let env = Env {
-        dlq: vigil_e2e::unique_name("cli-dlq"),
-        ledger: vigil_e2e::unique_name("cli-ledger"),
-        events: vigil_e2e::unique_name("cli-events"),
+        dlq: vigil_test_support::unique_name("cli-dlq"),
+        ledger: vigil_test_support::unique_name("cli-ledger"),
+        events: vigil_test_support::unique_name("cli-events"),
         origins: [
-            vigil_e2e::unique_name("cli-origin-a"),
-            vigil_e2e::unique_name("cli-origin-b"),
+            vigil_test_support::unique_name("cli-origin-a"),
+            vigil_test_support::unique_name("cli-origin-b"),
         ],
         base_ms: vigil_schemas::model::now_micros() / 1000 - 6 * HOUR_MS,
         dir: tempfile::tempdir().unwrap(),
     };
     for t in [&env.dlq, &env.events, &env.origins[0], &env.origins[1]] {
-        vigil_e2e::create_topic(t, 1).await;
+        vigil_test_support::create_topic(t, 1).await;
     }
-    let producer: FutureProducer = vigil_e2e::client_config().create().unwrap();
+    let producer: FutureProducer = vigil_test_support::client_config().create().unwrap();
     for i in 0..4i64 {
         let failed = env.base_ms + i * HOUR_MS;
         let block = DeadLetterHeaders {

@@ -6,10 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use vigil_schemas::model::{now_micros, parse_rfc3339};
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -22,14 +19,8 @@ struct Env {
 
 impl Env {
     async fn new(prefix: &str) -> Env {
-        let topic = vigil_e2e::unique_name(prefix);
-        let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
-        let t =
-            NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        for r in admin.create_topics(&[t], &opts).await.unwrap() {
-            r.unwrap();
-        }
+        let topic = vigil_test_support::unique_name(prefix);
+        vigil_test_support::create_compacted_topic(&topic).await;
         Env {
             topic,
             dir: tempfile::tempdir().unwrap(),
@@ -42,10 +33,13 @@ impl Env {
             .arg("keys")
             .args(args)
             .args(["--topic", &self.topic, "--actor", "cli-test"])
-            .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
+            .env(
+                "VIGIL_KAFKA_BOOTSTRAP",
+                vigil_test_support::kafka_bootstrap(),
+            )
             .env(
                 "VIGIL_SCHEMA_REGISTRY_URL",
-                vigil_e2e::schema_registry_url(),
+                vigil_test_support::schema_registry_url(),
             )
             .env_remove("VIGIL_KEYS_TOPIC")
             .output()

@@ -20,8 +20,8 @@ const PUB: &str = concat!(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_lines_are_reported_with_line_numbers_and_the_rest_is_sent() {
-    let topic = vigil_e2e::unique_name("cli-produce");
-    vigil_e2e::create_topic(&topic, 1).await;
+    let topic = vigil_test_support::unique_name("cli-produce");
+    vigil_test_support::create_topic(&topic, 1).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("events.jsonl");
     let good = r#"{"class_uid":"authentication","activity_name":"login","status_id":"failure","subject":{"principal":"alice","client_ip":"10.0.0.7"},"producer":{"platform":"cli","sdk_version":"1.0","service":"sshd"}}"#;
@@ -67,8 +67,8 @@ async fn bad_lines_are_reported_with_line_numbers_and_the_rest_is_sent() {
         "{stdout}"
     );
 
-    let consumer: StreamConsumer = vigil_e2e::client_config()
-        .set("group.id", vigil_e2e::unique_name("cli"))
+    let consumer: StreamConsumer = vigil_test_support::client_config()
+        .set("group.id", vigil_test_support::unique_name("cli"))
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");

@@ -5,27 +5,16 @@
 //! exit on SIGTERM. (The verifier's own tests run it in-process; this covers the binary's
 //! wiring: runtime, allocator, telemetry server, signal handling.)
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, EventClass, EventSigner, KeyId, KeyStatus, Producer, RecordSigner, SchemaRegistry,
-    Status, Subject, VerificationEvent, model::now_micros,
+    AvroRecord, EventClass, Producer, SchemaRegistry, Status, Subject, VerificationEvent,
 };
-use vigil_topology::KafkaClientConfig;
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use vigil_test_support::{ChildProcess, KeyRegistryFixture};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -43,10 +32,13 @@ async fn get(url: &str) -> Option<(u16, String)> {
 
 /// Reads `topic` from the beginning until `n` records arrived or `timeout` passed.
 async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<(Option<String>, Vec<u8>)> {
-    let mut c = vigil_e2e::client_config();
-    c.set("group.id", vigil_e2e::unique_name("run-cli-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false");
+    let mut c = vigil_test_support::client_config();
+    c.set(
+        "group.id",
+        vigil_test_support::unique_name("run-cli-reader"),
+    )
+    .set("auto.offset.reset", "earliest")
+    .set("enable.auto.commit", "false");
     let consumer: StreamConsumer = c.create().unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let deadline = Instant::now() + timeout;
@@ -68,17 +60,16 @@ async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<(Option<String>, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
-    let (raw, verified, keys, dlq) = (
-        vigil_e2e::unique_name("run-raw"),
-        vigil_e2e::unique_name("run-verified"),
-        vigil_e2e::unique_name("run-keys"),
-        vigil_e2e::unique_name("run-dlq"),
+    let (raw, verified, dlq) = (
+        vigil_test_support::unique_name("run-raw"),
+        vigil_test_support::unique_name("run-verified"),
+        vigil_test_support::unique_name("run-dlq"),
     );
-    vigil_e2e::create_topic(&raw, 3).await;
-    vigil_e2e::create_topic(&verified, 3).await;
-    vigil_e2e::create_topic(&keys, 1).await;
-    vigil_e2e::create_topic(&dlq, 1).await;
-    let registry_url = vigil_e2e::schema_registry_url();
+    vigil_test_support::create_topic(&raw, 3).await;
+    vigil_test_support::create_topic(&verified, 3).await;
+    vigil_test_support::create_topic(&dlq, 1).await;
+    let keys = KeyRegistryFixture::create("run-keys").await;
+    let registry_url = vigil_test_support::schema_registry_url();
     let schema = SchemaRegistry::new(&registry_url)
         .unwrap()
         .register(
@@ -87,20 +78,8 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
         )
         .await
         .unwrap();
-    let signer = EventSigner::generate().with_key_id(KeyId::new("k-run-cli").unwrap());
-    let kafka = KafkaClientConfig::new(vigil_e2e::kafka_bootstrap());
-    KeyStatusWriter::new(&keys, &registry_url, &kafka)
-        .await
-        .unwrap()
-        .write(&KeyStatus::active(
-            "k-run-cli",
-            signer.public_key(),
-            now_micros() - 3_600_000_000,
-            "run-cli-test",
-        ))
-        .await
-        .unwrap();
-    let records = RecordSigner::new(signer, schema).unwrap();
+    let records = keys.register("k-run-cli", schema).await;
+    let keys = keys.topic();
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("verifier.toml");
@@ -108,22 +87,24 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
         &config,
         format!(
             "group_id = {:?}\nraw_topic = {raw:?}\nverified_topic = {verified:?}\nkeys_topic = {keys:?}\ndlq_topic = {dlq:?}\nretry_topics = []\n",
-            vigil_e2e::unique_name("run-cli-group"),
+            vigil_test_support::unique_name("run-cli-group"),
         ),
     )
     .unwrap();
     let port = free_port();
-    let mut service = Service(
+    let mut service = ChildProcess::spawn(
+        "vigil run verifier",
         Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["run", "verifier", "--config"])
             .arg(&config)
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-            .env("VIGIL_KAFKA_BOOTSTRAP", vigil_e2e::kafka_bootstrap())
+            .env(
+                "VIGIL_KAFKA_BOOTSTRAP",
+                vigil_test_support::kafka_bootstrap(),
+            )
             .env("VIGIL_SCHEMA_REGISTRY_URL", &registry_url)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting vigil run verifier"),
+            .stderr(Stdio::inherit()),
     );
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -132,14 +113,11 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
             break;
         }
         assert!(Instant::now() < deadline, "verifier not ready within 60 s");
-        assert!(
-            service.0.try_wait().unwrap().is_none(),
-            "verifier exited before ready"
-        );
+        assert!(service.try_wait().is_none(), "verifier exited before ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let p = vigil_e2e::producer();
+    let p = vigil_test_support::producer();
     let n = 40;
     for i in 0..n {
         let event = VerificationEvent::new(
@@ -149,10 +127,10 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
             Producer::rust("run-cli"),
         )
         .with_subject(Subject::principal(format!("user-{i}")).with_key_id("k-run-cli"));
-        vigil_e2e::send_signed(&p, &raw, &records.sign(&event).unwrap()).await;
+        vigil_test_support::send_signed(&p, &raw, &records.sign(&event).unwrap()).await;
     }
     // Poison: bytes that are not a frame, without signature headers.
-    vigil_e2e::send(&p, &raw, b"k", b"\x00\x01not-avro", &[]).await;
+    vigil_test_support::send(&p, &raw, b"k", b"\x00\x01not-avro", &[]).await;
 
     let verdicts = read(&verified, n, Duration::from_secs(60)).await;
     assert_eq!(verdicts.len(), n, "one verdict per signed event");
@@ -181,24 +159,6 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
         "verdicts are counted:\n{metrics}"
     );
 
-    let pid = service.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = service.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "verifier did not stop within 30 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = service.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "clean exit on SIGTERM: {status}");
 }

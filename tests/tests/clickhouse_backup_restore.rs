@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -22,8 +21,8 @@ use vigil_schemas::codec::Codec;
 use vigil_schemas::model::*;
 use vigil_schemas::signing::EventSigner;
 use vigil_schemas::wire::SchemaId;
+use vigil_test_support::RunningService;
 use vigil_topology::KafkaClientConfig;
-use vigil_topology::telemetry::Health;
 
 /// Events the sink stores before the backup.
 const EVENTS: u64 = 5_000;
@@ -53,7 +52,7 @@ fn vigil(args: &[&str], database: &str) -> std::process::Output {
     Command::new(vigil_bin())
         .args(args)
         .env("VIGIL_AUDIT_DATABASE", database)
-        .env("VIGIL_CLICKHOUSE_URL", vigil_e2e::clickhouse_url())
+        .env("VIGIL_CLICKHOUSE_URL", vigil_test_support::clickhouse_url())
         .output()
         .expect("vigil runs")
 }
@@ -97,9 +96,9 @@ async fn count(store: &AuditStore, table: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_drop_restore_keeps_rows_and_a_verifiable_trail() {
-    let topic = vigil_e2e::unique_name("backup-verified");
-    let database = vigil_e2e::unique_name("backup").replace('-', "_");
-    vigil_e2e::create_topic(&topic, 3).await;
+    let topic = vigil_test_support::unique_name("backup-verified");
+    let database = vigil_test_support::unique_name("backup").replace('-', "_");
+    vigil_test_support::create_topic(&topic, 3).await;
     let sink_key = EventSigner::from_seed(&[33; 32]);
     let producer_key = EventSigner::from_seed(&[44; 32]);
 
@@ -128,7 +127,7 @@ async fn backup_drop_restore_keeps_rows_and_a_verifiable_trail() {
     }
     let config = AuditSinkConfig {
         topic: topic.clone(),
-        group: vigil_e2e::unique_name("backup-sink"),
+        group: vigil_test_support::unique_name("backup-sink"),
         database: database.clone(),
         dlq_topic: format!("{topic}-dlq"),
         flush_interval_ms: 100,
@@ -136,20 +135,20 @@ async fn backup_drop_restore_keeps_rows_and_a_verifiable_trail() {
         ..AuditSinkConfig::default()
     };
     let store = AuditStore::from_env(&database).unwrap();
-    let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
-    let sink = AuditSink::new(
-        config,
-        KafkaClientConfig::from_env(),
-        store.clone(),
-        sink_key,
-        metrics,
-        Arc::new(Health::default()),
-    )
-    .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(sink.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let sink_store = store.clone();
+    let sink = RunningService::spawn(move |telemetry, shutdown| {
+        let metrics = SinkMetrics::register(&telemetry.registry).unwrap();
+        let sink = AuditSink::new(
+            config,
+            KafkaClientConfig::from_env(),
+            sink_store,
+            sink_key,
+            metrics,
+            telemetry.health.clone(),
+        )
+        .unwrap();
+        sink.run(shutdown)
+    });
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(&store, "audit_events").await < EVENTS && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -157,8 +156,8 @@ async fn backup_drop_restore_keeps_rows_and_a_verifiable_trail() {
     // Let the sink sign the digest covering the last batch, then stop it: the documented backup
     // is taken with the sink stopped so events, digests and offsets agree.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop_tx.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    assert!(!sink.is_finished(), "the sink runs until stopped");
+    sink.stop().await.unwrap();
     assert_eq!(
         count(&store, "audit_events").await,
         EVENTS,

@@ -7,7 +7,7 @@
 use clickhouse::{Client, Compression, Row};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use vigil_e2e::{clickhouse_url, unique_name};
+use vigil_test_support::{clickhouse_url, unique_name};
 
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 struct Probe {

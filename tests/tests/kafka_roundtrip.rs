@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use vigil_e2e::{client_config, create_topic, unique_name};
+use vigil_test_support::{client_config, create_topic, unique_name};
 
 fn consumer(group: &str, isolation: &str) -> StreamConsumer {
     let mut c: ClientConfig = client_config();

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use prometheus::{IntGauge, Registry};
 use serde_json::Value;
-use vigil_e2e::pack::{dashboard_exprs, files_with_ext, repo_root};
+use vigil_test_support::pack::{dashboard_exprs, files_with_ext, repo_root};
 
 fn root() -> PathBuf {
     repo_root()

@@ -14,7 +14,7 @@ use std::process::Command;
 use serde_yaml::Value;
 
 fn root() -> PathBuf {
-    vigil_e2e::pack::repo_root()
+    vigil_test_support::pack::repo_root()
 }
 
 fn yaml_files(rel_dir: &str) -> Vec<PathBuf> {
@@ -85,7 +85,7 @@ fn grafana_to_promql(expr: &str) -> String {
 fn dashboard_queries_parse_as_promql() {
     // Each query becomes a recording rule, so promtool's parser (the one Prometheus uses)
     // checks its syntax and types: a typo in a panel would otherwise show only as "no data".
-    let exprs = vigil_e2e::pack::dashboard_exprs();
+    let exprs = vigil_test_support::pack::dashboard_exprs();
     assert!(
         exprs.len() >= 20,
         "dashboards have only {} expressions",

@@ -4,7 +4,7 @@
 //! subject/version, and refuse an incompatible schema under BACKWARD.
 
 use serde_json::{Value, json};
-use vigil_e2e::{schema_registry_url, unique_name};
+use vigil_test_support::{schema_registry_url, unique_name};
 
 const CT: &str = "application/vnd.schemaregistry.v1+json";
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
-use vigil_e2e::{client_config, kafka_bootstrap, unique_name};
+use vigil_test_support::{client_config, kafka_bootstrap, unique_name};
 use vigil_topology::{Change, KafkaClientConfig, ReplicationOverride, Topology, TopologyAdmin};
 
 fn test_topology(a: &str, b: &str) -> Topology {

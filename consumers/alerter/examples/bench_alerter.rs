@@ -25,10 +25,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use vigil_alerter::{AlerterConfig, ReceiverConfig, ReceiverKind, RouteConfig};
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{Alert, AvroRecord, Codec, SchemaId, SchemaRegistry, Severity};
+use vigil_test_support::{
+    RunningService, kafka_bootstrap, metric, schema_registry_url, unique_name,
+};
 use vigil_topology::{KafkaClientConfig, Telemetry};
 
 #[derive(Default)]
@@ -100,12 +102,7 @@ fn send(
 
 /// Returns the partition pauses counted so far (a pause is where a backlog can stall).
 fn pauses(telemetry: &Telemetry) -> u64 {
-    telemetry
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("vigil_consumer_partition_pauses_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    metric(telemetry, "vigil_consumer_partition_pauses_total", &[]) as u64
 }
 
 fn report(phase: &str, rate: f64, mut l: Vec<i64>) {
@@ -161,10 +158,10 @@ async fn main() {
     let partitions = env("BENCH_PARTITIONS", 6) as i32;
     let topic = unique_name("bench-alerts");
     let dlq = unique_name("bench-dlq");
-    vigil_e2e::create_topic(&topic, partitions).await;
-    vigil_e2e::create_topic(&dlq, 1).await;
+    vigil_test_support::create_topic(&topic, partitions).await;
+    vigil_test_support::create_topic(&dlq, 1).await;
     let state = unique_name("bench-alerter-state");
-    vigil_e2e::create_compacted_topic(&state).await;
+    vigil_test_support::create_compacted_topic(&state).await;
     let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
     let schema = registry
         .register(&value_subject(&topic), <Alert as AvroRecord>::SCHEMA_JSON)
@@ -209,21 +206,13 @@ async fn main() {
     c.validate("bench").unwrap();
     let telemetry = Telemetry::new();
     let service = vigil_alerter::build(&c, &telemetry).await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let t = telemetry.clone();
     let cc = c.clone();
-    let task = tokio::spawn(async move {
-        service
-            .run(&cc, &t, async {
-                let _ = stop_rx.await;
-            })
-            .await
+    let alerter = RunningService::spawn_with(telemetry.clone(), move |t, shutdown| async move {
+        service.run(&cc, &t, shutdown).await
     });
-    while !telemetry.health.is_ready() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    alerter.ready().await;
 
-    let mut pc = vigil_e2e::client_config();
+    let mut pc = vigil_test_support::client_config();
     pc.set("linger.ms", "0").set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     let codec = Codec::<Alert>::new().unwrap();
@@ -336,6 +325,5 @@ async fn main() {
     );
     println!("  partition pauses so far: {}", pauses(&telemetry));
 
-    let _ = stop_tx.send(());
-    let _ = task.await;
+    let _ = alerter.stop().await;
 }

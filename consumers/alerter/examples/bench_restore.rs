@@ -18,9 +18,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 use vigil_alerter::changelog::{AlertDoc, MarkDoc, SilenceDoc, StateKey, VERSION, encode};
 use vigil_alerter::{AlerterConfig, MatchConfig};
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::{Alert, Severity};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_topology::{KafkaClientConfig, Telemetry};
 
 fn env(name: &str, default: usize) -> usize {
@@ -55,8 +55,8 @@ fn alert(i: usize) -> Alert {
 async fn main() {
     let (marks, alerts) = (env("BENCH_MARKS", 100_000), env("BENCH_ALERTS", 10_000));
     let topic = unique_name("bench-alerter-state");
-    vigil_e2e::create_topic(&topic, 1).await;
-    let mut pc = vigil_e2e::client_config();
+    vigil_test_support::create_topic(&topic, 1).await;
+    let mut pc = vigil_test_support::client_config();
     pc.set("linger.ms", "20").set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     let now_ms = now_micros() / 1_000;

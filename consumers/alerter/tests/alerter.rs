@@ -12,11 +12,11 @@ use vigil_alerter::AlertOutcome;
 use vigil_alerter::payload::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
 use vigil_schemas::Severity;
 
-async fn setup(route: &str) -> (Topics, TestReceiver, Secrets, Running) {
+async fn setup(route: &str) -> (Topics, TestReceiver, Secrets, InProcessAlerter) {
     let t = Topics::create(1).await;
     let r = TestReceiver::start().await;
     let s = Secrets::new();
-    let running = Running::start(config(&t, &r, &s, route)).await;
+    let running = InProcessAlerter::start(config(&t, &r, &s, route)).await;
     (t, r, s, running)
 }
 

@@ -16,8 +16,8 @@ use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use vigil_e2e::unique_name;
 use vigil_schemas::{Alert, Codec, Severity};
+use vigil_test_support::unique_name;
 
 /// The tier's delay: long enough to stop an instance before it is due.
 const TIER_MS: u64 = 6_000;
@@ -78,7 +78,7 @@ fn assigned_partitions(assignment: &[u8], topic: &str) -> Option<Vec<i32>> {
 
 /// Waits until `group` is stable with two members holding one partition of `topic` each.
 async fn wait_split(group: &str, topic: &str) {
-    let consumer: BaseConsumer = vigil_e2e::client_config().create().unwrap();
+    let consumer: BaseConsumer = vigil_test_support::client_config().create().unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
         let split = consumer
@@ -110,7 +110,7 @@ async fn wait_split(group: &str, topic: &str) {
 
 /// Waits until `group` committed offset 1 on both partitions of `topic` (each alert is done).
 async fn wait_both_committed(group: &str, topic: &str) {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("group.id", group).set("enable.auto.commit", "false");
     let consumer: BaseConsumer = c.create().unwrap();
     let mut tpl = TopicPartitionList::new();

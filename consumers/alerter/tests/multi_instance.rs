@@ -51,8 +51,8 @@ async fn a_silence_created_on_one_instance_silences_on_another() {
     let r = TestReceiver::start().await;
     let s = Secrets::new();
     let route = "receivers: [hook]\n";
-    let a = Running::start(config(&ta, &r, &s, route)).await;
-    let b = Running::start(config(&tb, &r, &s, route)).await;
+    let a = InProcessAlerter::start(config(&ta, &r, &s, route)).await;
+    let b = InProcessAlerter::start(config(&tb, &r, &s, route)).await;
 
     let silence = create_silence(&a.api_url("/silences"), &s.api_token, "noisy", "bob").await;
     let listed = wait_json(
@@ -108,8 +108,8 @@ async fn an_ack_on_one_instance_shows_on_another_and_stops_its_escalation() {
     let s = Secrets::new();
     let route =
         "receivers: [hook]\nescalation:\n  tiers:\n    - {receivers: [lead], after_ms: 4000}\n";
-    let a = Running::start(config(&ta, &r, &s, route)).await;
-    let b = Running::start(config(&tb, &r, &s, route)).await;
+    let a = InProcessAlerter::start(config(&ta, &r, &s, route)).await;
+    let b = InProcessAlerter::start(config(&tb, &r, &s, route)).await;
     let x = alert("fp-multi-ack", "r1", Severity::Critical);
     let p = producer();
     // B handles the alert and runs its escalation timer.
@@ -163,8 +163,8 @@ async fn an_alert_delivered_by_one_instance_is_a_duplicate_on_another() {
     let r = TestReceiver::start().await;
     let s = Secrets::new();
     let route = "receivers: [hook]\ndedup_window_ms: 600000\n";
-    let a = Running::start(config(&ta, &r, &s, route)).await;
-    let b = Running::start(config(&tb, &r, &s, route)).await;
+    let a = InProcessAlerter::start(config(&ta, &r, &s, route)).await;
+    let b = InProcessAlerter::start(config(&tb, &r, &s, route)).await;
     let p = producer();
     let x = alert("fp-multi-dup", "r1", Severity::High);
     send(&p, &ta, &x).await;

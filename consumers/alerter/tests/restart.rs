@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use vigil_alerter::state::dedup_key;
 use vigil_alerter::{AlertOutcome, AlerterConfig};
-use vigil_e2e::unique_name;
 use vigil_schemas::Severity;
+use vigil_test_support::unique_name;
 
 async fn setup() -> (Topics, TestReceiver, Secrets, String) {
     let t = Topics::create(1).await;
@@ -22,10 +22,10 @@ async fn setup() -> (Topics, TestReceiver, Secrets, String) {
     (t, r, s, unique_name("at-restart-group"))
 }
 
-async fn successor(yaml: &str) -> Running {
+async fn successor(yaml: &str) -> InProcessAlerter {
     let config = AlerterConfig::from_yaml(yaml, "test").unwrap();
     config.validate("test").unwrap();
-    Running::start(config).await
+    InProcessAlerter::start(config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,23 +23,21 @@
 
 use std::collections::HashSet;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clickhouse::{Client, Compression};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use vigil_audit_sink::chain::ChainHead;
 use vigil_audit_sink::metrics::SinkMetrics;
 use vigil_audit_sink::row::AuditRow;
-use vigil_audit_sink::{AuditSink, AuditSinkConfig, AuditStore};
+use vigil_audit_sink::sink::SinkSummary;
+use vigil_audit_sink::{AuditError, AuditSink, AuditSinkConfig, AuditStore};
 use vigil_schemas::codec::Codec;
 use vigil_schemas::model::*;
 use vigil_schemas::signing::EventSigner;
 use vigil_schemas::wire::SchemaId;
-use vigil_topology::KafkaClientConfig;
-use vigil_topology::telemetry::Health;
+use vigil_test_support::{ChildProcess, RunningService, create_topic};
+use vigil_topology::{KafkaClientConfig, Telemetry};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -50,15 +48,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn name(prefix: &str) -> String {
     format!("{prefix}_{:016x}", rand::random::<u64>())
-}
-
-async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
-    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in admin.create_topics(&[t], &opts).await.unwrap() {
-        r.unwrap();
-    }
 }
 
 /// A realistic verified event: signed raw value, trace, attributes; every 7th rejected.
@@ -142,7 +131,7 @@ async fn produce(producer: &FutureProducer, topic: &str, values: &[(String, Vec<
 
 fn raw_client(db: &str) -> Client {
     let mut c = Client::default()
-        .with_url(vigil_e2e::clickhouse_url())
+        .with_url(vigil_test_support::clickhouse_url())
         .with_compression(Compression::Lz4)
         .with_database(db);
     if let Ok(user) = std::env::var("VIGIL_CLICKHOUSE_USER") {
@@ -175,14 +164,8 @@ fn config(topic: &str, db: &str, batch_rows: usize, flush_ms: u64) -> AuditSinkC
     }
 }
 
-/// An in-process sink and the way to stop it.
-struct Running {
-    metrics: SinkMetrics,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<
-        Result<vigil_audit_sink::sink::SinkSummary, vigil_audit_sink::AuditError>,
-    >,
-}
+/// An in-process sink.
+type Running = RunningService<Result<SinkSummary, AuditError>>;
 
 /// The Kafka settings of the in-process sinks: `from_env` plus `BENCH_LIBRDKAFKA`
 /// (`key=value,key=value` pass-through, for experiments).
@@ -201,33 +184,21 @@ fn kafka() -> KafkaClientConfig {
     k
 }
 
-fn start_sink(cfg: AuditSinkConfig, store: AuditStore) -> Running {
-    let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
+/// Starts an in-process sink; returns it and its metrics (read directly while it drains).
+fn start_sink(cfg: AuditSinkConfig, store: AuditStore) -> (Running, SinkMetrics) {
+    let telemetry = Telemetry::new();
+    let metrics = SinkMetrics::register(&telemetry.registry).unwrap();
     let sink = AuditSink::new(
         cfg,
         kafka(),
         store,
         EventSigner::from_seed(&[22; 32]),
         metrics.clone(),
-        Arc::new(Health::default()),
+        telemetry.health.clone(),
     )
     .unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(sink.run(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        metrics,
-        stop,
-        task,
-    }
-}
-
-impl Running {
-    async fn stop(self) -> vigil_audit_sink::sink::SinkSummary {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap()
-    }
+    let running = RunningService::spawn_with(telemetry, move |_, shutdown| sink.run(shutdown));
+    (running, metrics)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -313,24 +284,23 @@ async fn throughput(
     store.migrate(defaults.retention_years).await.unwrap();
     let cpu = cpu_secs();
     let started = Instant::now();
-    let running = start_sink(
+    let (running, metrics) = start_sink(
         config(&topic, &sink_db, batch_rows, flush_ms),
         store.clone(),
     );
     let deadline = started + Duration::from_secs(600);
     let mut first_batch_secs = None;
-    while running.metrics.rows.get() < n && Instant::now() < deadline && !running.task.is_finished()
-    {
+    while metrics.rows.get() < n && Instant::now() < deadline && !running.is_finished() {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        if first_batch_secs.is_none() && running.metrics.rows.get() > 0 {
+        if first_batch_secs.is_none() && metrics.rows.get() > 0 {
             first_batch_secs = Some(started.elapsed().as_secs_f64());
         }
     }
     let sink_secs = started.elapsed().as_secs_f64();
     let sink_cpu_us = (cpu_secs() - cpu) * 1e6 / n as f64;
-    let write_secs = running.metrics.write_seconds.get_sample_sum();
-    let batches = running.metrics.batches.get();
-    let summary = running.stop().await;
+    let write_secs = metrics.write_seconds.get_sample_sum();
+    let batches = metrics.batches.get();
+    let summary = running.stop().await.unwrap();
     let stored = count(&store).await;
     assert_eq!(stored, n, "every event stored exactly once ({summary:?})");
     let sink_rps = n as f64 / sink_secs;
@@ -362,7 +332,7 @@ async fn latency(
     let lat_db = name("bench_audit_lat");
     let store = AuditStore::from_env(&lat_db).unwrap();
     store.migrate(defaults.retention_years).await.unwrap();
-    let running = start_sink(config(&topic, &lat_db, batch_rows, flush_ms), store.clone());
+    let (running, _) = start_sink(config(&topic, &lat_db, batch_rows, flush_ms), store.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let total = rate * latency_secs;
     let producer_task = {
@@ -424,7 +394,7 @@ async fn latency(
         }
     }
     producer_task.await.unwrap();
-    running.stop().await;
+    running.stop().await.unwrap();
     latencies.sort_by(f64::total_cmp);
     let bound = (flush_ms + 500) as f64;
     let (p50, p99, max) = (
@@ -456,7 +426,7 @@ async fn main() {
     let phase = |p: &str| phases.split(',').any(|x| x.trim() == p);
     println!(
         "setup: rows={n} partitions={partitions} batch_max_rows={batch_rows} flush_interval_ms={flush_ms} clickhouse={}",
-        vigil_e2e::clickhouse_url()
+        vigil_test_support::clickhouse_url()
     );
 
     let signer = EventSigner::from_seed(&[11; 32]);
@@ -552,25 +522,18 @@ async fn main() {
     .unwrap();
     let mut cfg = config(&topic, &mem_db, batch_rows, flush_ms);
     cfg.signing_key_file = Some(key_file);
-    let mut child = std::process::Command::new(&bin)
-        .env("AUDIT_SINK_CONFIG", toml::to_string(&cfg).unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = ChildProcess::spawn(
+        "the run_sink example",
+        std::process::Command::new(&bin)
+            .env("AUDIT_SINK_CONFIG", toml::to_string(&cfg).unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
     let pid = child.id();
     // Idle: migrated, assigned, nothing to read.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let idle_kib = proc_kib(pid, "VmRSS:").unwrap();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    };
-    signal("-STOP");
+    child.signal("STOP");
     let started = Instant::now();
     let values: Vec<(String, Vec<u8>)> = (0..backlog)
         .map(|i| {
@@ -589,7 +552,7 @@ async fn main() {
         backlog_bytes as f64 / 1048576.0,
         started.elapsed().as_secs_f64()
     );
-    signal("-CONT");
+    child.signal("CONT");
     let started = Instant::now();
     let mut peak_sampled = idle_kib;
     let mut last_count = Instant::now();
@@ -609,13 +572,13 @@ async fn main() {
     let drain_secs = started.elapsed().as_secs_f64();
     let hwm_kib = proc_kib(pid, "VmHWM:").unwrap();
     let after_kib = proc_kib(pid, "VmRSS:").unwrap();
-    signal("-TERM");
+    child.signal("TERM");
     let stop_deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        match child.try_wait().unwrap() {
+        match child.try_wait() {
             Some(s) => break Some(s),
             None if Instant::now() > stop_deadline => {
-                child.kill().unwrap();
+                child.kill();
                 break None;
             }
             None => tokio::time::sleep(Duration::from_millis(50)).await,

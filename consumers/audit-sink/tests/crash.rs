@@ -31,9 +31,9 @@ fn sink_binary() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_between_insert_and_offset_commit_writes_nothing_twice_and_loses_nothing() {
-    let topic = vigil_e2e::unique_name("audit-crash");
-    vigil_e2e::create_topic(&topic, 3).await;
-    vigil_e2e::create_topic(&format!("{topic}-dlq"), 1).await;
+    let topic = vigil_test_support::unique_name("audit-crash");
+    vigil_test_support::create_topic(&topic, 3).await;
+    vigil_test_support::create_topic(&format!("{topic}-dlq"), 1).await;
     let db = fresh_db("audit_crash");
     let total = 3000u64;
     let ids = produce(&topic, total, 0).await;

@@ -47,9 +47,9 @@ async fn mutate(store: &AuditStore, sql: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_every_event_once_verifies_clean_and_names_each_tampering() {
-    let topic = vigil_e2e::unique_name("audit");
-    vigil_e2e::create_topic(&topic, 3).await;
-    vigil_e2e::create_topic(&format!("{topic}-dlq"), 1).await;
+    let topic = vigil_test_support::unique_name("audit");
+    vigil_test_support::create_topic(&topic, 3).await;
+    vigil_test_support::create_topic(&format!("{topic}-dlq"), 1).await;
     let db = fresh_db("audit_t");
     let ids = produce(&topic, 600, 3).await;
     let summary = run_until(config(&topic, &db), 600).await;
@@ -242,9 +242,9 @@ async fn a_changed_retention_reaches_existing_tables_and_shortening_needs_consen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_soc_query_returns_the_expected_rows() {
-    let topic = vigil_e2e::unique_name("audit-q");
-    vigil_e2e::create_topic(&topic, 2).await;
-    vigil_e2e::create_topic(&format!("{topic}-dlq"), 1).await;
+    let topic = vigil_test_support::unique_name("audit-q");
+    vigil_test_support::create_topic(&topic, 2).await;
+    vigil_test_support::create_topic(&format!("{topic}-dlq"), 1).await;
     let db = fresh_db("audit_q");
     produce(&topic, 70, 0).await;
     run_until(config(&topic, &db), 70).await;

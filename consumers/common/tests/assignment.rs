@@ -92,17 +92,19 @@ async fn hooks_follow_the_assignment_across_members_and_the_end_of_a_run() {
 
     // Alone, a member is told it holds everything, though no record ever arrives.
     let a = Arc::new(Tracking::default());
-    let first = Running::start(config.clone(), a.clone());
-    eventually("the first member is told it holds every partition", || {
-        a.held() == all
-    })
+    let first = start_runtime(config.clone(), a.clone());
+    eventually(
+        "the first member is told it holds every partition",
+        WAIT,
+        || a.held() == all,
+    )
     .await;
     assert_eq!(a.revokes(), 0);
 
     // A second member joins: the partitions are split, each held by exactly one member.
     let b = Arc::new(Tracking::default());
-    let second = Running::start(config.clone(), b.clone());
-    eventually("the partitions are split between the members", || {
+    let second = start_runtime(config.clone(), b.clone());
+    eventually("the partitions are split between the members", WAIT, || {
         let (ha, hb) = (a.held(), b.held());
         !ha.is_empty()
             && !hb.is_empty()
@@ -119,7 +121,7 @@ async fn hooks_follow_the_assignment_across_members_and_the_end_of_a_run() {
     let (assigned, last) = b.last().expect("the second member saw changes");
     assert!(!assigned, "the last call of a run is a revoke");
     assert_eq!(last.into_iter().collect::<BTreeSet<_>>(), b_held);
-    eventually("the first member holds every partition again", || {
+    eventually("the first member holds every partition again", WAIT, || {
         a.held() == all
     })
     .await;

@@ -163,7 +163,7 @@ async fn out_of_order_completion_stores_offsets_in_order_and_keeps_turn_order() 
     config.max_in_flight_per_partition = 16;
     config.commit_interval_ms = 100;
     let probe = Probe::new(30, |_| Ok(Outcome::Handled));
-    let running = Running::start(config, probe.clone());
+    let running = start_runtime(config, probe.clone());
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_commits(
         topics.group.clone(),
@@ -171,7 +171,7 @@ async fn out_of_order_completion_stores_offsets_in_order_and_keeps_turn_order() 
         probe.clone(),
         done.clone(),
     ));
-    eventually("every record ended", || probe.ended().len() >= total).await;
+    eventually("every record ended", WAIT, || probe.ended().len() >= total).await;
     done.store(true, Ordering::SeqCst);
     let samples = watcher.await.expect("watcher");
     let summary = running.stop().await.expect("clean run");
@@ -219,7 +219,7 @@ async fn bad_data_and_transient_in_the_middle_of_a_window_keep_order_and_semanti
         (Some(b"r15"), 1 | 2) => Err(HandleError::transient("dependency down")),
         _ => Ok(Outcome::Handled),
     });
-    let running = Running::start(config, probe.clone());
+    let running = start_runtime(config, probe.clone());
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_commits(
         topics.group.clone(),
@@ -228,7 +228,10 @@ async fn bad_data_and_transient_in_the_middle_of_a_window_keep_order_and_semanti
         done.clone(),
     ));
     // r15 ends three times (two failures, one success); every other record once.
-    eventually("every record ended", || probe.ended().len() >= total + 2).await;
+    eventually("every record ended", WAIT, || {
+        probe.ended().len() >= total + 2
+    })
+    .await;
     done.store(true, Ordering::SeqCst);
     watcher.await.expect("watcher");
     let summary = running.stop().await.expect("clean run");
@@ -298,7 +301,7 @@ async fn internal_error_in_a_window_stores_nothing_from_it_on_and_a_restart_resu
             Ok(Outcome::Handled)
         }
     });
-    let running = Running::start(config.clone(), first.clone());
+    let running = start_runtime(config.clone(), first.clone());
     let err = running
         .finished()
         .await
@@ -322,8 +325,11 @@ async fn internal_error_in_a_window_stores_nothing_from_it_on_and_a_restart_resu
     assert_eq!(end_offsets(&topics.dlq, 1)[&0], 0);
 
     let second = Probe::new(5, |_| Ok(Outcome::Handled));
-    let running = Running::start(config, second.clone());
-    eventually("the rest handled", || second.ended().len() >= total - 20).await;
+    let running = start_runtime(config, second.clone());
+    eventually("the rest handled", WAIT, || {
+        second.ended().len() >= total - 20
+    })
+    .await;
     let summary = running.stop().await.expect("clean run");
     assert_eq!(
         second.started(),

@@ -62,19 +62,22 @@ async fn happy_path_handles_each_record_once_in_key_order_and_commits_the_end() 
         },
         |_| Ok(Outcome::Handled),
     );
-    let running = Running::start(config, handler.clone());
-    eventually("every record handled", || handler.count() >= total as usize).await;
-    assert!(running.telemetry.health.is_ready(), "ready once assigned");
+    let running = start_runtime(config, handler.clone());
+    eventually("every record handled", WAIT, || {
+        handler.count() >= total as usize
+    })
+    .await;
+    assert!(running.telemetry().health.is_ready(), "ready once assigned");
     // Lag comes from librdkafka statistics (every 500 ms here): wait for it to report zero.
-    eventually("lag metric reports 0", || {
-        running.telemetry.render().lines().any(|l| {
+    eventually("lag metric reports 0", WAIT, || {
+        running.telemetry().render().lines().any(|l| {
             l.starts_with("vigil_consumer_lag_records{")
                 && l.contains(&topics.source)
                 && l.ends_with(" 0")
         })
     })
     .await;
-    let telemetry = running.telemetry.clone();
+    let telemetry = running.telemetry().clone();
     let summary = running.stop().await.expect("clean run");
 
     assert_eq!(summary.handled, total as u64);
@@ -202,10 +205,10 @@ async fn bad_data_goes_to_the_dlq_byte_for_byte_and_the_partition_moves_on() {
             Err(HandleError::bad_data("unknown schema id 2047"))
         }
     });
-    let running = Running::start(topics.config(), handler.clone());
-    eventually("all five records seen", || handler.count() >= 5).await;
+    let running = start_runtime(topics.config(), handler.clone());
+    eventually("all five records seen", WAIT, || handler.count() >= 5).await;
     let dlq = read(&topics.dlq, 1).await;
-    let telemetry = running.telemetry.clone();
+    let telemetry = running.telemetry().clone();
     let summary = running.stop().await.expect("clean run");
 
     assert_eq!(summary.handled, 4, "records after the bad one are handled");
@@ -306,9 +309,9 @@ async fn transient_failures_are_retried_in_process_then_handled() {
             Ok(Outcome::Handled)
         }
     });
-    let running = Running::start(topics.config(), handler.clone());
-    eventually("both records handled", || handler.count() >= 4).await;
-    let telemetry = running.telemetry.clone();
+    let running = start_runtime(topics.config(), handler.clone());
+    eventually("both records handled", WAIT, || handler.count() >= 4).await;
+    let telemetry = running.telemetry().clone();
     let summary = running.stop().await.expect("clean run");
 
     let calls: Vec<(String, u32)> = handler
@@ -421,9 +424,9 @@ async fn transient_forever_goes_through_the_retry_topics_then_to_the_dlq() {
             Ok(Outcome::Handled)
         }
     });
-    let running = Running::start(config, handler.clone());
+    let running = start_runtime(config, handler.clone());
     let dlq = read(&topics.dlq, 1).await;
-    let telemetry = running.telemetry.clone();
+    let telemetry = running.telemetry().clone();
     let summary = running.stop().await.expect("clean run");
 
     let calls = handler.timed_calls();
@@ -552,7 +555,7 @@ async fn internal_error_stops_the_run_and_a_restart_resumes_at_that_record() {
             Ok(Outcome::Handled)
         }
     });
-    let running = Running::start(topics.config(), first.clone());
+    let running = start_runtime(topics.config(), first.clone());
     let err = running
         .finished()
         .await
@@ -586,8 +589,8 @@ async fn internal_error_stops_the_run_and_a_restart_resumes_at_that_record() {
     assert_eq!(end_offsets(&topics.dlq, 1)[&0], 0);
 
     let second = Scripted::new(|_| Ok(Outcome::Handled));
-    let running = Running::start(topics.config(), second.clone());
-    eventually("the rest handled", || second.count() >= 5).await;
+    let running = start_runtime(topics.config(), second.clone());
+    eventually("the rest handled", WAIT, || second.count() >= 5).await;
     let summary = running.stop().await.expect("clean run");
     let seen: Vec<String> = second.calls().iter().map(|r| text(&r.value)).collect();
     assert_eq!(
@@ -620,9 +623,9 @@ async fn shutdown_drains_in_flight_records_and_a_restart_skips_nothing() {
     let mut config = topics.config();
     config.max_in_flight_per_partition = 8;
     let slow = Scripted::slow(Duration::from_millis(25), |_| Ok(Outcome::Handled));
-    let running = Running::start(config.clone(), slow.clone());
-    eventually("some records handled", || slow.count() >= 20).await;
-    eventually("the lag metric shows the backlog", || {
+    let running = start_runtime(config.clone(), slow.clone());
+    eventually("some records handled", WAIT, || slow.count() >= 20).await;
+    eventually("the lag metric shows the backlog", WAIT, || {
         running.metric("vigil_consumer_lag_records", &[("topic", &topics.source)]) > 0.0
     })
     .await;
@@ -665,9 +668,9 @@ async fn shutdown_drains_in_flight_records_and_a_restart_skips_nothing() {
     }
 
     let fast = Scripted::new(|_| Ok(Outcome::Handled));
-    let running = Running::start(config, fast.clone());
+    let running = start_runtime(config, fast.clone());
     let expected_rest = total - first.len();
-    eventually("the rest handled", || fast.count() >= expected_rest).await;
+    eventually("the rest handled", WAIT, || fast.count() >= expected_rest).await;
     // Give a duplicate or an extra record the chance to show up before stopping.
     tokio::time::sleep(Duration::from_millis(500)).await;
     running.stop().await.expect("clean run");
@@ -720,17 +723,17 @@ async fn a_rebalance_moves_partitions_without_losing_records() {
     config.max_in_flight_per_partition = 4;
     let a = Scripted::slow(Duration::from_millis(5), |_| Ok(Outcome::Handled));
     let b = Scripted::slow(Duration::from_millis(5), |_| Ok(Outcome::Handled));
-    let first = Running::start(config.clone(), a.clone());
-    eventually("the first member is busy", || a.count() > 20).await;
+    let first = start_runtime(config.clone(), a.clone());
+    eventually("the first member is busy", WAIT, || a.count() > 20).await;
 
     // A second member joins mid-stream: partitions are revoked from the first one.
-    let second = Running::start(config.clone(), b.clone());
-    eventually("the second member is assigned", || {
-        second.telemetry.health.is_ready()
+    let second = start_runtime(config.clone(), b.clone());
+    eventually("the second member is assigned", WAIT, || {
+        second.telemetry().health.is_ready()
     })
     .await;
     produce_range(total / 2..total).await;
-    eventually("the second member handles records", || b.count() > 0).await;
+    eventually("the second member handles records", WAIT, || b.count() > 0).await;
     // It leaves again: its partitions go back to the first member.
     second.stop().await.expect("second member stops cleanly");
 
@@ -746,11 +749,11 @@ async fn a_rebalance_moves_partitions_without_losing_records() {
             .map(|r| (r.partition, r.offset))
             .collect()
     };
-    eventually("every record handled by one of the members", || {
+    eventually("every record handled by one of the members", WAIT, || {
         seen() == expected
     })
     .await;
-    eventually("offsets committed to the end", || {
+    eventually("offsets committed to the end", WAIT, || {
         committed(&topics.group, &topics.source, 4) == ends
     })
     .await;

@@ -38,7 +38,7 @@ async fn sigterm_stops_the_run_cleanly_and_commits() {
                 .await
         }
     });
-    eventually("all records handled", || handler.count() >= 20).await;
+    eventually("all records handled", WAIT, || handler.count() >= 20).await;
 
     let status = std::process::Command::new("kill")
         .args(["-TERM", &std::process::id().to_string()])

@@ -27,15 +27,14 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use vigil_consumer::key_registry::KeyStatusWriter;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_producer::{Emitter, EmitterConfig};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, EventClass, EventSigner, KeyId, KeyStatus, Producer, RecordSigner, SchemaRegistry,
-    Status, Subject, VerificationEvent,
+    AvroRecord, EventClass, EventSigner, KeyId, Producer, RecordSigner, SchemaRegistry, Status,
+    Subject, VerificationEvent,
 };
+use vigil_test_support::{KeyRegistryFixture, kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_topology::{KafkaClientConfig, Telemetry};
 
 const BENCH_RULE: &str = "title: Bench event\nid: bench-e2e\nstatus: test\nlogsource: {product: vigil}\n\
@@ -152,7 +151,7 @@ fn stage_reader(
 ) {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("group.id", unique_name("bench-e2e-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -206,10 +205,9 @@ fn take(seen: &Arc<Mutex<Seen>>) -> Vec<i64> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let partitions = env("BENCH_PARTITIONS", 12) as i32;
-    let (raw, verified, keys, alerts, dlq) = (
+    let (raw, verified, alerts, dlq) = (
         unique_name("bench-e2e-raw"),
         unique_name("bench-e2e-verified"),
-        unique_name("bench-e2e-keys"),
         unique_name("bench-e2e-alerts"),
         unique_name("bench-e2e-dlq"),
     );
@@ -219,9 +217,9 @@ async fn main() {
         (&alerts, 6),
         (&dlq, 1),
     ] {
-        vigil_e2e::create_topic(t, p).await;
+        vigil_test_support::create_topic(t, p).await;
     }
-    vigil_e2e::create_topic(&keys, 1).await;
+    let keys = KeyRegistryFixture::create("bench-e2e-keys").await;
     let mut kafka = KafkaClientConfig::new(kafka_bootstrap());
     if let Ok(v) = std::env::var("BENCH_LINGER_MS") {
         kafka.linger_ms = v.parse().expect("BENCH_LINGER_MS is a number");
@@ -247,18 +245,7 @@ async fn main() {
         .map(|i| format!("bench-subject-{i}"))
         .collect();
     let signer = EventSigner::generate().with_key_id(KeyId::new(key_id).unwrap());
-    let writer = KeyStatusWriter::new(&keys, &schema_registry_url(), &kafka)
-        .await
-        .unwrap();
-    writer
-        .write(&KeyStatus::active(
-            key_id,
-            signer.public_key(),
-            now_micros() - 3_600_000_000,
-            "bench-e2e",
-        ))
-        .await
-        .unwrap();
+    keys.activate(key_id, &signer).await;
 
     // The webhook receiver.
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -290,7 +277,7 @@ async fn main() {
     vc.group_id = unique_name("bench-e2e-verifier");
     vc.raw_topic = raw.clone();
     vc.verified_topic = verified.clone();
-    vc.keys_topic = keys.clone();
+    vc.keys_topic = keys.topic().to_owned();
     vc.dlq_topic = dlq.clone();
     vc.retry_topics = Vec::new();
     let vt = Telemetry::new();
@@ -325,7 +312,7 @@ async fn main() {
     }));
 
     let state = unique_name("bench-e2e-alerter-state");
-    vigil_e2e::create_compacted_topic(&state).await;
+    vigil_test_support::create_compacted_topic(&state).await;
     let yaml = format!(
         "schema_registry_url: {reg:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\nstate_topic: {state:?}\n\
          api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\

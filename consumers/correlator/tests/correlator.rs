@@ -11,42 +11,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
-use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_correlator::fingerprint;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_schemas::model::{Severity, Trace, now_micros};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
-    SchemaRegistry, SignatureState, SignedRecord, Status, Subject, VerificationEvent,
+    AvroRecord, EventClass, Producer, SchemaRegistry, SignatureState, SignedRecord, Status,
+    Subject, VerificationEvent,
 };
+use vigil_test_support::keys::record_signer;
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_topology::KafkaClientConfig;
 
 const MINUTE_US: i64 = 60_000_000;
-
-fn status(key_id: &str, signer: &EventSigner, state: KeyState, reason: Option<&str>) -> KeyStatus {
-    KeyStatus {
-        state,
-        revoked_at: (state == KeyState::Revoked).then(|| now_micros() - 1_000_000),
-        reason: reason.map(str::to_owned),
-        ..KeyStatus::active(
-            key_id,
-            signer.public_key(),
-            now_micros() - 3_600_000_000,
-            "correlator-test",
-        )
-    }
-}
 
 fn trace(i: usize) -> Trace {
     Trace::new(
         format!("{:032x}", 0xabc0_0000 + i),
         format!("{:016x}", i + 1),
     )
-}
-
-async fn send_signed(p: &rdkafka::producer::FutureProducer, topic: &str, r: &SignedRecord) {
-    send(p, topic, &r.key, &r.value, &r.headers).await;
 }
 
 fn forge(mut r: SignedRecord) -> SignedRecord {
@@ -62,9 +44,8 @@ fn forge(mut r: SignedRecord) -> SignedRecord {
 async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts() {
     let topics = Topics::create(3).await;
     let raw = unique_name("ct-raw");
-    let keys = unique_name("ct-keys");
-    create_topic(&raw, 3, &[]).await;
-    create_topic(&keys, 1, &[("cleanup.policy", "compact")]).await;
+    vigil_test_support::create_topic(&raw, 3).await;
+    let keys = KeyRegistryFixture::create("ct-keys").await;
     let raw_schema = SchemaRegistry::new(&schema_registry_url())
         .unwrap()
         .register(
@@ -73,38 +54,17 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
         )
         .await
         .unwrap();
-    let signer = |id: &str| {
-        RecordSigner::new(
-            EventSigner::generate().with_key_id(KeyId::new(id).unwrap()),
-            raw_schema,
-        )
-        .unwrap()
-    };
-    let (good, brute, revoked) = (signer("k-good"), signer("k-brute"), signer("k-revoked"));
-    let writer = KeyStatusWriter::new(
-        &keys,
-        &schema_registry_url(),
-        &KafkaClientConfig::new(kafka_bootstrap()),
+    let good = keys.register("k-good", raw_schema).await;
+    let brute = keys.register("k-brute", raw_schema).await;
+    let revoked = record_signer("k-revoked", raw_schema);
+    keys.revoke(
+        "k-revoked",
+        revoked.signer(),
+        now_micros() - 1_000_000,
+        Some("lost laptop"),
+        false,
     )
-    .await
-    .unwrap();
-    writer
-        .write(&status("k-good", good.signer(), KeyState::Active, None))
-        .await
-        .unwrap();
-    writer
-        .write(&status("k-brute", brute.signer(), KeyState::Active, None))
-        .await
-        .unwrap();
-    writer
-        .write(&status(
-            "k-revoked",
-            revoked.signer(),
-            KeyState::Revoked,
-            Some("lost laptop"),
-        ))
-        .await
-        .unwrap();
+    .await;
 
     let vc = vigil_verifier::VerifierConfig {
         kafka: KafkaClientConfig {
@@ -115,16 +75,16 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
         group_id: unique_name("ct-verifier"),
         raw_topic: raw.clone(),
         verified_topic: topics.verified.clone(),
-        keys_topic: keys.clone(),
+        keys_topic: keys.topic().to_owned(),
         dlq_topic: topics.dlq.clone(),
         retry_topics: Vec::new(),
         commit_interval_ms: 200,
         max_clock_skew_ms: 60_000,
         ..vigil_verifier::VerifierConfig::default()
     };
-    let verifier = Verifier::start(vc);
+    let verifier = start_verifier(vc);
     verifier.ready().await;
-    let correlator = Running::start(topics.config());
+    let correlator = start_correlator(topics.config());
     correlator.ready().await;
     let mut alerts = AlertReader::new(&topics.alerts);
     let p = producer();
@@ -152,7 +112,7 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
         .with_trace(trace(1_000 + i / 3));
         send_signed(&p, &raw, &good.sign(&e).unwrap()).await;
     }
-    correlator.evaluated(benign as u64).await;
+    evaluated(&correlator, benign as u64).await;
     assert!(
         alerts.settle(Duration::from_secs(3)).await.is_empty(),
         "benign traffic raised {:?}",
@@ -181,7 +141,7 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
     let total = benign as u64 + 5 + 1 + 2;
 
     alerts.until(3, Duration::from_secs(60)).await;
-    correlator.evaluated(total).await;
+    evaluated(&correlator, total).await;
     alerts.settle(Duration::from_secs(3)).await;
     assert_eq!(
         alerts.rule_ids(),
@@ -270,8 +230,8 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
         vec![replayed_event.event_id.to_string()]
     );
     assert_eq!(rep.severity_id, Severity::High);
-    correlator.stop().await;
-    verifier.stop().await;
+    correlator.stop().await.unwrap();
+    verifier.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +241,7 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
     let feeder = Feeder::new(&topics.verified).await;
     let mut config = topics.config();
     config.max_evidence = 3;
-    let correlator = Running::start(config);
+    let correlator = start_correlator(config);
     correlator.ready().await;
     let mut alerts = AlertReader::new(&topics.alerts);
     let mut sent = 0_u64;
@@ -416,7 +376,7 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
     sent += 1;
 
     alerts.until(6, Duration::from_secs(60)).await;
-    correlator.evaluated(sent).await;
+    evaluated(&correlator, sent).await;
     alerts.settle(Duration::from_secs(3)).await;
     assert_eq!(
         alerts.rule_ids(),
@@ -512,7 +472,7 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
             "{a:?}"
         );
     }
-    correlator.stop().await;
+    correlator.stop().await.unwrap();
 }
 
 /// Events through Kafka per second: a backlog of verdicts (90% valid, 5% bad signatures over
@@ -550,15 +510,15 @@ async fn backlog_drains_through_kafka_with_every_revoked_use_alerted() {
     let produce = std::time::Instant::now();
     feeder.send_many(&verdicts).await;
     let produced = produce.elapsed();
-    let correlator = Running::start(topics.config());
+    let correlator = start_correlator(topics.config());
     correlator.ready().await;
     let t = std::time::Instant::now();
     eventually("backlog drained", Duration::from_secs(600), || {
-        correlator.events() >= n as u64
+        events(&correlator) >= n as u64
     })
     .await;
     let took = t.elapsed();
-    let raised = metric(&correlator.telemetry, "vigil_correlator_alerts_total");
+    let raised = count(&correlator, "vigil_correlator_alerts_total", &[]);
     eprintln!(
         "correlator end-to-end (Kafka in and out, 3 partitions, built-in pack): {n} events in {took:.2?} = {:.0} events/s, {raised} alerts (produce {:.0} events/s)",
         n as f64 / took.as_secs_f64(),
@@ -566,5 +526,5 @@ async fn backlog_drains_through_kafka_with_every_revoked_use_alerted() {
     );
     // Every revoked use is its own detection alert; bursts add a few correlation alerts.
     assert!(raised >= (n / 50) as u64, "{raised} alerts for {n} events");
-    correlator.stop().await;
+    correlator.stop().await.unwrap();
 }

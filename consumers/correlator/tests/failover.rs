@@ -15,10 +15,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const KEY: &str = "k-failover";
 
-fn rebuilds(running: &Running, result: &str) -> u64 {
-    metric(
-        &running.telemetry,
-        &format!("vigil_correlator_rebuilds_total{{result=\"{result}\"}}"),
+fn rebuilds(running: &Correlator, result: &str) -> u64 {
+    count(
+        running,
+        "vigil_correlator_rebuilds_total",
+        &[("result", result)],
     )
 }
 
@@ -27,38 +28,38 @@ async fn standby_taking_over_mid_window_still_fires_once() {
     let topics = Topics::create(1).await;
     let feeder = Feeder::new(&topics.verified).await;
     let config = topics.config();
-    let first = Running::start(config.clone());
+    let first = start_correlator(config.clone());
     first.ready().await;
     // The second joins the same group: of one partition, one instance gets it and the other
     // idles as the standby. Which one is the assignor's choice, so it is read off the events.
-    let second = Running::start(config.clone());
+    let second = start_correlator(config.clone());
     second.ready().await;
     let mut ids = bad(&feeder, KEY, 3).await;
     eventually("3 events evaluated", Duration::from_secs(60), || {
-        first.events() + second.events() >= 3
+        events(&first) + events(&second) >= 3
     })
     .await;
-    let (active, standby) = if first.events() >= 3 {
+    let (active, standby) = if events(&first) >= 3 {
         (first, second)
     } else {
         (second, first)
     };
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        vigil_e2e::committed_total(&config.group_id, &topics.verified, 1) == 3
+        vigil_test_support::committed_total(&config.group_id, &topics.verified, 1) == 3
     })
     .await;
-    assert_eq!(standby.events(), 0, "the standby holds no partition");
+    assert_eq!(events(&standby), 0, "the standby holds no partition");
     assert_eq!(
-        metric(&standby.telemetry, "vigil_correlator_rebuild_events_total"),
+        count(&standby, "vigil_correlator_rebuild_events_total", &[]),
         0,
         "the standby started before the half window existed"
     );
-    active.stop().await;
+    active.stop().await.unwrap();
     // Leaving the group on a clean stop hands the partition over at once; the standby's
     // engine must learn the 3 committed events from the topic, not from its start (hours ago
     // in production), before it evaluates the next record.
     ids.extend(bad(&feeder, KEY, 2).await);
-    standby.evaluated(2).await;
+    evaluated(&standby, 2).await;
     let mut alerts = AlertReader::new(&topics.alerts);
     alerts.until(1, Duration::from_secs(30)).await;
     alerts.settle(Duration::from_secs(3)).await;
@@ -72,13 +73,13 @@ async fn standby_taking_over_mid_window_still_fires_once() {
     ids.sort();
     assert_eq!(got, ids, "evidence names the events from both instances");
     assert_eq!(
-        metric(&standby.telemetry, "vigil_correlator_rebuild_events_total"),
+        count(&standby, "vigil_correlator_rebuild_events_total", &[]),
         3,
         "the 3 committed events were replayed on takeover"
     );
     assert_eq!(rebuilds(&standby, "ok"), 2, "at start and on takeover");
     assert_eq!(rebuilds(&standby, "failed"), 0);
-    standby.stop().await;
+    standby.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,16 +87,16 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
     let topics = Topics::create(1).await;
     let feeder = Feeder::new(&topics.verified).await;
     let config = topics.config();
-    let first = Running::start(config.clone());
+    let first = start_correlator(config.clone());
     first.ready().await;
     bad(&feeder, KEY, 2).await;
-    first.evaluated(2).await;
+    evaluated(&first, 2).await;
     eventually("2 offsets committed", Duration::from_secs(30), || {
-        vigil_e2e::committed_total(&config.group_id, &topics.verified, 1) == 2
+        vigil_test_support::committed_total(&config.group_id, &topics.verified, 1) == 2
     })
     .await;
-    first.stop().await;
-    let second = Running::start(config);
+    first.stop().await.unwrap();
+    let second = start_correlator(config);
     second.ready().await;
     // The assignment's committed offset is the one the start-up rebuild replayed up to.
     eventually(
@@ -106,10 +107,10 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
     .await;
     assert_eq!(rebuilds(&second, "ok"), 1, "only the start-up rebuild ran");
     assert_eq!(
-        metric(&second.telemetry, "vigil_correlator_rebuild_events_total"),
+        count(&second, "vigil_correlator_rebuild_events_total", &[]),
         2
     );
-    second.stop().await;
+    second.stop().await.unwrap();
 }
 
 const CHILD_TEST: &str = "sigkilled_active_is_replaced_by_the_standby_mid_window";
@@ -127,7 +128,9 @@ fn member_options(instance: &str) -> [(&'static str, String); 3] {
 
 /// Waits until `group` is stable with `members` members.
 async fn group_stable_with(group: &str, members: usize) {
-    let consumer: BaseConsumer = vigil_e2e::client_config().create().expect("group reader");
+    let consumer: BaseConsumer = vigil_test_support::client_config()
+        .create()
+        .expect("group reader");
     eventually(
         &format!("group {group} stable with {members} members"),
         Duration::from_secs(60),
@@ -154,7 +157,7 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
     }
     let topics = Topics::create(1).await;
     let feeder = Feeder::new(&topics.verified).await;
-    let group = vigil_e2e::unique_name("ct-group");
+    let group = vigil_test_support::unique_name("ct-group");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("correlator.toml");
     let options: Vec<String> = member_options("a-active")
@@ -167,7 +170,7 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
         options.join(", ")
     );
     std::fs::write(&path, toml).unwrap();
-    let mut child = ChildCorrelator::spawn(CHILD_TEST, &path);
+    let mut child = spawn_child(CHILD_TEST, &path);
     group_stable_with(&group, 1).await;
 
     let mut config = topics.config();
@@ -175,7 +178,7 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
     for (k, v) in member_options("b-standby") {
         config.kafka.librdkafka.insert(k.to_owned(), v);
     }
-    let standby = Running::start(config);
+    let standby = start_correlator(config);
     standby.ready().await;
     group_stable_with(&group, 2).await;
 
@@ -183,15 +186,15 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
     eventually(
         "the active child committed 3 offsets",
         Duration::from_secs(60),
-        || vigil_e2e::committed_total(&group, &topics.verified, 1) == 3,
+        || vigil_test_support::committed_total(&group, &topics.verified, 1) == 3,
     )
     .await;
-    assert_eq!(standby.events(), 0, "the standby holds no partition");
+    assert_eq!(events(&standby), 0, "the standby holds no partition");
     // SIGKILL: no final commit, no leaving the group; the partition stays with the dead
     // member until its session times out.
     child.kill();
     ids.extend(bad(&feeder, KEY, 2).await);
-    standby.evaluated(2).await;
+    evaluated(&standby, 2).await;
     let mut alerts = AlertReader::new(&topics.alerts);
     alerts.until(1, Duration::from_secs(30)).await;
     alerts.settle(Duration::from_secs(3)).await;
@@ -206,10 +209,10 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
         "evidence names the events of the killed and the surviving one"
     );
     assert_eq!(
-        metric(&standby.telemetry, "vigil_correlator_rebuild_events_total"),
+        count(&standby, "vigil_correlator_rebuild_events_total", &[]),
         3,
         "the 3 events the killed one committed were replayed on takeover"
     );
     assert_eq!(rebuilds(&standby, "ok"), 2, "at start and on takeover");
-    standby.stop().await;
+    standby.stop().await.unwrap();
 }

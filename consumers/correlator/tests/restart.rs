@@ -26,31 +26,31 @@ async fn restart_mid_window(stop: Stop, rebuild: bool) -> (Vec<ReadAlert>, Vec<S
     let feeder = Feeder::new(&topics.verified).await;
     let mut config = topics.config();
     config.rebuild_on_start = rebuild;
-    let first = Running::start(config.clone());
+    let first = start_correlator(config.clone());
     first.ready().await;
     let mut ids = bad(&feeder, "k-restart", 3).await;
-    first.evaluated(3).await;
+    evaluated(&first, 3).await;
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        vigil_e2e::committed_total(&config.group_id, &topics.verified, PARTITIONS) == 3
+        vigil_test_support::committed_total(&config.group_id, &topics.verified, PARTITIONS) == 3
     })
     .await;
     match stop {
         Stop::Clean => {
-            first.stop().await;
+            first.stop().await.unwrap();
         }
         Stop::Abort => first.abort().await,
     }
-    let second = Running::start(config);
+    let second = start_correlator(config);
     second.ready().await;
-    let replayed = metric(&second.telemetry, "vigil_correlator_rebuild_events_total");
+    let replayed = count(&second, "vigil_correlator_rebuild_events_total", &[]);
     ids.extend(bad(&feeder, "k-restart", 2).await);
-    second.evaluated(2).await;
+    evaluated(&second, 2).await;
     let mut alerts = AlertReader::new(&topics.alerts);
     alerts
         .until(1, Duration::from_secs(if rebuild { 30 } else { 3 }))
         .await;
     alerts.settle(Duration::from_secs(3)).await;
-    second.stop().await;
+    second.stop().await.unwrap();
     (alerts.seen, ids, replayed)
 }
 
@@ -102,22 +102,22 @@ async fn restart_after_the_alert_does_not_fire_it_again() {
     let topics = Topics::create(PARTITIONS).await;
     let feeder = Feeder::new(&topics.verified).await;
     let config = topics.config();
-    let first = Running::start(config.clone());
+    let first = start_correlator(config.clone());
     first.ready().await;
     bad(&feeder, "k-restart", 5).await;
     let mut alerts = AlertReader::new(&topics.alerts);
     assert_eq!(alerts.until(1, Duration::from_secs(30)).await.len(), 1);
-    first.stop().await;
-    let second = Running::start(config);
+    first.stop().await.unwrap();
+    let second = start_correlator(config);
     second.ready().await;
     assert_eq!(
-        metric(&second.telemetry, "vigil_correlator_rebuild_events_total"),
+        count(&second, "vigil_correlator_rebuild_events_total", &[]),
         5
     );
     // 4 more in the same 5-minute window: the replayed burst already fired and reset, so
     // 4 < 5 and nothing fires (a replay that re-emitted, or kept the count, would).
     bad(&feeder, "k-restart", 4).await;
-    second.evaluated(4).await;
+    evaluated(&second, 4).await;
     alerts.settle(Duration::from_secs(3)).await;
     assert_eq!(alerts.seen.len(), 1, "{:#?}", alerts.seen);
     // The 5th after the restart is a new burst: exactly one more alert, same fingerprint.
@@ -129,7 +129,7 @@ async fn restart_after_the_alert_does_not_fire_it_again() {
         alerts.seen[0].alert.fingerprint,
         alerts.seen[1].alert.fingerprint
     );
-    second.stop().await;
+    second.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,29 +139,29 @@ async fn kill_9_mid_window_still_fires_once() {
     }
     let topics = Topics::create(PARTITIONS).await;
     let feeder = Feeder::new(&topics.verified).await;
-    let group = vigil_e2e::unique_name("ct-group");
+    let group = vigil_test_support::unique_name("ct-group");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("correlator.toml");
     std::fs::write(&path, topics.config_toml(&group)).unwrap();
-    let mut child = ChildCorrelator::spawn(CHILD_TEST, &path);
+    let mut child = spawn_child(CHILD_TEST, &path);
     let mut ids = bad(&feeder, "k-restart", 3).await;
     eventually(
         "the child committed 3 offsets",
         Duration::from_secs(60),
-        || vigil_e2e::committed_total(&group, &topics.verified, PARTITIONS) == 3,
+        || vigil_test_support::committed_total(&group, &topics.verified, PARTITIONS) == 3,
     )
     .await;
     child.kill();
     let mut config = topics.config();
     config.group_id = group;
-    let second = Running::start(config);
+    let second = start_correlator(config);
     // The dead member holds its partitions until its session times out.
     eventually("correlator ready", Duration::from_secs(90), || {
-        second.telemetry.health.is_ready()
+        second.telemetry().health.is_ready()
     })
     .await;
     assert_eq!(
-        metric(&second.telemetry, "vigil_correlator_rebuild_events_total"),
+        count(&second, "vigil_correlator_rebuild_events_total", &[]),
         3
     );
     ids.extend(bad(&feeder, "k-restart", 2).await);
@@ -169,5 +169,5 @@ async fn kill_9_mid_window_still_fires_once() {
     alerts.until(1, Duration::from_secs(30)).await;
     alerts.settle(Duration::from_secs(3)).await;
     assert_one_burst_alert(&alerts.seen, &ids);
-    second.stop().await;
+    second.stop().await.unwrap();
 }

@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use common::*;
 use vigil_schemas::SignatureState;
+use vigil_test_support::RunningService;
 use vigil_topology::{KafkaClientConfig, Telemetry};
 
 /// Webhook bodies received, as JSON.
@@ -30,7 +31,7 @@ async fn hook(State(seen): State<Received>, body: Bytes) -> &'static str {
 async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_window_none() {
     let topics = Topics::create(1).await;
     let feeder = Feeder::new(&topics.verified).await;
-    let correlator = Running::start(topics.config());
+    let correlator = start_correlator(topics.config());
 
     let seen: Received = Arc::default();
     let app = Router::new().fallback(hook).with_state(seen.clone());
@@ -40,39 +41,30 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "t0k3n").unwrap();
-    let state = vigil_e2e::unique_name("ct-alerter-state");
-    vigil_e2e::create_compacted_topic(&state).await;
+    let state = vigil_test_support::unique_name("ct-alerter-state");
+    vigil_test_support::create_compacted_topic(&state).await;
     let yaml = format!(
         "group_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\nstate_topic: {state:?}\ncommit_interval_ms: 200\n\
          api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
          receivers:\n  - {{name: hook, kind: webhook, url: {url:?}}}\n\
          route: {{receivers: [hook], dedup_window_ms: 300000}}\n",
-        group = vigil_e2e::unique_name("ct-alerter"),
+        group = vigil_test_support::unique_name("ct-alerter"),
         alerts = topics.alerts,
         dlq = topics.dlq,
         token = token.display().to_string(),
     );
     let mut ac = vigil_alerter::AlerterConfig::from_yaml(&yaml, "test").unwrap();
-    ac.kafka = KafkaClientConfig::new(vigil_e2e::kafka_bootstrap());
-    ac.schema_registry_url = vigil_e2e::schema_registry_url();
+    ac.kafka = KafkaClientConfig::new(vigil_test_support::kafka_bootstrap());
+    ac.schema_registry_url = vigil_test_support::schema_registry_url();
     ac.validate("test").unwrap();
     let at = Telemetry::new();
     let alerter = vigil_alerter::build(&ac, &at).await.unwrap();
     let handler = alerter.handler.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let t = at.clone();
-    let task = tokio::spawn(async move {
-        alerter
-            .run(&ac, &t, async {
-                let _ = stopped.await;
-            })
-            .await
+    let alerter = RunningService::spawn_with(at, move |telemetry, shutdown| async move {
+        alerter.run(&ac, &telemetry, shutdown).await
     });
     correlator.ready().await;
-    eventually("alerter ready", Duration::from_secs(60), || {
-        at.health.is_ready()
-    })
-    .await;
+    alerter.ready().await;
 
     // Key A used after revocation, then key B, then key A again (inside the 5-minute window).
     for key in ["k-revoked-a", "k-revoked-b", "k-revoked-a"] {
@@ -132,7 +124,6 @@ async fn two_revoked_keys_give_two_deliveries_and_a_repeat_within_the_dedup_wind
         1
     );
 
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    correlator.stop().await;
+    alerter.stop().await.unwrap();
+    correlator.stop().await.unwrap();
 }

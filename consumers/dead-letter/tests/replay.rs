@@ -28,23 +28,23 @@ struct Seeded {
 
 /// Record `i` (0..8): origin `i % 2`, class bad_data for i in {0,1,4,5}, failed at base + i h.
 async fn seed() -> Seeded {
-    let dlq = vigil_e2e::unique_name("dlq");
+    let dlq = vigil_test_support::unique_name("dlq");
     let origins = [
-        vigil_e2e::unique_name("origin-a"),
-        vigil_e2e::unique_name("origin-b"),
+        vigil_test_support::unique_name("origin-a"),
+        vigil_test_support::unique_name("origin-b"),
     ];
-    let events = vigil_e2e::unique_name("events");
-    vigil_e2e::create_topic(&dlq, 2).await;
-    vigil_e2e::create_topic(&origins[0], 3).await;
-    vigil_e2e::create_topic(&origins[1], 3).await;
-    vigil_e2e::create_topic(&events, 1).await;
-    let mut cfg = DlqConfig::new(KafkaClientConfig::new(vigil_e2e::kafka_bootstrap()));
+    let events = vigil_test_support::unique_name("events");
+    vigil_test_support::create_topic(&dlq, 2).await;
+    vigil_test_support::create_topic(&origins[0], 3).await;
+    vigil_test_support::create_topic(&origins[1], 3).await;
+    vigil_test_support::create_topic(&events, 1).await;
+    let mut cfg = DlqConfig::new(KafkaClientConfig::new(vigil_test_support::kafka_bootstrap()));
     cfg.dlq_topic = dlq.clone();
-    cfg.ledger_topic = vigil_e2e::unique_name("ledger");
+    cfg.ledger_topic = vigil_test_support::unique_name("ledger");
     cfg.events_topic = events;
     cfg.timeout = Duration::from_secs(30);
 
-    let producer: FutureProducer = vigil_e2e::client_config().create().unwrap();
+    let producer: FutureProducer = vigil_test_support::client_config().create().unwrap();
     let base_ms = vigil_schemas::model::now_micros() / 1000 - 10 * HOUR_MS;
     let mut originals = BTreeMap::new();
     for i in 0..8i64 {
@@ -136,7 +136,7 @@ async fn seed() -> Seeded {
 fn recorder(cfg: &DlqConfig, signer: EventSigner) -> RecordSigner {
     let id = tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(vigil_dead_letter::event::schema_id(
-            &vigil_e2e::schema_registry_url(),
+            &vigil_test_support::schema_registry_url(),
             &cfg.events_topic,
         ))
     })
@@ -196,7 +196,7 @@ fn assert_replayed(s: &Seeded, expected: &[i64]) {
 }
 
 async fn events(cfg: &DlqConfig) -> Vec<VerificationEvent> {
-    let registry = SchemaRegistry::new(&vigil_e2e::schema_registry_url()).unwrap();
+    let registry = SchemaRegistry::new(&vigil_test_support::schema_registry_url()).unwrap();
     let codec = Codec::<VerificationEvent>::new().unwrap();
     let mut out = Vec::new();
     for r in all_of(cfg, &cfg.events_topic) {
@@ -368,7 +368,7 @@ async fn plan_then_approve_by_another_key_replays_exactly_the_plan() {
 async fn inspect_decodes_a_registered_frame_and_hexdumps_the_rest() {
     use vigil_schemas::model::{EventClass, Producer, Status};
     let s = seed().await;
-    let registry = SchemaRegistry::new(&vigil_e2e::schema_registry_url()).unwrap();
+    let registry = SchemaRegistry::new(&vigil_test_support::schema_registry_url()).unwrap();
     let id = registry
         .register_value::<VerificationEvent>()
         .await
@@ -383,7 +383,7 @@ async fn inspect_decodes_a_registered_frame_and_hexdumps_the_rest() {
         .unwrap()
         .encode_framed(id, &event)
         .unwrap();
-    let producer: FutureProducer = vigil_e2e::client_config().create().unwrap();
+    let producer: FutureProducer = vigil_test_support::client_config().create().unwrap();
     // Partition 1 holds seeded records 1, 3, 5, 7 at offsets 0..=3.
     producer
         .send(

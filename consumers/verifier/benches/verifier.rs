@@ -16,20 +16,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
-use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_schemas::model::now_micros;
 use vigil_schemas::signing::{BatchItem, verify_batch};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
-    SchemaRegistry, SignatureHeaders, SignatureState, SignedRecord, Status, Subject,
-    VerificationEvent, VerifiedEvent,
+    AvroRecord, Codec, EventClass, EventSigner, KeyId, Producer, RecordSigner, SchemaRegistry,
+    SignatureHeaders, SignatureState, SignedRecord, Status, Subject, VerificationEvent,
+    VerifiedEvent,
 };
+use vigil_test_support::{KeyRegistryFixture, RunningService, create_topic, metric};
 use vigil_topology::{KafkaClientConfig, Telemetry};
 use vigil_verifier::VerifierConfig;
 
@@ -75,26 +73,6 @@ fn name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-async fn create(bootstrap: &str, topic: &str, partitions: i32, compact: bool) {
-    let mut c = rdkafka::ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap);
-    let admin: AdminClient<DefaultClientContext> = c.create().unwrap();
-    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    if compact {
-        t = t.set("cleanup.policy", "compact");
-    }
-    for r in admin
-        .create_topics(
-            &[t],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap()
-    {
-        r.unwrap();
-    }
-}
-
 fn event(key_id: &str) -> VerificationEvent {
     VerificationEvent::new(
         EventClass::SignatureVerification,
@@ -103,15 +81,6 @@ fn event(key_id: &str) -> VerificationEvent {
         Producer::rust("bench"),
     )
     .with_subject(Subject::principal("alice").with_key_id(key_id))
-}
-
-fn active(key_id: &str, s: &EventSigner) -> KeyStatus {
-    KeyStatus::active(
-        key_id,
-        s.public_key(),
-        now_micros() - 3_600_000_000,
-        "bench",
-    )
 }
 
 fn ceiling(
@@ -160,25 +129,20 @@ fn main() {
 }
 
 async fn bench() {
-    let bootstrap =
-        std::env::var("VIGIL_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let registry_url = std::env::var("VIGIL_SCHEMA_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081".into());
+    // The fixtures below need the stack's addresses anyway: no fallback defaults.
+    let bootstrap = vigil_test_support::kafka_bootstrap();
+    let registry_url = vigil_test_support::schema_registry_url();
     let events: usize = env_or("BENCH_EVENTS", 30_000);
     let partitions: i32 = env_or("BENCH_PARTITIONS", 12);
     let batch_max: usize = env_or("BENCH_BATCH_MAX", 64);
     let trials: usize = env_or("BENCH_TRIALS", 20);
 
-    let (raw, verified, keys, dlq) = (
-        name("bv-raw"),
-        name("bv-verified"),
-        name("bv-keys"),
-        name("bv-dlq"),
-    );
-    create(&bootstrap, &raw, partitions, false).await;
-    create(&bootstrap, &verified, 12, false).await;
-    create(&bootstrap, &keys, 1, true).await;
-    create(&bootstrap, &dlq, 1, false).await;
+    let (raw, verified, dlq) = (name("bv-raw"), name("bv-verified"), name("bv-dlq"));
+    create_topic(&raw, partitions).await;
+    create_topic(&verified, 12).await;
+    create_topic(&dlq, 1).await;
+    let registry = KeyRegistryFixture::create("bv-keys").await;
+    let keys = registry.topic().to_owned();
     let schema = SchemaRegistry::new(&registry_url)
         .unwrap()
         .register(
@@ -188,15 +152,12 @@ async fn bench() {
         .await
         .unwrap();
     let kafka = KafkaClientConfig::new(bootstrap.clone());
-    let writer = KeyStatusWriter::new(&keys, &registry_url, &kafka)
-        .await
-        .unwrap();
     // Events are keyed by key id: enough keys to spread them over every partition.
     let mut signers = Vec::new();
     for i in 0..64 {
         let key_id = format!("k-bench-{i}");
         let signer = EventSigner::generate().with_key_id(KeyId::new(key_id.as_str()).unwrap());
-        writer.write(&active(&key_id, &signer)).await.unwrap();
+        registry.activate(&key_id, &signer).await;
         signers.push((key_id, RecordSigner::new(signer, schema).unwrap()));
     }
     let one_key: Vec<SignedRecord> = (0..256 * 20)
@@ -228,7 +189,12 @@ async fn bench() {
         .set("enable.idempotence", "true");
     let p: FutureProducer = pc.create().unwrap();
     for chunk in records.chunks(2_000) {
-        futures::future::join_all(chunk.iter().map(|r| vigil_e2e::send_signed(&p, &raw, r))).await;
+        futures::future::join_all(
+            chunk
+                .iter()
+                .map(|r| vigil_test_support::send_signed(&p, &raw, r)),
+        )
+        .await;
     }
 
     let config = VerifierConfig {
@@ -248,29 +214,12 @@ async fn bench() {
         pipeline_depth: env_or("BENCH_PIPELINE_DEPTH", 64),
         ..VerifierConfig::default()
     };
-    let telemetry = Telemetry::new();
-    let t = telemetry.clone();
     let cfg = config.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(async move {
-        vigil_verifier::run(&cfg, &t, async {
-            let _ = stop_rx.await;
-        })
-        .await
+    let verifier = RunningService::spawn(move |telemetry, shutdown| async move {
+        vigil_verifier::run(&cfg, &telemetry, shutdown).await
     });
-    let verdicts = |t: &Telemetry| -> f64 {
-        t.registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "vigil_verifier_events_total")
-            .flat_map(|f| {
-                f.get_metric()
-                    .iter()
-                    .map(|m| m.get_counter().get_value())
-                    .collect::<Vec<_>>()
-            })
-            .sum()
-    };
+    let telemetry = verifier.telemetry().clone();
+    let verdicts = |t: &Telemetry| metric(t, "vigil_verifier_events_total", &[]);
     while verdicts(&telemetry) < 1.0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -310,8 +259,7 @@ async fn bench() {
 
     // Emergency revocation propagation.
     if trials == 0 {
-        let _ = stop_tx.send(());
-        let _ = run.await;
+        let _ = verifier.stop().await;
         return;
     }
     let vigil_bin = std::env::var("VIGIL_BIN").ok();
@@ -333,7 +281,7 @@ async fn bench() {
     for trial in 0..trials {
         let key_id = format!("k-revoke-{trial}-{:08x}", rand::random::<u32>());
         let s = EventSigner::generate().with_key_id(KeyId::new(key_id.as_str()).unwrap());
-        writer.write(&active(&key_id, &s)).await.unwrap();
+        registry.activate(&key_id, &s).await;
         let rs = Arc::new(RecordSigner::new(s, schema).unwrap());
         tokio::time::sleep(Duration::from_millis(300)).await;
         let running = Arc::new(AtomicBool::new(true));
@@ -347,7 +295,8 @@ async fn bench() {
             );
             tokio::spawn(async move {
                 while running.load(Ordering::Relaxed) {
-                    vigil_e2e::send_signed(&p, &raw, &rs.sign(&event(&key_id)).unwrap()).await;
+                    vigil_test_support::send_signed(&p, &raw, &rs.sign(&event(&key_id)).unwrap())
+                        .await;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             })
@@ -383,11 +332,9 @@ async fn bench() {
                 now_micros()
             }
             None => {
-                let mut st = active(&key_id, rs.signer());
-                st.state = KeyState::Revoked;
-                st.revoked_at = Some(now_micros());
-                st.emergency = true;
-                writer.write(&st).await.unwrap();
+                registry
+                    .revoke(&key_id, rs.signer(), now_micros(), None, true)
+                    .await;
                 now_micros()
             }
         };
@@ -430,6 +377,5 @@ async fn bench() {
         pct(0.99),
         latencies.last().copied().unwrap_or_default()
     );
-    let _ = stop_tx.send(());
-    let _ = run.await;
+    let _ = verifier.stop().await;
 }

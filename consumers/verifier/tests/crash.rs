@@ -8,23 +8,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use vigil_test_support::ChildProcess;
 use vigil_topology::Telemetry;
 
 const CHILD_ENV: &str = "VIGIL_VERIFIER_CHILD_CONFIG";
 const TEST_NAME: &str = "kill_9_mid_stream_loses_nothing";
 
-fn spawn_child(config_path: &std::path::Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn_child(config_path: &std::path::Path) -> ChildProcess {
+    ChildProcess::this_test(TEST_NAME, CHILD_ENV, config_path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,11 +36,9 @@ async fn kill_9_mid_stream_loses_nothing() {
     let partitions = 3;
     let topics = Topics::create(partitions).await;
     let schema = topics.raw_schema().await;
-    let keys = topics.key_writer().await;
-    let good = signer("k-crash", schema);
-    keys.write(&active("k-crash", good.signer())).await.unwrap();
+    let good = topics.keys.register("k-crash", schema).await;
     let config = topics.config();
-    let dir = std::env::temp_dir().join(vigil_e2e::unique_name("vt-crash"));
+    let dir = std::env::temp_dir().join(vigil_test_support::unique_name("vt-crash"));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("verifier.toml");
     std::fs::write(
@@ -81,12 +73,12 @@ async fn kill_9_mid_stream_loses_nothing() {
         "first verifier made progress: {}",
         seen.len()
     );
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     // Everything the killed process wrote is visible by now (its writes were acknowledged).
     seen.extend(reader.read(total, Duration::from_secs(2)).await);
     let written_before_kill = seen.len() as i64;
-    let committed_at_kill = vigil_e2e::committed_total(&config.group_id, &topics.raw, partitions);
+    let committed_at_kill =
+        vigil_test_support::committed_total(&config.group_id, &topics.raw, partitions);
     assert!(committed_at_kill <= written_before_kill);
 
     let mut child = spawn_child(&path);
@@ -104,8 +96,7 @@ async fn kill_9_mid_stream_loses_nothing() {
         let more = reader.read(total, Duration::from_secs(2)).await;
         tally(&more, &mut counts);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let _ = std::fs::remove_dir_all(&dir);
 
     let expected: std::collections::HashSet<String> =

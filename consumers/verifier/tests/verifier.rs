@@ -32,26 +32,28 @@ fn by_event_id(reads: &[Read]) -> HashMap<String, VerifiedEvent> {
 async fn each_case_gets_its_verdict_on_the_verified_topic() {
     let topics = Topics::create(3).await;
     let schema = topics.raw_schema().await;
-    let keys = topics.key_writer().await;
-    let good = signer("k-good", schema);
+    let keys = &topics.keys;
+    let good = keys.register("k-good", schema).await;
     let old = signer("k-old", schema);
     let revoked = signer("k-revoked", schema);
     let stranger = signer("k-stranger", schema);
-    keys.write(&active("k-good", good.signer())).await.unwrap();
     let grace_until = now_micros() + 4_000_000;
     let mut rotated = active("k-old", old.signer());
     rotated.state = KeyState::Rotated;
     rotated.grace_until = Some(grace_until);
-    keys.write(&rotated).await.unwrap();
-    let mut rev = active("k-revoked", revoked.signer());
-    rev.state = KeyState::Revoked;
-    rev.revoked_at = Some(now_micros() - 1_000_000);
-    rev.reason = Some("lost laptop".into());
-    keys.write(&rev).await.unwrap();
+    keys.write(&rotated).await;
+    keys.revoke(
+        "k-revoked",
+        revoked.signer(),
+        now_micros() - 1_000_000,
+        Some("lost laptop"),
+        false,
+    )
+    .await;
 
     let mut config = topics.config();
     config.verify_batch_max = 16;
-    let running = Running::start(config);
+    let running = start_verifier(config);
     running.ready().await;
     let p = producer();
 
@@ -152,13 +154,13 @@ async fn each_case_gets_its_verdict_on_the_verified_topic() {
             .map(Vec::as_slice),
         Some(&b"valid"[..])
     );
-    let metrics = running.telemetry.render();
+    let metrics = running.telemetry().render();
     assert!(
         metrics.contains("vigil_verifier_events_total{state=\"bad\"} 3"),
         "{metrics}"
     );
     assert!(metrics.contains("vigil_key_registry_keys 3"), "{metrics}");
-    running.stop().await;
+    running.stop().await.unwrap();
 }
 
 fn decode_verified_value(value: &[u8]) -> vigil_schemas::VerificationEvent {
@@ -173,10 +175,8 @@ fn decode_verified_value(value: &[u8]) -> vigil_schemas::VerificationEvent {
 async fn poison_records_go_to_the_dlq_with_headers_and_the_partition_moves_on() {
     let topics = Topics::create(1).await;
     let schema = topics.raw_schema().await;
-    let keys = topics.key_writer().await;
-    let good = signer("k-good", schema);
-    keys.write(&active("k-good", good.signer())).await.unwrap();
-    let running = Running::start(topics.config());
+    let good = topics.keys.register("k-good", schema).await;
+    let running = start_verifier(topics.config());
     running.ready().await;
     let p = producer();
 
@@ -266,13 +266,13 @@ async fn poison_records_go_to_the_dlq_with_headers_and_the_partition_moves_on() 
     assert!(error(2).contains("oversized"), "{}", error(2));
     assert!(error(3).contains("unknown_schema_id"), "{}", error(3));
     assert!(error(4).contains("missing_signature"), "{}", error(4));
-    running.stop().await;
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
     let topics = Topics::create(1).await;
-    let writer = topics.key_writer().await;
+    let writer = topics.keys.writer();
     let n = 10_000;
     let signers: Vec<EventSigner> = (0..64).map(|_| EventSigner::generate()).collect();
     let statuses: Vec<_> = (0..n)
@@ -287,10 +287,10 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
     let started = Instant::now();
     let (registry, task) = KeyRegistry::start(
         &KeyRegistryConfig {
-            topic: topics.keys.clone(),
-            schema_registry_url: vigil_e2e::schema_registry_url(),
+            topic: topics.keys.topic().to_owned(),
+            schema_registry_url: vigil_test_support::schema_registry_url(),
         },
-        &KafkaClientConfig::new(vigil_e2e::kafka_bootstrap()),
+        &KafkaClientConfig::new(vigil_test_support::kafka_bootstrap()),
         None,
     )
     .await

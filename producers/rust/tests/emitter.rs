@@ -18,6 +18,7 @@ use vigil_schemas::{
     Codec, EventClass, EventSigner, Platform, Producer, PublicKey, RecordSigner, SchemaId,
     Signature, Status, Subject, VerificationEvent,
 };
+use vigil_test_support::ChildProcess;
 use vigil_topology::KafkaClientConfig;
 
 const CHILD_ENV: &str = "VIGIL_EMITTER_TEST_CHILD";
@@ -40,7 +41,7 @@ fn event(i: usize) -> VerificationEvent {
 }
 
 async fn schema_id(spool: &std::path::Path) -> SchemaId {
-    let url = vigil_e2e::schema_registry_url();
+    let url = vigil_test_support::schema_registry_url();
     vigil_producer::schema_id::resolve(&url, spool)
         .await
         .expect("register the event schema")
@@ -57,8 +58,8 @@ fn config(dir: &std::path::Path, topic: &str) -> EmitterConfig {
 
 /// Reads `n` records from `topic` with a fresh consumer group.
 async fn read_all(topic: &str, n: usize, within: Duration) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: StreamConsumer = vigil_e2e::client_config()
-        .set("group.id", vigil_e2e::unique_name("emitter-test"))
+    let consumer: StreamConsumer = vigil_test_support::client_config()
+        .set("group.id", vigil_test_support::unique_name("emitter-test"))
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
@@ -107,8 +108,8 @@ fn seq_of(event: &VerificationEvent) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn independent_decode_path_matches_what_was_emitted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic = vigil_e2e::unique_name("emitter-decode");
-    vigil_e2e::create_topic(&topic, 3).await;
+    let topic = vigil_test_support::unique_name("emitter-decode");
+    vigil_test_support::create_topic(&topic, 3).await;
     let id = schema_id(dir.path()).await;
     let signer = EventSigner::from_pkcs8_pem_file(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -123,7 +124,7 @@ async fn independent_decode_path_matches_what_was_emitted() {
     let key_id = signer.key_id().as_str().to_owned();
     let emitter = Emitter::start(
         &config(dir.path(), &topic),
-        &KafkaClientConfig::new(vigil_e2e::kafka_bootstrap()),
+        &KafkaClientConfig::new(vigil_test_support::kafka_bootstrap()),
         RecordSigner::new(signer, id).expect("record signer"),
         None,
     )
@@ -148,7 +149,7 @@ async fn independent_decode_path_matches_what_was_emitted() {
         let schema: serde_json::Value = http
             .get(format!(
                 "{}/schemas/ids/{wire_id}",
-                vigil_e2e::schema_registry_url()
+                vigil_test_support::schema_registry_url()
             ))
             .send()
             .await
@@ -227,8 +228,8 @@ fn free_port() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_outage_is_bridged_by_the_spool_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic = vigil_e2e::unique_name("emitter-outage");
-    vigil_e2e::create_topic(&topic, 3).await;
+    let topic = vigil_test_support::unique_name("emitter-outage");
+    vigil_test_support::create_topic(&topic, 3).await;
     let id = schema_id(dir.path()).await;
     // The emitter's only bootstrap address has no broker behind it yet.
     let down = free_port();
@@ -261,7 +262,7 @@ async fn broker_outage_is_bridged_by_the_spool_without_loss_or_duplicates() {
     let listener = TcpListener::bind(down)
         .await
         .expect("rebind the bootstrap port");
-    let proxy = tokio::spawn(proxy(listener, vigil_e2e::kafka_bootstrap()));
+    let proxy = tokio::spawn(proxy(listener, vigil_test_support::kafka_bootstrap()));
     wait_until_spool_drained(&emitter, Duration::from_secs(60)).await;
     let codec = Codec::<VerificationEvent>::new().expect("codec");
     let records = read_all(&topic, n, Duration::from_secs(60)).await;
@@ -318,25 +319,26 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic = vigil_e2e::unique_name("emitter-kill");
-    vigil_e2e::create_topic(&topic, 3).await;
+    let topic = vigil_test_support::unique_name("emitter-kill");
+    vigil_test_support::create_topic(&topic, 3).await;
     let id = schema_id(dir.path()).await;
     let spool_dir = dir.path().join("spool");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "kill_9_with_spooled_events_loses_nothing_after_restart",
-            "--nocapture",
-        ])
-        .env(
-            CHILD_ENV,
-            format!("{}|{topic}|{}", spool_dir.display(), id.0),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the producing child");
-    let stdout = child.stdout.take().expect("child stdout");
+    let mut child = ChildProcess::spawn(
+        "the producing child",
+        Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "kill_9_with_spooled_events_loses_nothing_after_restart",
+                "--nocapture",
+            ])
+            .env(
+                CHILD_ENV,
+                format!("{}|{topic}|{}", spool_dir.display(), id.0),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let stdout = child.take_stdout();
     let spooled = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
             .lines()
@@ -349,8 +351,7 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
     .await
     .expect("reader")
     .expect("child reported its spool");
-    child.kill().expect("kill -9 the child"); // SIGKILL: no destructor, no flush
-    let _ = child.wait();
+    child.kill(); // SIGKILL: no destructor, no flush
     assert_eq!(
         spooled, 300,
         "the child spooled every event before it was killed"
@@ -359,7 +360,7 @@ async fn kill_9_with_spooled_events_loses_nothing_after_restart() {
     // Restart on the same spool with a reachable broker: the spool drains by itself.
     let emitter = Emitter::start(
         &config(dir.path(), &topic),
-        &KafkaClientConfig::new(vigil_e2e::kafka_bootstrap()),
+        &KafkaClientConfig::new(vigil_test_support::kafka_bootstrap()),
         RecordSigner::new(EventSigner::generate(), id).expect("signer"),
         None,
     )

@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vigil_producer::spool::{FsyncPolicy, SeqNo, Spool, SpoolConfig};
+use vigil_test_support::ChildProcess;
 
 const CHILD_DIR_ENV: &str = "VIGIL_SPOOL_CRASH_CHILD_DIR";
 const CHILD_ROUND_ENV: &str = "VIGIL_SPOOL_CRASH_CHILD_ROUND";
@@ -93,14 +94,15 @@ fn child(dir: &str, round: u64) -> ! {
 /// Runs one child round, kills it after `kill_after` reported appends, returns seq -> payload.
 fn run_round(dir: &Path, round: u64, kill_after: usize) -> BTreeMap<u64, Vec<u8>> {
     let exe = std::env::current_exe().expect("current test executable");
-    let mut child = Command::new(exe)
-        .env(CHILD_DIR_ENV, dir)
-        .env(CHILD_ROUND_ENV, round.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child writer");
-    let stdout = child.stdout.take().expect("child stdout");
+    let mut child = ChildProcess::spawn(
+        "the child writer",
+        Command::new(exe)
+            .env(CHILD_DIR_ENV, dir)
+            .env(CHILD_ROUND_ENV, round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let stdout = child.take_stdout();
     let mut reported = BTreeMap::new();
     let mut last_seq = 0u64;
     for line in BufReader::new(stdout).lines() {
@@ -111,12 +113,12 @@ fn run_round(dir: &Path, round: u64, kill_after: usize) -> BTreeMap<u64, Vec<u8>
         last_seq = seq;
         reported.insert(seq, payload(round, i));
         if reported.len() == kill_after {
-            // Child::kill sends SIGKILL: no destructor, no flush, no sync runs in the child.
-            child.kill().expect("kill child");
+            // SIGKILL: no destructor, no flush, no sync runs in the child.
+            child.kill();
             break;
         }
     }
-    let status = child.wait().expect("wait for child");
+    let status = child.wait();
     assert!(
         !status.success(),
         "round {round}: child exited on its own: {status}"

@@ -24,13 +24,17 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::oneshot;
 use vigil_alerter::{AlerterConfig, AlerterService, ReceiverConfig, ReceiverKind, RouteConfig};
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_consumer::RunSummary;
 use vigil_schemas::model::now_micros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{Alert, AvroRecord, Codec, SchemaId, SchemaRegistry, Severity};
+use vigil_test_support::{ChildProcess, RunningService};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_topology::{KafkaClientConfig, Telemetry};
+
+#[allow(unused_imports)] // not every test binary waits
+pub use vigil_test_support::eventually;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -169,9 +173,9 @@ impl Topics {
         let alerts = unique_name("at-alerts");
         let dlq = unique_name("at-dlq");
         let state = unique_name("at-state");
-        vigil_e2e::create_topic(&alerts, partitions).await;
-        vigil_e2e::create_topic(&dlq, 1).await;
-        vigil_e2e::create_compacted_topic(&state).await;
+        vigil_test_support::create_topic(&alerts, partitions).await;
+        vigil_test_support::create_topic(&dlq, 1).await;
+        vigil_test_support::create_compacted_topic(&state).await;
         let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
         let schema = registry
             .register(&value_subject(&alerts), <Alert as AvroRecord>::SCHEMA_JSON)
@@ -281,7 +285,7 @@ pub fn alert(fingerprint: &str, rule: &str, severity: Severity) -> Alert {
 }
 
 pub fn producer() -> FutureProducer {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("linger.ms", "0").set("enable.idempotence", "true");
     c.create().unwrap()
 }
@@ -304,61 +308,40 @@ pub async fn send(p: &FutureProducer, t: &Topics, a: &Alert) {
     send_raw(p, &t.alerts, a.fingerprint.as_bytes(), &value).await;
 }
 
-/// An alerter running in this process.
-pub struct Running {
-    pub telemetry: Telemetry,
+/// An alerter running in this process: the one service handle plus what the tests reach past
+/// it (the API address, the handler's metrics and book).
+pub struct InProcessAlerter {
+    pub service: RunningService<Result<RunSummary, vigil_alerter::AlerterError>>,
     pub api: SocketAddr,
     pub handler: Arc<vigil_alerter::Alerter>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<vigil_consumer::RunSummary, vigil_alerter::AlerterError>>,
 }
 
-impl Running {
+impl InProcessAlerter {
+    /// Builds and starts an alerter with `config` and waits until it is ready.
     pub async fn start(config: AlerterConfig) -> Self {
         let telemetry = Telemetry::new();
-        let service: AlerterService = vigil_alerter::build(&config, &telemetry).await.unwrap();
-        let api = service.api_addr;
-        let handler = service.handler.clone();
-        let (tx, rx) = oneshot::channel::<()>();
-        let t = telemetry.clone();
-        let task = tokio::spawn(async move {
-            service
-                .run(&config, &t, async {
-                    let _ = rx.await;
-                })
-                .await
-        });
-        let r = Running {
-            telemetry,
+        let built: AlerterService = vigil_alerter::build(&config, &telemetry).await.unwrap();
+        let api = built.api_addr;
+        let handler = built.handler.clone();
+        let service =
+            RunningService::spawn_with(telemetry, move |telemetry, shutdown| async move {
+                built.run(&config, &telemetry, shutdown).await
+            });
+        service.ready().await;
+        Self {
+            service,
             api,
             handler,
-            stop: Some(tx),
-            task,
-        };
-        eventually("alerter ready", Duration::from_secs(60), || {
-            r.telemetry.health.is_ready()
-        })
-        .await;
-        r
+        }
     }
 
     pub fn api_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.api)
     }
 
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    /// Stops the alerter; panics unless it stopped cleanly.
+    pub async fn stop(self) {
+        self.service.stop().await.unwrap();
     }
 }
 
@@ -372,7 +355,7 @@ pub struct Read {
 
 /// Reads `n` records of `topic` from the beginning, or fewer after `timeout`.
 pub async fn read(topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
-    let mut c: ClientConfig = vigil_e2e::client_config();
+    let mut c: ClientConfig = vigil_test_support::client_config();
     c.set("group.id", unique_name("at-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false");
@@ -460,21 +443,23 @@ fn run_alerter_binary() -> PathBuf {
 /// An alerter in a child process (`examples/run_alerter.rs`), so it can be killed with
 /// SIGKILL: no graceful shutdown, no final commit, no flush.
 pub struct ChildAlerter {
-    child: std::process::Child,
+    process: ChildProcess,
     pub api: SocketAddr,
 }
 
 impl ChildAlerter {
+    /// Starts the alerter with the config `yaml` and waits for its `ready <api address>` line.
     pub async fn start(yaml: &str) -> Self {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(run_alerter_binary())
-            .env("ALERTER_CONFIG", yaml)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut process = ChildProcess::spawn(
+            "the run_alerter example",
+            std::process::Command::new(run_alerter_binary())
+                .env("ALERTER_CONFIG", yaml)
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit()),
+        );
+        let stdout = process.take_stdout();
         let line = tokio::time::timeout(
             Duration::from_secs(60),
             tokio::task::spawn_blocking(move || {
@@ -493,7 +478,7 @@ impl ChildAlerter {
         .unwrap()
         .expect("child alerter printed its api address");
         ChildAlerter {
-            child,
+            process,
             api: line.trim().parse().unwrap(),
         }
     }
@@ -504,43 +489,19 @@ impl ChildAlerter {
 
     /// SIGKILL, then reap.
     pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process.kill();
     }
 
     /// SIGTERM (a graceful shutdown: partitions revoked, offsets committed, the group left),
     /// then waits up to `timeout` for the process to exit; returns whether it exited cleanly.
     pub async fn terminate(mut self, timeout: Duration) -> bool {
-        let pid = self.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "child alerter did not stop within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for ChildAlerter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate(timeout).await.success()
     }
 }
 
 /// Waits until `group` has committed an offset of at least `at_least` on partition 0 of `topic`.
 pub async fn wait_committed(group: &str, topic: &str, at_least: i64, timeout: Duration) {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("group.id", group).set("enable.auto.commit", "false");
     let consumer: BaseConsumer = c.create().unwrap();
     let mut tpl = TopicPartitionList::new();

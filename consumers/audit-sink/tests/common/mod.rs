@@ -3,19 +3,18 @@
 //! Shared helpers: fresh topics and databases, signed VerifiedEvents, an in-process sink.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use vigil_audit_sink::metrics::SinkMetrics;
 use vigil_audit_sink::sink::SinkSummary;
-use vigil_audit_sink::{AuditSink, AuditSinkConfig, AuditStore, VerifyOptions};
+use vigil_audit_sink::{AuditError, AuditSink, AuditSinkConfig, AuditStore, VerifyOptions};
 use vigil_schemas::codec::Codec;
 use vigil_schemas::model::*;
 use vigil_schemas::signing::{EventSigner, PublicKey};
 use vigil_schemas::wire::SchemaId;
+use vigil_test_support::RunningService;
 use vigil_topology::KafkaClientConfig;
-use vigil_topology::telemetry::Health;
 
 /// The producers' signing key of the tests.
 pub fn producer_key() -> EventSigner {
@@ -29,14 +28,14 @@ pub fn sink_key() -> EventSigner {
 
 /// Returns a fresh database name.
 pub fn fresh_db(prefix: &str) -> String {
-    vigil_e2e::unique_name(prefix).replace('-', "_")
+    vigil_test_support::unique_name(prefix).replace('-', "_")
 }
 
 /// Returns a sink config for a fresh topic and database with small batches.
 pub fn config(topic: &str, db: &str) -> AuditSinkConfig {
     AuditSinkConfig {
         topic: topic.to_owned(),
-        group: vigil_e2e::unique_name("audit-sink"),
+        group: vigil_test_support::unique_name("audit-sink"),
         database: db.to_owned(),
         batch_max_rows: 200,
         flush_interval_ms: 100,
@@ -141,23 +140,28 @@ pub async fn produce(topic: &str, n: u64, garbage: u64) -> Vec<uuid::Uuid> {
     ids
 }
 
+/// Starts the sink with `config` in-process (its metrics and health in the handle's telemetry).
+pub fn start_sink(config: AuditSinkConfig) -> RunningService<Result<SinkSummary, AuditError>> {
+    let store = AuditStore::from_env(&config.database).unwrap();
+    RunningService::spawn(move |telemetry, shutdown| {
+        let metrics = SinkMetrics::register(&telemetry.registry).unwrap();
+        let sink = AuditSink::new(
+            config,
+            KafkaClientConfig::from_env(),
+            store,
+            sink_key(),
+            metrics,
+            telemetry.health.clone(),
+        )
+        .unwrap();
+        sink.run(shutdown)
+    })
+}
+
 /// Runs the sink in-process until `rows` rows are stored (or 60 s), then stops it gracefully.
 pub async fn run_until(config: AuditSinkConfig, rows: u64) -> SinkSummary {
     let store = AuditStore::from_env(&config.database).unwrap();
-    let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
-    let sink = AuditSink::new(
-        config.clone(),
-        KafkaClientConfig::from_env(),
-        store.clone(),
-        sink_key(),
-        metrics,
-        Arc::new(Health::default()),
-    )
-    .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(sink.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let sink = start_sink(config);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -165,8 +169,8 @@ pub async fn run_until(config: AuditSinkConfig, rows: u64) -> SinkSummary {
             break;
         }
     }
-    stop_tx.send(()).unwrap();
-    task.await.unwrap().unwrap()
+    assert!(!sink.is_finished(), "the sink runs until stopped");
+    sink.stop().await.unwrap()
 }
 
 /// Returns `SELECT count() FROM table` (0 if the table does not exist yet).

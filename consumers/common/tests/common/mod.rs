@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,16 +13,13 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use vigil_consumer::{
     ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RecordHeader, RetryPolicy,
     RetryTopic, RunSummary, RuntimeConfig, RuntimeError,
 };
-use vigil_topology::{KafkaClientConfig, LogFormat, Telemetry};
-
-/// Upper bound for any wait in these tests.
-pub const WAIT: Duration = Duration::from_secs(60);
+#[allow(unused_imports)] // not every test binary uses every helper
+pub use vigil_test_support::{RunningService, WAIT, eventually, eventually_async, metric};
+use vigil_topology::{KafkaClientConfig, LogFormat};
 
 /// A set of fresh topics and a consumer group used by one test.
 pub struct Topics {
@@ -38,19 +34,19 @@ impl Topics {
     pub async fn create(partitions: i32) -> Self {
         vigil_topology::telemetry::init_tracing(LogFormat::Text, "warn");
         let t = Topics {
-            source: vigil_e2e::unique_name("consumer-src"),
+            source: vigil_test_support::unique_name("consumer-src"),
             retry: vec![
-                vigil_e2e::unique_name("consumer-retry1"),
-                vigil_e2e::unique_name("consumer-retry2"),
+                vigil_test_support::unique_name("consumer-retry1"),
+                vigil_test_support::unique_name("consumer-retry2"),
             ],
-            dlq: vigil_e2e::unique_name("consumer-dlq"),
-            group: vigil_e2e::unique_name("consumer-group"),
+            dlq: vigil_test_support::unique_name("consumer-dlq"),
+            group: vigil_test_support::unique_name("consumer-group"),
         };
-        vigil_e2e::create_topic(&t.source, partitions).await;
+        vigil_test_support::create_topic(&t.source, partitions).await;
         for r in &t.retry {
-            vigil_e2e::create_topic(r, 2).await;
+            vigil_test_support::create_topic(r, 2).await;
         }
-        vigil_e2e::create_topic(&t.dlq, 1).await;
+        vigil_test_support::create_topic(&t.dlq, 1).await;
         t
     }
 
@@ -82,7 +78,7 @@ impl Topics {
 }
 
 pub fn kafka() -> KafkaClientConfig {
-    KafkaClientConfig::new(vigil_e2e::kafka_bootstrap())
+    KafkaClientConfig::new(vigil_test_support::kafka_bootstrap())
 }
 
 /// What the scripted handler answers for one call.
@@ -155,101 +151,14 @@ impl Handler for Scripted {
 }
 
 /// A runtime running in the background until `stop` is called.
-pub struct Running {
-    pub telemetry: Telemetry,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<RunSummary, RuntimeError>>,
-}
+pub type Running = RunningService<Result<RunSummary, RuntimeError>>;
 
-impl Running {
-    pub fn start<H: Handler>(config: RuntimeConfig, handler: Arc<H>) -> Self {
-        let telemetry = Telemetry::new();
+/// Starts `handler` under a runtime with `config` in the background.
+pub fn start_runtime<H: Handler>(config: RuntimeConfig, handler: Arc<H>) -> Running {
+    RunningService::spawn(move |telemetry, shutdown| {
         let runtime = ConsumerRuntime::new(config, &kafka(), &telemetry).expect("valid runtime");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            runtime
-                .run(handler, async move {
-                    let _ = rx.await;
-                })
-                .await
-        });
-        Running {
-            telemetry,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Asks the runtime to stop and returns its result.
-    pub async fn stop(mut self) -> Result<RunSummary, RuntimeError> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        self.finished().await
-    }
-
-    /// Waits for the run to end by itself.
-    pub async fn finished(self) -> Result<RunSummary, RuntimeError> {
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("runtime stops in time")
-            .expect("runtime task does not panic")
-    }
-
-    /// Returns the value of a metric whose labels include `labels`, summed over the rest.
-    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        metric(&self.telemetry, name, labels)
-    }
-}
-
-pub fn metric(telemetry: &Telemetry, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut total = 0.0;
-    for family in telemetry.registry.gather() {
-        if family.name() != name {
-            continue;
-        }
-        for m in family.get_metric() {
-            let matches = labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            });
-            if !matches {
-                continue;
-            }
-            total += match family.get_field_type() {
-                prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
-                prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
-                prometheus::proto::MetricType::HISTOGRAM => {
-                    m.get_histogram().get_sample_count() as f64
-                }
-                _ => 0.0,
-            };
-        }
-    }
-    total
-}
-
-/// Polls `check` until it holds; panics with `what` after `WAIT`.
-pub async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Like `eventually`, for an async check.
-pub async fn eventually_async<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        async move { runtime.run(handler, shutdown).await }
+    })
 }
 
 pub fn producer() -> FutureProducer {
@@ -303,8 +212,8 @@ pub struct ReadRecord {
 
 /// Reads `n` records of `topic` from the beginning with a throwaway group.
 pub async fn read(topic: &str, n: usize) -> Vec<ReadRecord> {
-    let consumer: StreamConsumer = vigil_e2e::client_config()
-        .set("group.id", vigil_e2e::unique_name("reader"))
+    let consumer: StreamConsumer = vigil_test_support::client_config()
+        .set("group.id", vigil_test_support::unique_name("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
@@ -338,14 +247,14 @@ pub async fn read(topic: &str, n: usize) -> Vec<ReadRecord> {
 }
 
 fn admin_consumer(group: &str) -> BaseConsumer {
-    let mut c: ClientConfig = vigil_e2e::client_config();
+    let mut c: ClientConfig = vigil_test_support::client_config();
     c.set("group.id", group).set("enable.auto.commit", "false");
     c.create().expect("offset reader")
 }
 
 /// Returns the high watermark of each partition of `topic`.
 pub fn end_offsets(topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    let c = admin_consumer(&vigil_e2e::unique_name("watermarks"));
+    let c = admin_consumer(&vigil_test_support::unique_name("watermarks"));
     (0..partitions)
         .map(|p| {
             let (_, high) = c
@@ -358,7 +267,7 @@ pub fn end_offsets(topic: &str, partitions: i32) -> HashMap<i32, i64> {
 
 /// Returns the committed offset of each partition of `topic` for `group` (-1 when none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    vigil_e2e::committed_offsets(group, topic, partitions)
+    vigil_test_support::committed_offsets(group, topic, partitions)
 }
 
 /// Returns a value's text, for assertions.

@@ -8,37 +8,30 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::oneshot;
-use vigil_correlator::CorrelatorConfig;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
+use vigil_consumer::RunSummary;
+use vigil_correlator::{CorrelatorConfig, CorrelatorError};
 use vigil_schemas::model::{Alert, now_micros};
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
     AvroRecord, Codec, EventClass, Producer, SchemaId, SchemaRegistry, SignatureState, Status,
     Subject, VerificationEvent, VerifiedEvent,
 };
+use vigil_test_support::{ChildProcess, RunningService, create_topic};
+use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_topology::{KafkaClientConfig, Telemetry};
+
+// Producing, waiting and topic creation are vigil-test-support's, shared with the other crates.
+#[allow(unused_imports)] // not every test binary uses every helper
+pub use vigil_test_support::{
+    KeyRegistryFixture, create_topic_with, eventually, producer, send_signed,
+};
 
 /// The built-in rule pack of the repository.
 pub fn rules_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules")
-}
-
-pub async fn create_topic(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        t = t.set(k, v);
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in admin.create_topics(&[t], &opts).await.unwrap() {
-        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
-    }
 }
 
 /// Fresh verified / alerts / DLQ topics for one correlator test.
@@ -55,9 +48,9 @@ impl Topics {
             alerts: unique_name("ct-alerts"),
             dlq: unique_name("ct-dlq"),
         };
-        create_topic(&t.verified, verified_partitions, &[]).await;
-        create_topic(&t.alerts, 1, &[]).await;
-        create_topic(&t.dlq, 1, &[]).await;
+        create_topic(&t.verified, verified_partitions).await;
+        create_topic(&t.alerts, 1).await;
+        create_topic(&t.dlq, 1).await;
         t
     }
 
@@ -229,166 +222,43 @@ pub fn event(key_id: &str) -> VerificationEvent {
     .with_subject(Subject::principal("alice").with_key_id(key_id))
 }
 
-pub fn producer() -> FutureProducer {
-    let mut c = vigil_e2e::client_config();
-    c.set("linger.ms", "1").set("enable.idempotence", "true");
-    c.create().unwrap()
+/// Returns a correlator counter (a series of it with `labels`) as a count.
+pub fn count(correlator: &Correlator, name: &str, labels: &[(&str, &str)]) -> u64 {
+    correlator.metric(name, labels) as u64
 }
 
-pub async fn send(
-    p: &FutureProducer,
-    topic: &str,
-    key: &[u8],
-    value: &[u8],
-    headers: &[(String, Vec<u8>)],
-) {
-    let mut h = OwnedHeaders::new();
-    for (k, v) in headers {
-        h = h.insert(Header {
-            key: k,
-            value: Some(v.as_slice()),
-        });
-    }
-    p.send(
-        FutureRecord::to(topic).key(key).payload(value).headers(h),
-        Duration::from_secs(30),
+/// Returns how many events `correlator` evaluated.
+pub fn events(correlator: &Correlator) -> u64 {
+    count(correlator, "vigil_correlator_events_total", &[])
+}
+
+/// Waits until `correlator` evaluated `n` events.
+pub async fn evaluated(correlator: &Correlator, n: u64) {
+    eventually(
+        &format!("{n} events evaluated"),
+        Duration::from_secs(60),
+        || events(correlator) >= n,
     )
-    .await
-    .map_err(|(e, _)| e)
-    .unwrap();
+    .await;
 }
-
-pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Reads one counter (or gauge) without labels from a Prometheus text rendering.
-pub fn metric(telemetry: &Telemetry, name: &str) -> u64 {
-    telemetry
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-type Task<E> = tokio::task::JoinHandle<Result<vigil_consumer::RunSummary, E>>;
 
 /// A correlator running in this process until stopped or aborted.
-pub struct Running {
-    pub telemetry: Telemetry,
-    stop: Option<oneshot::Sender<()>>,
-    task: Task<vigil_correlator::CorrelatorError>,
+pub type Correlator = RunningService<Result<RunSummary, CorrelatorError>>;
+
+/// Starts a correlator with `config` in this process.
+pub fn start_correlator(config: CorrelatorConfig) -> Correlator {
+    RunningService::spawn(move |telemetry, shutdown| async move {
+        vigil_correlator::run(&config, &telemetry, shutdown).await
+    })
 }
 
-impl Running {
-    pub fn start(config: CorrelatorConfig) -> Self {
-        let telemetry = Telemetry::new();
-        let (tx, rx) = oneshot::channel::<()>();
-        let t = telemetry.clone();
-        let task = tokio::spawn(async move {
-            vigil_correlator::run(&config, &t, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Running {
-            telemetry,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Waits until partitions are assigned (after the start-up rebuild).
-    pub async fn ready(&self) {
-        eventually("correlator ready", Duration::from_secs(60), || {
-            self.telemetry.health.is_ready()
-        })
-        .await;
-    }
-
-    /// Waits until `n` events were evaluated.
-    pub async fn evaluated(&self, n: u64) {
-        eventually(
-            &format!("{n} events evaluated"),
-            Duration::from_secs(60),
-            || metric(&self.telemetry, "vigil_correlator_events_total") >= n,
-        )
-        .await;
-    }
-
-    pub fn events(&self) -> u64 {
-        metric(&self.telemetry, "vigil_correlator_events_total")
-    }
-
-    /// Clean shutdown: the runtime drains and commits.
-    pub async fn stop(mut self) -> vigil_consumer::RunSummary {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(60), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-    }
-
-    /// No clean shutdown: the task is dropped wherever it is.
-    pub async fn abort(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-}
-
-/// A verifier running in this process until stopped.
-pub struct Verifier {
-    pub telemetry: Telemetry,
-    stop: Option<oneshot::Sender<()>>,
-    task: Task<vigil_verifier::VerifierError>,
-}
-
-impl Verifier {
-    pub fn start(config: vigil_verifier::VerifierConfig) -> Self {
-        let telemetry = Telemetry::new();
-        let (tx, rx) = oneshot::channel::<()>();
-        let t = telemetry.clone();
-        let task = tokio::spawn(async move {
-            vigil_verifier::run(&config, &t, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Verifier {
-            telemetry,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    pub async fn ready(&self) {
-        eventually("verifier ready", Duration::from_secs(60), || {
-            self.telemetry.health.is_ready()
-        })
-        .await;
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(60), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
+/// Starts a verifier with `config` in this process (for the tests through the verifier).
+pub fn start_verifier(
+    config: vigil_verifier::VerifierConfig,
+) -> RunningService<Result<RunSummary, vigil_verifier::VerifierError>> {
+    RunningService::spawn(move |telemetry, shutdown| async move {
+        vigil_verifier::run(&config, &telemetry, shutdown).await
+    })
 }
 
 /// An alert read back, with its record key.
@@ -415,7 +285,7 @@ pub struct AlertReader {
 
 impl AlertReader {
     pub fn new(topic: &str) -> Self {
-        let mut c: ClientConfig = vigil_e2e::client_config();
+        let mut c: ClientConfig = vigil_test_support::client_config();
         c.set("group.id", unique_name("ct-reader"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false");
@@ -499,37 +369,13 @@ pub async fn bad(feeder: &Feeder, key: &str, n: usize) -> Vec<String> {
 const CHILD_ENV: &str = "VIGIL_CORRELATOR_CHILD_CONFIG";
 
 /// A correlator in its own process: this test binary re-executed to run only the test `test`,
-/// which starts with [`run_as_child`]. Killed (SIGKILL) when dropped, however the test ends.
-pub struct ChildCorrelator(std::process::Child);
-
-impl ChildCorrelator {
-    /// Starts the child with the correlator configuration at `config`.
-    pub fn spawn(test: &str, config: &std::path::Path) -> Self {
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", test, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-
-    /// SIGKILL: no shutdown, no final commit, no leaving the group.
-    pub fn kill(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
+/// which starts with [`run_as_child`], with the correlator configuration at `config`. Killed
+/// (SIGKILL) when dropped, however the test ends.
+pub fn spawn_child(test: &str, config: &std::path::Path) -> ChildProcess {
+    ChildProcess::this_test(test, CHILD_ENV, config)
 }
 
-impl Drop for ChildCorrelator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// In a child started by [`ChildCorrelator::spawn`]: runs the correlator until killed. Returns
+/// In a child started by [`spawn_child`]: runs the correlator until killed. Returns
 /// `false` at once in the test's own process.
 pub async fn run_as_child() -> bool {
     let Ok(path) = std::env::var(CHILD_ENV) else {

@@ -7,44 +7,34 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
-use tokio::sync::oneshot;
-use vigil_consumer::key_registry::KeyStatusWriter;
-use vigil_e2e::{kafka_bootstrap, schema_registry_url, unique_name};
-use vigil_schemas::model::now_micros;
+use vigil_consumer::RunSummary;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, KeyStatus, Producer, RecordSigner, SchemaId,
-    SchemaRegistry, Status, Subject, VerificationEvent, VerifiedEvent,
+    AvroRecord, Codec, EventClass, Producer, SchemaId, SchemaRegistry, Status, Subject,
+    VerificationEvent, VerifiedEvent,
 };
-use vigil_topology::{KafkaClientConfig, Telemetry};
-use vigil_verifier::VerifierConfig;
+use vigil_test_support::{
+    KeyRegistryFixture, RunningService, create_topic_with, kafka_bootstrap, schema_registry_url,
+    unique_name,
+};
+use vigil_topology::KafkaClientConfig;
+use vigil_verifier::{VerifierConfig, VerifierError};
+
+#[allow(unused_imports)] // not every test binary waits
+pub use vigil_test_support::eventually;
 
 /// Large enough for the 10 MB poison record.
 pub const BIG_MESSAGE_BYTES: &str = "16777216";
 
-/// Fresh topics for one test.
+/// Fresh topics for one test, the keys topic a key registry of its own.
 pub struct Topics {
     pub raw: String,
     pub verified: String,
-    pub keys: String,
+    pub keys: KeyRegistryFixture,
     pub dlq: String,
-}
-
-async fn create(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = vigil_e2e::client_config().create().unwrap();
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        t = t.set(k, v);
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in admin.create_topics(&[t], &opts).await.unwrap() {
-        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
-    }
 }
 
 impl Topics {
@@ -52,14 +42,13 @@ impl Topics {
         let t = Topics {
             raw: unique_name("vt-raw"),
             verified: unique_name("vt-verified"),
-            keys: unique_name("vt-keys"),
+            keys: KeyRegistryFixture::create("vt-keys").await,
             dlq: unique_name("vt-dlq"),
         };
         let big = [("max.message.bytes", BIG_MESSAGE_BYTES)];
-        create(&t.raw, raw_partitions, &big).await;
-        create(&t.verified, 3, &big).await;
-        create(&t.keys, 1, &[("cleanup.policy", "compact")]).await;
-        create(&t.dlq, 1, &big).await;
+        create_topic_with(&t.raw, raw_partitions, &big).await;
+        create_topic_with(&t.verified, 3, &big).await;
+        create_topic_with(&t.dlq, 1, &big).await;
         t
     }
 
@@ -73,7 +62,7 @@ impl Topics {
             group_id: unique_name("vt-group"),
             raw_topic: self.raw.clone(),
             verified_topic: self.verified.clone(),
-            keys_topic: self.keys.clone(),
+            keys_topic: self.keys.topic().to_owned(),
             dlq_topic: self.dlq.clone(),
             retry_topics: Vec::new(),
             commit_interval_ms: 200,
@@ -81,16 +70,6 @@ impl Topics {
             key_registry_load_timeout_ms: 30_000,
             ..VerifierConfig::default()
         }
-    }
-
-    pub async fn key_writer(&self) -> KeyStatusWriter {
-        KeyStatusWriter::new(
-            &self.keys,
-            &schema_registry_url(),
-            &KafkaClientConfig::new(kafka_bootstrap()),
-        )
-        .await
-        .unwrap()
     }
 
     /// Registers the raw event schema under this raw topic's subject.
@@ -106,23 +85,9 @@ impl Topics {
     }
 }
 
-/// An Active status for `signer` under `key_id`, valid from an hour ago.
-pub fn active(key_id: &str, signer: &EventSigner) -> KeyStatus {
-    KeyStatus::active(
-        key_id,
-        signer.public_key(),
-        now_micros() - 3_600_000_000,
-        "test",
-    )
-}
-
-pub fn signer(key_id: &str, schema: SchemaId) -> RecordSigner {
-    RecordSigner::new(
-        EventSigner::generate().with_key_id(KeyId::new(key_id).unwrap()),
-        schema,
-    )
-    .unwrap()
-}
+// Key statuses and signers are the key-registry fixture's.
+#[allow(unused_imports)] // not every test binary builds statuses itself
+pub use vigil_test_support::keys::{active, record_signer as signer};
 
 pub fn event(key_id: &str) -> VerificationEvent {
     VerificationEvent::new(
@@ -135,67 +100,25 @@ pub fn event(key_id: &str) -> VerificationEvent {
 }
 
 pub fn producer() -> FutureProducer {
-    let mut c = vigil_e2e::client_config();
+    let mut c = vigil_test_support::client_config();
     c.set("message.max.bytes", BIG_MESSAGE_BYTES)
         .set("linger.ms", "1")
         .set("enable.idempotence", "true");
     c.create().unwrap()
 }
 
-// Sending (plain and signed records) is vigil-e2e's, shared with the other test crates.
+// Sending (plain and signed records) is vigil-test-support's, shared with the other test crates.
 #[allow(unused_imports)] // not every test binary sends plain records
-pub use vigil_e2e::{send, send_signed};
+pub use vigil_test_support::{send, send_signed};
 
 /// A verifier running in this process until dropped or stopped.
-pub struct Running {
-    pub telemetry: Telemetry,
-    stop: Option<oneshot::Sender<()>>,
-    task:
-        tokio::task::JoinHandle<Result<vigil_consumer::RunSummary, vigil_verifier::VerifierError>>,
-}
+pub type Running = RunningService<Result<RunSummary, VerifierError>>;
 
-impl Running {
-    pub fn start(config: VerifierConfig) -> Self {
-        let telemetry = Telemetry::new();
-        let (tx, rx) = oneshot::channel::<()>();
-        let t = telemetry.clone();
-        let task = tokio::spawn(async move {
-            vigil_verifier::run(&config, &t, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Running {
-            telemetry,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    pub async fn ready(&self) {
-        eventually("verifier ready", Duration::from_secs(60), || {
-            self.telemetry.health.is_ready()
-        })
-        .await;
-    }
-
-    pub async fn stop(mut self) -> vigil_consumer::RunSummary {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.task.await.unwrap().unwrap()
-    }
-}
-
-pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Starts a verifier with `config` in this process.
+pub fn start_verifier(config: VerifierConfig) -> Running {
+    RunningService::spawn(move |telemetry, shutdown| async move {
+        vigil_verifier::run(&config, &telemetry, shutdown).await
+    })
 }
 
 /// A record read back from the verified or DLQ topic.
@@ -214,7 +137,7 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(topic: &str) -> Self {
-        let mut c: ClientConfig = vigil_e2e::client_config();
+        let mut c: ClientConfig = vigil_test_support::client_config();
         c.set("group.id", unique_name("vt-reader"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
