@@ -12,6 +12,8 @@
 //! summary is read back from Kafka, the webhook receiver or ClickHouse. Everything is bounded
 //! by a total deadline and per-stage deadlines; services are stopped and the namespace deleted
 //! at the end (`--keep` keeps the topics and database).
+//! Logs (the services', librdkafka's) go to a file named after the namespace, so the progress
+//! lines stay readable; `--verbose` prints them on stderr instead.
 //!
 //! [`traffic`] sends, [`observe`] reads back what each stage saw, [`audit`] asks ClickHouse,
 //! [`report`] builds the summary.
@@ -32,12 +34,13 @@ use vigil_pipeline::{Endpoints, Namespace, Pipeline, PipelineConfig, PipelineErr
 use vigil_producer::Emitter;
 use vigil_schemas::model::Platform;
 use vigil_schemas::{EventSigner, KeyId, KeyState, SchemaId};
-use vigil_topology::ReplicationOverride;
+use vigil_topology::{LogFormat, ReplicationOverride};
 
 use observe::{Shared, lock};
 use traffic::key_status;
 
 mod audit;
+mod logs;
 mod observe;
 mod report;
 mod traffic;
@@ -58,6 +61,9 @@ pub struct DemoArgs {
     /// Total time budget of the run in seconds (teardown included).
     #[arg(long, default_value_t = 110)]
     pub deadline_secs: u64,
+    /// Print the services' and librdkafka's logs on stderr instead of the run's log file.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// Signed events with a bad signature sent for one key (the correlation threshold is 5).
@@ -182,9 +188,11 @@ fn seed() -> [u8; 32] {
     s
 }
 
-/// Runs `vigil demo`.
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+/// Runs `vigil demo`; installs the tracing subscriber itself, since its logs go to the run's
+/// log file.
+pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     let ns = Namespace::random("vigil-demo")?;
+    let log_file = logs::init(log_format, &ns, args.verbose)?;
     let mut endpoints = Endpoints::from_env();
     endpoints.kafka.linger_ms = 1;
     let (stop, _) = watch::channel(false);
@@ -224,6 +232,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "  services run in this process for the demo; `vigil run <service>` is how they run for real"
     );
+    if let Some(path) = &log_file {
+        eprintln!(
+            "  logs go to {} (--verbose prints them here)",
+            path.display()
+        );
+    }
     let total = Duration::from_secs(args.deadline_secs.max(30));
     // Teardown gets its own reserve so a stage that overran never leaves services behind.
     let stage_budget = total.saturating_sub(Duration::from_secs(12));
@@ -254,6 +268,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     for f in &failed {
         eprintln!("stage {} did not see what it should: {}", f.stage, f.detail);
+    }
+    if let Some(path) = &log_file {
+        eprintln!("logs of this run: {}", path.display());
     }
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
