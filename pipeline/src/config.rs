@@ -12,6 +12,7 @@ use vigil_verifier::VerifierConfig;
 
 use crate::error::PipelineError;
 use crate::namespace::Namespace;
+use crate::running::ServiceKind;
 
 /// Commit interval of every in-process service: a stop commits promptly and a reader of the
 /// namespace sees offsets move within a fraction of a second.
@@ -190,22 +191,17 @@ impl PipelineConfig {
         .map_err(PipelineError::KeyRegistry)
     }
 
-    /// Returns the names of the services this config starts, in start order.
-    pub fn service_names(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        if self.verifier.is_some() {
-            names.push("verifier");
-        }
-        if self.correlator.is_some() {
-            names.push("correlator");
-        }
-        if self.alerter.is_some() {
-            names.push("alerter");
-        }
-        if self.audit_sink.is_some() {
-            names.push("audit-sink");
-        }
-        names
+    /// Returns the services this config starts, in start order.
+    pub fn services(&self) -> Vec<ServiceKind> {
+        [
+            (self.verifier.is_some(), ServiceKind::Verifier),
+            (self.correlator.is_some(), ServiceKind::Correlator),
+            (self.alerter.is_some(), ServiceKind::Alerter),
+            (self.audit_sink.is_some(), ServiceKind::AuditSink),
+        ]
+        .into_iter()
+        .filter_map(|(on, kind)| on.then_some(kind))
+        .collect()
     }
 }
 
@@ -250,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_new_config_runs_nothing() {
-        assert!(config().service_names().is_empty());
+        assert!(config().services().is_empty());
     }
 
     #[test]
@@ -259,7 +255,14 @@ mod tests {
             .with_verifier()
             .with_correlator("/rules")
             .with_audit_sink(EventSigner::generate());
-        assert_eq!(c.service_names(), ["verifier", "correlator", "audit-sink"]);
+        assert_eq!(
+            c.services(),
+            [
+                ServiceKind::Verifier,
+                ServiceKind::Correlator,
+                ServiceKind::AuditSink
+            ]
+        );
         let v = c.verifier.as_ref().unwrap_or_else(|| panic!("verifier"));
         assert_eq!(v.raw_topic, "vigil-test-x1.events.raw");
         assert_eq!(v.verified_topic, "vigil-test-x1.events.verified");

@@ -114,7 +114,8 @@ async fn delete_subjects(ns: &Namespace, endpoints: &Endpoints) -> Result<usize,
 
 async fn drop_database(ns: &Namespace, endpoints: &Endpoints) -> Result<(), PipelineError> {
     let database = ns.database();
-    let store = AuditStore::connect(&endpoints.clickhouse_url, &database)
+    // Connected to `default`: a session on the database itself fails when it does not exist.
+    let store = AuditStore::connect(&endpoints.clickhouse_url, "default")
         .map_err(PipelineError::AuditSink)?;
     store
         .client()
