@@ -37,8 +37,13 @@ pub(super) fn init(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the log folder {}", dir.display()))?;
     }
-    let file =
-        File::create(&path).with_context(|| format!("creating the log file {}", path.display()))?;
+    // A new file only: the random namespace names it, and an existing path (a symlink
+    // planted in a shared temp dir) is never followed.
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating the log file {}", path.display()))?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
