@@ -15,7 +15,7 @@ use vigil_topology::LogFormat;
 const FILTER: &str = "warn,vigil=info";
 
 /// Returns the log file of the run of `ns`: `<temp dir>/vigil-demo/<namespace>.log`.
-pub(super) fn path(ns: &Namespace) -> PathBuf {
+fn path(ns: &Namespace) -> PathBuf {
     std::env::temp_dir()
         .join("vigil-demo")
         .join(format!("{}.log", ns.name()))
