@@ -63,13 +63,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    // The demo's own progress lines replace the services' info logs.
-    let filter = if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "warn,vigil=info"
-    };
-    vigil_topology::telemetry::init_tracing(cli.log_format, filter);
+    // The demo installs its own subscriber: its logs go to the run's log file.
+    if !matches!(cli.command, Command::Demo(_)) {
+        vigil_topology::telemetry::init_tracing(cli.log_format, "warn,vigil=info");
+    }
     let result = match cli.command {
         Command::Topology(args) => commands::topology::run(args).await,
         Command::Produce(args) => commands::produce::run(args).await,
@@ -78,7 +75,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dlq(args) => commands::dlq::run(args).await,
         Command::Audit(args) => commands::audit::run(args).await,
         Command::Rules(args) => commands::rules::run(args).await,
-        Command::Demo(args) => commands::demo::run(args).await,
+        Command::Demo(args) => commands::demo::run(args, cli.log_format).await,
     };
     match result {
         Ok(code) => code,

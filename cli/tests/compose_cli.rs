@@ -40,12 +40,12 @@ const METRICS_PORT: &str = "9400";
 /// Compose-network addresses of the infrastructure services and the local stack's equivalent.
 fn address_table() -> Vec<(&'static str, String)> {
     vec![
-        ("kafka:19092", vigil_e2e::kafka_bootstrap()),
+        ("kafka:19092", vigil_test_support::kafka_bootstrap()),
         (
             "http://schema-registry:8081",
-            vigil_e2e::schema_registry_url(),
+            vigil_test_support::schema_registry_url(),
         ),
-        ("http://clickhouse:8123", vigil_e2e::clickhouse_url()),
+        ("http://clickhouse:8123", vigil_test_support::clickhouse_url()),
     ]
 }
 

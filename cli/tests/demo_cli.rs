@@ -1,29 +1,37 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly
 
 //! `vigil demo --ci` end to end against the stack: exit 0, a JSON summary whose figures say
-//! every stage saw what it should, well under two minutes, and nothing left behind.
+//! every stage saw what it should, well under two minutes, nothing left behind, and no log
+//! line on the terminal (they go to the run's log file, whose path is printed).
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 
-#[test]
-fn demo_ci_passes_and_cleans_up() {
+/// One demo at a time: two at once would share the 2-core machine and the time bounds.
+static ONE_DEMO: Mutex<()> = Mutex::new(());
+
+/// Runs `vigil demo <args>` against the stack; returns its exit status, stdout, stderr and how
+/// long it took.
+fn run_demo(args: &[&str]) -> (ExitStatus, String, String, Duration) {
+    let _one = ONE_DEMO
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["demo", "--ci", "--events-per-platform", "50"])
-        .env(
-            "VIGIL_KAFKA_BOOTSTRAP",
-            vigil_test_support::kafka_bootstrap(),
-        )
+        .arg("demo")
+        .args(args)
+        .env("VIGIL_KAFKA_BOOTSTRAP", vigil_test_support::kafka_bootstrap())
         .env(
             "VIGIL_SCHEMA_REGISTRY_URL",
             vigil_test_support::schema_registry_url(),
         )
         .env("VIGIL_CLICKHOUSE_URL", vigil_test_support::clickhouse_url())
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -55,6 +63,12 @@ fn demo_ci_passes_and_cleans_up() {
     };
     let elapsed = started.elapsed();
     let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    (status, stdout, stderr, elapsed)
+}
+
+#[test]
+fn demo_ci_passes_and_cleans_up() {
+    let (status, stdout, stderr, elapsed) = run_demo(&["--ci", "--events-per-platform", "50"]);
     assert!(
         status.success(),
         "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -64,6 +78,20 @@ fn demo_ci_passes_and_cleans_up() {
         stderr.contains("vigil-demo-"),
         "the namespace is printed: {stderr}"
     );
+    for line in stdout.lines().chain(stderr.lines()) {
+        assert!(!is_log_line(line), "a log line on the terminal: {line}");
+    }
+    let log = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("logs of this run: "))
+        .unwrap_or_else(|| panic!("the log file is printed: {stderr}"));
+    let log_text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
+    assert!(!log_text.trim().is_empty(), "{log} is empty");
+    assert!(
+        log_text.lines().any(is_log_line),
+        "{log} holds log lines: {log_text}"
+    );
+    std::fs::remove_file(log).unwrap();
 
     let s: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(s["ok"], true, "{stdout}");
@@ -142,4 +170,59 @@ fn demo_ci_passes_and_cleans_up() {
         assert!(Instant::now() < deadline, "left behind: {left:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn demo_verbose_prints_the_logs_instead_of_writing_a_file() {
+    let (status, stdout, stderr, _) =
+        run_demo(&["--ci", "--verbose", "--events-per-platform", "5"]);
+    assert!(
+        status.success(),
+        "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().any(is_log_line),
+        "--verbose prints log lines: {stderr}"
+    );
+    assert!(
+        !stderr.contains("logs of this run: "),
+        "no log file with --verbose: {stderr}"
+    );
+    assert!(
+        !stdout.lines().any(is_log_line),
+        "stdout holds only the summary: {stdout}"
+    );
+    let s: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(s["ok"], true, "{stdout}");
+}
+
+/// Whether `line` is a tracing line (`<RFC 3339 time>  WARN target: ...`, colours or not)
+/// rather than the demo's own output.
+fn is_log_line(line: &str) -> bool {
+    let line = strip_ansi(line);
+    let b = line.trim_start().as_bytes();
+    let timestamped =
+        b.len() > 20 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b'T';
+    timestamped
+        || [" WARN ", " ERROR ", " INFO ", " DEBUG ", "rdkafka::"]
+            .iter()
+            .any(|level| line.contains(level))
+}
+
+/// Drops ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
