@@ -17,6 +17,7 @@
 //! The crate is pure: no Kafka client and no async runtime. Hostile bytes give typed errors that
 //! carry an [`ErrorClass`], never a panic.
 
+pub mod chain;
 pub mod codec;
 pub mod error;
 pub mod headers;
@@ -29,6 +30,7 @@ pub mod vectors;
 pub mod verdict;
 pub mod wire;
 
+pub use chain::{ErrorChain, error_chain};
 pub use codec::{AvroRecord, Codec, WriterSchema};
 pub use error::ErrorClass;
 pub use headers::{HeaderError, RecordSigner, SignatureHeaders, SignedRecord};

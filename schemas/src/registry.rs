@@ -50,7 +50,7 @@ pub enum RegistryError {
         message: String,
     },
     /// The registry returned a schema that is not valid Avro.
-    #[error("registry returned an invalid schema: {0}")]
+    #[error("registry returned an invalid schema")]
     InvalidSchema(#[source] WireError),
     /// Any other refusal (authentication, bad request, unparseable answer).
     #[error("schema registry error: {0}")]

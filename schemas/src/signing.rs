@@ -53,7 +53,7 @@ pub enum SigningError {
     #[error("invalid ed25519 key: {0}")]
     InvalidKey(String),
     /// A key file could not be read.
-    #[error("cannot read key file {path}: {source}")]
+    #[error("cannot read key file {path}")]
     Io {
         /// The file.
         path: String,

@@ -49,13 +49,13 @@ pub enum WireError {
     #[error("{0} trailing bytes after the avro record")]
     TrailingBytes(usize),
     /// A writer schema (e.g. from the registry) is not valid Avro.
-    #[error("invalid writer schema: {0}")]
+    #[error("invalid writer schema")]
     InvalidSchema(#[source] apache_avro::Error),
     /// The body does not decode under the writer schema.
-    #[error("avro decode failed: {0}")]
+    #[error("avro decode failed")]
     Decode(#[source] apache_avro::Error),
     /// A value of the typed model could not be encoded (a bug in the caller or this crate).
-    #[error("avro encode failed: {0}")]
+    #[error("avro encode failed")]
     Encode(#[source] apache_avro::Error),
     /// A schema this crate derives from its embedded ones could not be built (a bug).
     #[error("derived schema: {0}")]

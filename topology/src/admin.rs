@@ -24,7 +24,7 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The Kafka client failed (broker unreachable, request refused, ...).
-    #[error("kafka admin request failed: {0}")]
+    #[error("kafka admin request failed")]
     Kafka(#[from] KafkaError),
     /// The broker refused an operation on one topic.
     #[error("{topic}: {operation} refused by the broker: {reason}")]
@@ -55,7 +55,7 @@ pub enum AdminError {
         remaining: Vec<String>,
     },
     /// A blocking metadata call could not be joined.
-    #[error("metadata task failed: {0}")]
+    #[error("metadata task failed")]
     Join(#[from] tokio::task::JoinError),
 }
 

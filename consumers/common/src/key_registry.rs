@@ -38,6 +38,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vigil_schemas::error_chain;
 use vigil_schemas::model::TimestampMicros;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::wire::split_frame;
@@ -484,10 +485,15 @@ async fn decode_status(
 ) -> Result<KeyStatus, String> {
     let (id, body) = split_frame(value).map_err(|e| e.to_string())?;
     if id == own_id {
-        return codec.decode(body).map_err(|e| e.to_string());
+        return codec.decode(body).map_err(|e| error_chain(&e));
     }
-    let writer = schemas.schema_by_id(id).await.map_err(|e| e.to_string())?;
-    codec.decode_with(&writer, body).map_err(|e| e.to_string())
+    let writer = schemas
+        .schema_by_id(id)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    codec
+        .decode_with(&writer, body)
+        .map_err(|e| error_chain(&e))
 }
 
 async fn follow(

@@ -29,6 +29,7 @@
 pub mod config;
 pub mod engine;
 pub mod fields;
+mod internal_events;
 pub mod rules;
 mod service;
 

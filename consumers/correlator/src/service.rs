@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -17,11 +16,18 @@ use vigil_consumer::{
 };
 use vigil_schemas::model::Alert;
 use vigil_schemas::topics::value_subject;
-use vigil_schemas::{AvroRecord, Codec, SchemaId, SchemaRegistry, VerifiedEvent, wire};
-use vigil_topology::Telemetry;
+use vigil_schemas::{
+    AvroRecord, Codec, ErrorChain, SchemaId, SchemaRegistry, VerifiedEvent, error_chain, wire,
+};
+use vigil_topology::{InternalEvent, Telemetry};
 
 use crate::config::{ConfigError, CorrelatorConfig};
-use crate::engine::{Correlator, EngineStats};
+use crate::engine::Correlator;
+use crate::internal_events::{
+    AlertNotAcknowledged, AlertRaised, CorrelatorMetrics, EventEvaluated, PartitionsRebuilt,
+    RebuildFailed, RebuildFailure, RebuildIncomplete, RebuildReadFailed, RebuildSkipped,
+    RebuildSuperseded, RulesRefusal, RulesRefused, RulesReloaded, WindowsRebuiltAtStart,
+};
 use crate::rules::{RuleError, RulePack};
 
 /// Why the correlator could not start or had to stop.
@@ -48,87 +54,6 @@ pub enum CorrelatorError {
     /// The consumer runtime stopped with an error.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-}
-
-/// Prometheus instruments of the correlator (bounded labels only).
-#[derive(Clone)]
-struct CorrelatorMetrics {
-    events: IntCounter,
-    late: IntCounter,
-    future_stamped: IntCounter,
-    evictions: IntCounter,
-    alerts: IntCounter,
-    state_keys: IntGauge,
-    reloads: IntCounterVec,
-    rebuilt: IntCounter,
-    rebuilds: IntCounterVec,
-}
-
-impl CorrelatorMetrics {
-    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
-        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
-            let c = IntCounter::new(name, help)?;
-            r.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let state_keys = IntGauge::new(
-            "vigil_correlator_state_keys",
-            "live correlation state entries",
-        )?;
-        r.register(Box::new(state_keys.clone()))?;
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "vigil_correlator_rule_reloads_total",
-                "rule reloads by result",
-            ),
-            &["result"],
-        )?;
-        r.register(Box::new(reloads.clone()))?;
-        let rebuilds = IntCounterVec::new(
-            Opts::new(
-                "vigil_correlator_rebuilds_total",
-                "window rebuilds at start and on taking over partitions, by result \
-                 (ok, skipped: nothing to catch up, superseded: a newer assignment's rebuild \
-                 replaced it, failed: the previous windows keep running)",
-            ),
-            &["result"],
-        )?;
-        r.register(Box::new(rebuilds.clone()))?;
-        Ok(CorrelatorMetrics {
-            events: counter("vigil_correlator_events_total", "events evaluated")?,
-            late: counter(
-                "vigil_correlator_late_events_total",
-                "events dropped beyond the allowed lateness",
-            )?,
-            future_stamped: counter(
-                "vigil_correlator_future_stamped_events_total",
-                "events whose occurred_at was after their verified_at, evaluated at verified_at",
-            )?,
-            evictions: counter(
-                "vigil_correlator_state_evictions_total",
-                "state entries evicted by the bound",
-            )?,
-            alerts: counter("vigil_correlator_alerts_total", "alerts produced")?,
-            state_keys,
-            reloads,
-            rebuilt: counter(
-                "vigil_correlator_rebuild_events_total",
-                "events replayed into windows at start and on taking over partitions",
-            )?,
-            rebuilds,
-        })
-    }
-
-    fn observe(&self, before: EngineStats, after: EngineStats, keys: usize) {
-        self.events
-            .inc_by(after.events.saturating_sub(before.events));
-        self.late.inc_by(after.late.saturating_sub(before.late));
-        self.future_stamped
-            .inc_by(after.future_stamped.saturating_sub(before.future_stamped));
-        self.evictions
-            .inc_by(after.evictions.saturating_sub(before.evictions));
-        self.state_keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
-    }
 }
 
 /// How long queuing an alert may wait for room in the producer queue before it counts as a
@@ -190,10 +115,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn decode(codec: &Codec<VerifiedEvent>, value: Option<&[u8]>) -> Result<VerifiedEvent, String> {
     let value = value.ok_or_else(|| "record has no value".to_owned())?;
-    let (_, body) = wire::split_frame(value).map_err(|e| format!("framing: {e}"))?;
+    let (_, body) = wire::split_frame(value).map_err(|e| format!("framing: {}", ErrorChain(&e)))?;
     codec
         .decode(body)
-        .map_err(|e| format!("not a VerifiedEvent: {e}"))
+        .map_err(|e| format!("not a VerifiedEvent: {}", ErrorChain(&e)))
 }
 
 impl Handler for CorrelatorHandler {
@@ -225,8 +150,13 @@ impl Handler for CorrelatorHandler {
                 let mut engine = lock(&self.engine);
                 let before = engine.stats();
                 let alerts = engine.process(&event);
-                self.metrics
-                    .observe(before, engine.stats(), engine.state_keys());
+                EventEvaluated {
+                    metrics: &self.metrics,
+                    before,
+                    after: engine.stats(),
+                    state_keys: engine.state_keys(),
+                }
+                .emit();
                 if r.topic == self.config.verified_topic {
                     let mut fed = lock(&self.takeover.fed);
                     let at = fed.entry(r.partition).or_insert(0);
@@ -280,8 +210,12 @@ impl Handler for CorrelatorHandler {
             held.clone()
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("no async runtime to rebuild windows on; previous windows kept");
-            self.metrics.rebuilds.with_label_values(&["failed"]).inc();
+            RebuildFailed {
+                metrics: &self.metrics,
+                partitions: &[],
+                failure: RebuildFailure::NoRuntime,
+            }
+            .emit();
             return;
         };
         let generation = t.generation.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
@@ -345,15 +279,17 @@ async fn catch_up(
         Ok(Ok(Err(e))) => Err(error_chain(&e)),
         Ok(Ok(Ok(r))) => Ok(r),
     };
-    let result = match outcome {
-        Ok(None) => {
-            tracing::info!(
-                ?partitions,
-                "partitions assigned; windows already hold them up to the committed offsets"
-            );
-            "skipped"
+    let metrics = &metrics;
+    let partitions = &partitions;
+    match outcome {
+        Ok(None) => RebuildSkipped {
+            metrics,
+            partitions,
         }
-        Ok(Some(_)) if takeover.generation.load(Ordering::SeqCst) != generation => "superseded",
+        .emit(),
+        Ok(Some(_)) if takeover.generation.load(Ordering::SeqCst) != generation => {
+            RebuildSuperseded { metrics }.emit()
+        }
         Ok(Some((mut fresh, rebuilt))) => {
             let mut live = lock(&engine);
             // A hot reload during the rebuild wins: the fresh windows take the live pack.
@@ -366,35 +302,30 @@ async fn catch_up(
                 Ok(()) => {
                     *live = fresh;
                     *lock(&takeover.fed) = rebuilt.positions;
-                    metrics
-                        .state_keys
-                        .set(i64::try_from(live.state_keys()).unwrap_or(i64::MAX));
-                    metrics.rebuilt.inc_by(rebuilt.events as u64);
-                    tracing::info!(
-                        ?partitions,
-                        replayed = rebuilt.events,
-                        state_keys = live.state_keys(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "partitions assigned; windows rebuilt from the verified topic"
-                    );
-                    "ok"
+                    PartitionsRebuilt {
+                        metrics,
+                        partitions,
+                        replayed: rebuilt.events,
+                        state_keys: live.state_keys(),
+                        elapsed: started.elapsed(),
+                    }
+                    .emit();
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, ?partitions, "rebuilt windows refused the live rule pack; previous windows kept");
-                    "failed"
+                Err(e) => RebuildFailed {
+                    metrics,
+                    partitions,
+                    failure: RebuildFailure::PackRefused(&e),
                 }
+                .emit(),
             }
         }
-        Err(e) => {
-            tracing::error!(
-                error = e,
-                ?partitions,
-                "window rebuild failed; previous windows kept"
-            );
-            "failed"
+        Err(e) => RebuildFailed {
+            metrics,
+            partitions,
+            failure: RebuildFailure::Replay(&e),
         }
-    };
-    metrics.rebuilds.with_label_values(&[result]).inc();
+        .emit(),
+    }
     drop(done);
 }
 
@@ -407,25 +338,13 @@ impl Drop for PendingGuard {
     }
 }
 
-/// Renders an error with its sources, for a log line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl CorrelatorHandler {
     /// Encodes and queues one alert; returns its acknowledgement.
     async fn enqueue(&self, alert: &Alert) -> Result<DeliveryFuture, String> {
         let value = self
             .alert_codec
             .encode_framed(self.alert_schema, alert)
-            .map_err(|e| format!("encoding alert: {e}"))?;
+            .map_err(|e| format!("encoding alert: {}", ErrorChain(&e)))?;
         let mut record = FutureRecord::to(&self.alerts_topic)
             .key(alert.fingerprint.as_bytes())
             .payload(&value);
@@ -450,21 +369,27 @@ impl CorrelatorHandler {
         let mut failed = Vec::new();
         for (alert, delivery) in alerts.iter().zip(queued) {
             match delivery.await {
-                Ok(Ok(_)) => {
-                    self.metrics.alerts.inc();
-                    tracing::info!(
-                        rule = alert.rule_id,
-                        fingerprint = alert.fingerprint,
-                        count = alert.count,
-                        "alert raised"
-                    );
+                Ok(Ok(_)) => AlertRaised {
+                    metrics: &self.metrics,
+                    rule: &alert.rule_id,
+                    fingerprint: &alert.fingerprint,
+                    count: alert.count,
                 }
+                .emit(),
                 Ok(Err((e, _))) => {
-                    tracing::warn!(error = %e, fingerprint = alert.fingerprint, "alert not acknowledged");
+                    AlertNotAcknowledged {
+                        fingerprint: &alert.fingerprint,
+                        error: Some(&e),
+                    }
+                    .emit();
                     failed.push(alert.clone());
                 }
                 Err(_) => {
-                    tracing::warn!(fingerprint = alert.fingerprint, "alert delivery cancelled");
+                    AlertNotAcknowledged {
+                        fingerprint: &alert.fingerprint,
+                        error: None,
+                    }
+                    .emit();
                     failed.push(alert.clone());
                 }
             }
@@ -590,7 +515,7 @@ fn rebuild(
         let m = match m {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "rebuild read error");
+                RebuildReadFailed { error: &e }.emit();
                 continue;
             }
         };
@@ -607,10 +532,10 @@ fn rebuild(
         }
     }
     if !ends.is_empty() {
-        tracing::warn!(
-            partitions = ends.len(),
-            "rebuild stopped before the committed offsets"
-        );
+        RebuildIncomplete {
+            partitions: ends.len(),
+        }
+        .emit();
     }
     // Event-time order, so the replay is deterministic and nothing is dropped as late.
     events.sort_by_key(crate::engine::event_time);
@@ -646,20 +571,19 @@ fn reload(dir: &Path, engine: &Mutex<Correlator>, metrics: &CorrelatorMetrics) {
         Ok(pack) => {
             let rules = pack.rule_count();
             match lock(engine).reload(Arc::new(pack)) {
-                Ok(()) => {
-                    metrics.reloads.with_label_values(&["ok"]).inc();
-                    tracing::info!(rules, "rules reloaded");
+                Ok(()) => RulesReloaded { metrics, rules }.emit(),
+                Err(e) => RulesRefused {
+                    metrics,
+                    refusal: RulesRefusal::Engine(&e),
                 }
-                Err(e) => {
-                    metrics.reloads.with_label_values(&["refused"]).inc();
-                    tracing::error!(error = %e, "rule set refused; the previous set keeps running");
-                }
+                .emit(),
             }
         }
-        Err(e) => {
-            metrics.reloads.with_label_values(&["refused"]).inc();
-            tracing::error!(file = %e.file.display(), line = e.line, reason = e.reason, "rule set refused; the previous set keeps running");
+        Err(e) => RulesRefused {
+            metrics,
+            refusal: RulesRefusal::File(&e),
         }
+        .emit(),
     }
 }
 
@@ -726,13 +650,12 @@ pub async fn run(
             positions: HashMap::new(),
         });
         fed = positions;
-        metrics.rebuilt.inc_by(events as u64);
-        metrics.rebuilds.with_label_values(&["ok"]).inc();
-        tracing::info!(
-            replayed = events,
-            state_keys = engine.state_keys(),
-            "windows rebuilt from the verified topic"
-        );
+        WindowsRebuiltAtStart {
+            metrics: &metrics,
+            replayed: events,
+            state_keys: engine.state_keys(),
+        }
+        .emit();
     }
     let mut producer_config = config.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");

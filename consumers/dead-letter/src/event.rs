@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use vigil_schemas::model::{EventClass, Platform, Producer, Status, Subject};
 use vigil_schemas::{SchemaRegistry, VerificationEvent};
 
-use crate::DlqError;
+use crate::error::DlqError;
 use crate::filter::format_ms;
-use crate::replay::ReplaySummary;
+use crate::summary::ReplaySummary;
 
 /// `activity_name` of a replay's configuration event.
 pub const ACTIVITY: &str = "dlq_replay";

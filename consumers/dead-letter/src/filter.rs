@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::DlqError;
+use crate::error::DlqError;
 use crate::record::DeadLetter;
 
 /// Filters shared by `list`, `stats`, `replay` and plans; every set field must match.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use vigil_schemas::{Codec, SchemaRegistry, VerificationEvent};
+use vigil_schemas::{Codec, ErrorChain, SchemaRegistry, VerificationEvent, error_chain};
 
 use crate::filter::format_ms;
 use crate::record::DeadLetter;
@@ -124,11 +124,11 @@ async fn decode(value: &[u8], registry: &SchemaRegistry) -> Result<serde_json::V
     let writer = registry
         .schema_by_id(id)
         .await
-        .map_err(|e| format!("schema id {}: {e}", id.0))?;
-    let codec = Codec::<VerificationEvent>::new().map_err(|e| e.to_string())?;
+        .map_err(|e| format!("schema id {}: {}", id.0, ErrorChain(&e)))?;
+    let codec = Codec::<VerificationEvent>::new().map_err(|e| error_chain(&e))?;
     let event = codec
         .decode_with(&writer, body)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| error_chain(&e))?;
     serde_json::to_value(&event).map_err(|e| e.to_string())
 }
 

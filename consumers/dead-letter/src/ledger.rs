@@ -12,9 +12,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 
+use crate::config::DlqConfig;
+use crate::error::DlqError;
+use crate::filter::Filter;
 use crate::record::Coordinate;
 use crate::scan::{Selection, scan_topic};
-use crate::{DlqConfig, DlqError, Filter};
 
 /// One replayed DLQ record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,9 +11,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use vigil_schemas::{EventSigner, KeyId, PublicKey, Signature};
 
+use crate::error::DlqError;
+use crate::filter::Filter;
 use crate::filter::format_ms;
 use crate::record::{Coordinate, DeadLetter};
-use crate::{DlqError, Filter};
 
 /// Format version of plan files.
 pub const PLAN_VERSION: u32 = 1;

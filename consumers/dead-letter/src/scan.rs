@@ -8,8 +8,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::config::DlqConfig;
+use crate::error::DlqError;
+use crate::filter::Filter;
 use crate::record::{Coordinate, DeadLetter};
-use crate::{DlqConfig, DlqError, Filter};
 
 /// How long one poll waits before the end-of-scan check runs again.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -69,7 +71,7 @@ pub fn scan_topic(
     selection: &Selection,
     mut visit: impl FnMut(DeadLetter) -> Result<(), DlqError>,
 ) -> Result<ScanReport, DlqError> {
-    let consumer = crate::reader(&cfg.kafka)?;
+    let consumer = reader(&cfg.kafka)?;
     let parts = partitions(&consumer, topic, cfg.timeout)?;
     let mut low_high = BTreeMap::new();
     for &p in &parts {
@@ -249,4 +251,18 @@ fn start_offsets(
         }
         Selection::Filter(_) => Ok(low_high.iter().map(|(p, (low, _))| (*p, *low)).collect()),
     }
+}
+
+/// Returns a read-only consumer: assigned partitions only, never commits, read_committed.
+pub(crate) fn reader(
+    kafka: &vigil_topology::KafkaClientConfig,
+) -> Result<rdkafka::consumer::BaseConsumer, DlqError> {
+    let group = format!("vigil-dlq-reader-{}", uuid::Uuid::new_v4().simple());
+    let mut config = kafka.consumer(&group);
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    config
+        .create()
+        .map_err(|e| DlqError::kafka("creating the dlq reader", e))
 }

@@ -9,6 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use vigil_consumer::key_registry::{KeyDecision, KeyRegistry, KeyView, decide};
 use vigil_consumer::{HandleError, Handler, InboundRecord, Outcome, Turn};
+use vigil_schemas::ErrorChain;
 use vigil_schemas::codec::WriterSchema;
 use vigil_schemas::model::{TimestampMicros, format_rfc3339, now_micros};
 use vigil_schemas::wire::split_frame_with_limit;
@@ -183,13 +184,17 @@ impl Verifier {
         let spliced = self
             .verdicts
             .encode_framed(self.verified_schema, writer, body, fields)
-            .map_err(|e| HandleError::internal(format!("encode verified event: {e}")))?;
+            .map_err(|e| {
+                HandleError::internal(format!("encode verified event: {}", ErrorChain(&e)))
+            })?;
         match spliced {
             Some(value) => Ok(value),
             None => self
                 .verified_codec
                 .encode_framed(self.verified_schema, &fields.to_verified(event))
-                .map_err(|e| HandleError::internal(format!("encode verified event: {e}"))),
+                .map_err(|e| {
+                    HandleError::internal(format!("encode verified event: {}", ErrorChain(&e)))
+                }),
         }
     }
 
@@ -283,7 +288,7 @@ impl Handler for Verifier {
         let writer = match self.schemas.schema_by_id(schema_id).await {
             Ok(w) => w,
             Err(e) if e.class() == ErrorClass::BadData => {
-                return Err(bad(m, "unknown_schema_id", &e));
+                return Err(bad(m, "unknown_schema_id", ErrorChain(&e)));
             }
             // An outage or a refused request: the record is fine, retry it later.
             Err(e) => return Err(HandleError::transient(e)),
@@ -291,7 +296,7 @@ impl Handler for Verifier {
         let event = self
             .raw_codec
             .decode_with(&writer, body)
-            .map_err(|e| bad(m, e.kind(), &e))?;
+            .map_err(|e| bad(m, e.kind(), ErrorChain(&e)))?;
         let checked = self.check_signature(value, &sig).await?;
         turn.wait().await;
         let now = now_micros();
