@@ -32,7 +32,7 @@ use crate::internal_events::{
     At, DeadLettered, ForeignRetrySkipped, HandlerCalled, HandlerFailed, InProcessRetry,
     Instruments, ParkWriteFailed, RecordHandled, RetryScheduled,
 };
-use crate::runtime::{ParkError, RunSummary, RuntimeError};
+use crate::outcome::{ParkError, RunSummary, RuntimeError};
 
 /// How long a write to the DLQ or a retry topic may wait for room in the producer queue before
 /// the attempt counts as failed and is retried after a backoff.
