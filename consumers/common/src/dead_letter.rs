@@ -157,8 +157,10 @@ impl DeadLetterHeaders {
                 .ok_or(DeadLetterHeaderError::Missing(name))
         };
         let class_text = text(ERROR_CLASS, get(ERROR_CLASS)?)?;
-        let error_class =
-            ErrorClass::parse(class_text).ok_or_else(|| DeadLetterHeaderError::Invalid {
+        // A rejected record is a security event, never a dead letter.
+        let error_class = ErrorClass::parse(class_text)
+            .filter(|c| *c != ErrorClass::Rejected)
+            .ok_or_else(|| DeadLetterHeaderError::Invalid {
                 header: ERROR_CLASS,
                 reason: format!("unknown class {class_text:?}"),
             })?;

@@ -568,6 +568,19 @@ async fn handle_with_retries<H: Handler>(
                     message: err.message,
                 });
             }
+            // A rejection is a successful outcome the service publishes itself; a rejected
+            // *error* is a handler bug, and the runtime cannot publish the security event.
+            ErrorClass::Rejected => {
+                return Step::Fatal(RuntimeError::Internal {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                    offset: record.offset,
+                    message: format!(
+                        "handler returned a rejected error instead of Outcome::Rejected: {}",
+                        err.message
+                    ),
+                });
+            }
             ErrorClass::BadData => {
                 let headers = failure_headers(
                     config,
