@@ -4,6 +4,11 @@
 //! The original key, value and headers are kept byte for byte; the runtime's headers are appended
 //! after the original ones as one block, each name once. Values are ASCII: decimal numbers,
 //! timestamps in milliseconds since the Unix epoch (`-1` for a record without timestamp).
+//! [`write`] is the one writer that produces a parked record.
+
+mod writer;
+
+pub use writer::{Original, write};
 
 use crate::handler::{ErrorClass, RecordHeader};
 
