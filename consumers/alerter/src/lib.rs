@@ -236,6 +236,7 @@ pub async fn build(
         config.api.bearer_token_env.as_deref(),
     )?
     .ok_or_else(|| ConfigError::Secret {
+        service: "alerter",
         key: "api.bearer_token_file".into(),
         reason: "the API needs a bearer token".into(),
     })?;

@@ -61,6 +61,7 @@ pub mod key_registry;
 mod metrics;
 mod outcome;
 mod runtime;
+mod service_config;
 mod shutdown;
 mod worker;
 
@@ -70,4 +71,5 @@ pub use handler::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, Reco
 pub use metrics::ConsumerMetrics;
 pub use outcome::{ParkError, RunSummary, RuntimeError};
 pub use runtime::ConsumerRuntime;
+pub use service_config::ServiceConfigError;
 pub use shutdown::shutdown_signal;
