@@ -1,19 +1,17 @@
-//! `vigil audit`: ClickHouse migrations, chain verification and export of the audit trail, and
-//! the entry of `vigil run audit-sink`.
+//! `vigil audit`: ClickHouse migrations, chain verification and export of the audit trail.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use vigil_audit_sink::AuditStore;
 use vigil_audit_sink::export::{ExportFormat, read_jsonl};
 use vigil_audit_sink::migrations::Shorten;
 use vigil_audit_sink::verify::{VerifyOptions, Walker, verify_store};
-use vigil_audit_sink::{AuditSinkConfig, AuditStore};
 use vigil_schemas::model::{now_micros, parse_rfc3339};
 use vigil_schemas::signing::PublicKey;
 
@@ -249,58 +247,5 @@ async fn export(database: &str, e: ExportArgs) -> anyhow::Result<ExitCode> {
         "exported {rows} rows and {digests} digests to {}",
         e.output.display()
     );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Runs the audit sink (`vigil run audit-sink`): config from the `[audit_sink]` table of the
-/// deployment TOML, `VIGIL_AUDIT_*` overrides, ClickHouse from `VIGIL_CLICKHOUSE_URL`.
-pub async fn run_sink(
-    config_path: Option<&Path>,
-    metrics_listen: SocketAddr,
-) -> anyhow::Result<ExitCode> {
-    let mut config = match config_path {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let mut doc: toml::Table =
-                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
-            match doc.remove("audit_sink") {
-                Some(t) => t.try_into::<AuditSinkConfig>().context("[audit_sink]")?,
-                None => AuditSinkConfig::default(),
-            }
-        }
-        None => AuditSinkConfig::default(),
-    };
-    if let Ok(v) = std::env::var("VIGIL_AUDIT_TOPIC") {
-        config.topic = v;
-    }
-    if let Ok(v) = std::env::var("VIGIL_AUDIT_DATABASE") {
-        config.database = v;
-    }
-    if let Ok(v) = std::env::var("VIGIL_AUDIT_GROUP") {
-        config.group = v;
-    }
-    config.validate()?;
-    let telemetry = vigil_topology::Telemetry::new();
-    let (addr, server) = telemetry
-        .serve(metrics_listen)
-        .await
-        .context("starting the metrics server")?;
-    tracing::info!(%addr, "metrics server listening");
-    let metrics = vigil_audit_sink::metrics::SinkMetrics::register(&telemetry.registry)?;
-    let store = AuditStore::from_env(&config.database)?;
-    let signer = vigil_audit_sink::AuditSink::load_signer(&config)?;
-    let sink = vigil_audit_sink::AuditSink::new(
-        config,
-        vigil_topology::KafkaClientConfig::from_env(),
-        store,
-        signer,
-        metrics,
-        telemetry.health.clone(),
-    )?;
-    let result = sink.run(vigil_consumer::shutdown_signal()).await;
-    server.abort();
-    let summary = result.context("audit sink")?;
-    tracing::info!(?summary, "audit sink stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,5 @@
 //! One module per `vigil` subcommand.
 
-pub mod alerter;
 pub mod audit;
 pub mod demo;
 pub mod dlq;

@@ -3,17 +3,16 @@
 //!
 //! Each input line is a JSON object: either a `VerifiedEvent` as serde writes it, or a flat
 //! field map with the names rules address (see `rules/README.md`), with `occurred_at` as
-//! microseconds or RFC 3339 text. Also hosts `run_correlator` for `vigil run correlator`.
+//! microseconds or RFC 3339 text.
 
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use vigil_correlator::{Correlator, CorrelatorConfig, RulePack};
+use vigil_correlator::{Correlator, RulePack};
 use vigil_schemas::VerifiedEvent;
 use vigil_schemas::model::parse_rfc3339;
 
@@ -127,26 +126,5 @@ fn test(rules_dir: &Path, events: &Path, allowed_lateness_ms: u64) -> anyhow::Re
         "{n} events, {fired} alerts, {} late, {} evictions",
         stats.late, stats.evictions
     );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Runs the correlator service (`vigil run correlator`).
-pub async fn run_correlator(
-    config: Option<&Path>,
-    metrics_listen: SocketAddr,
-) -> anyhow::Result<ExitCode> {
-    let config = CorrelatorConfig::load(config)?;
-    config.validate()?;
-    let telemetry = vigil_topology::Telemetry::new();
-    let (addr, server) = telemetry
-        .serve(metrics_listen)
-        .await
-        .context("starting the metrics server")?;
-    tracing::info!(%addr, "metrics server listening");
-    let result =
-        vigil_correlator::run(&config, &telemetry, vigil_consumer::shutdown_signal()).await;
-    server.abort();
-    let summary = result.context("correlator")?;
-    tracing::info!(?summary, "correlator stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,20 @@
 //! `vigil run <service>`: runs one consumer service until SIGTERM.
 //!
-//! Each service's arm is owned by that service's crate; this file only dispatches.
+//! Every service has the same shape and every arm lives here: load the config (`--config`,
+//! `VIGIL_*` overrides) with the service's `load`, `validate` it naming the offending key, serve
+//! `/metrics` `/healthz` `/readyz`, run the service's `run(&config, &telemetry, shutdown)` until
+//! SIGTERM or SIGINT, and log its summary.
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
+use vigil_consumer::shutdown_signal;
+use vigil_topology::Telemetry;
 
 /// Arguments of `vigil run`.
 #[derive(Debug, Args)]
@@ -54,35 +62,58 @@ impl Service {
 
 /// Runs the chosen service.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let path = args.config.as_deref();
+    let listen = args.metrics_listen;
+    let telemetry = Telemetry::new();
     match args.service {
-        Service::Verifier => run_verifier(&args).await,
+        Service::Verifier => {
+            let config = vigil_verifier::VerifierConfig::load(path)?;
+            config.validate()?;
+            let run = vigil_verifier::run(&config, &telemetry, shutdown_signal());
+            until_signal("verifier", &telemetry, listen, run).await
+        }
         Service::AuditSink => {
-            super::audit::run_sink(args.config.as_deref(), args.metrics_listen).await
+            let config = vigil_audit_sink::AuditSinkConfig::load(path)?;
+            config.validate()?;
+            let run = vigil_audit_sink::run(&config, &telemetry, shutdown_signal());
+            until_signal("audit sink", &telemetry, listen, run).await
         }
         Service::Alerter => {
-            super::alerter::run_alerter(args.config.as_deref(), args.metrics_listen).await
+            let shown = path.map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string());
+            let config = vigil_alerter::AlerterConfig::load(path)?;
+            config.validate(&shown)?;
+            let run = vigil_alerter::run(&config, &telemetry, shutdown_signal());
+            until_signal("alerter", &telemetry, listen, run).await
         }
         Service::Correlator => {
-            super::rules::run_correlator(args.config.as_deref(), args.metrics_listen).await
+            let config = vigil_correlator::CorrelatorConfig::load(path)?;
+            config.validate()?;
+            let run = vigil_correlator::run(&config, &telemetry, shutdown_signal());
+            until_signal("correlator", &telemetry, listen, run).await
         }
     }
 }
 
-/// Runs the verifier: loads the config (`--config` TOML, `VIGIL_*` overrides), serves
-/// `/metrics` `/healthz` `/readyz`, and consumes until SIGTERM or SIGINT.
-async fn run_verifier(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    use anyhow::Context;
-    let config = vigil_verifier::VerifierConfig::load(args.config.as_deref())?;
-    config.validate()?;
-    let telemetry = vigil_topology::Telemetry::new();
+/// Serves `/metrics` `/healthz` `/readyz` of `telemetry` on `listen`, then drives the service's
+/// `run` future (not started before: futures are lazy) until it ends, and logs its summary.
+async fn until_signal<S, E>(
+    name: &'static str,
+    telemetry: &Telemetry,
+    listen: SocketAddr,
+    run: impl Future<Output = Result<S, E>>,
+) -> anyhow::Result<ExitCode>
+where
+    S: Debug,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let (addr, server) = telemetry
-        .serve(args.metrics_listen)
+        .serve(listen)
         .await
         .context("starting the metrics server")?;
     tracing::info!(%addr, "metrics server listening");
-    let result = vigil_verifier::run(&config, &telemetry, vigil_consumer::shutdown_signal()).await;
+    let result = run.await;
     server.abort();
-    let summary = result.context("verifier")?;
-    tracing::info!(?summary, "verifier stopped");
+    let summary = result.context(name)?;
+    tracing::info!(?summary, "{name} stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -18,31 +18,9 @@ pub use routing::{
     MatchConfig, RouteConfig, parse_severity,
 };
 
-/// A configuration value that is out of range or unreadable, named by its key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A value is out of range.
-    #[error("{path}: alerter.{key}: {reason}")]
-    Invalid {
-        /// The file (or `<defaults>`).
-        path: String,
-        /// The offending key, e.g. `receivers[1].url`.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The file could not be read or parsed (unknown keys included).
-    #[error(transparent)]
-    File(#[from] config_file::ConfigFileError),
-    /// A secret named by the configuration could not be read.
-    #[error("alerter.{key}: cannot read secret: {reason}")]
-    Secret {
-        /// The key naming the secret.
-        key: String,
-        /// Why it could not be read.
-        reason: String,
-    },
-}
+/// A configuration value that is out of range or unreadable, named by its key (the error type
+/// every service's configuration shares).
+pub use vigil_consumer::ServiceConfigError as ConfigError;
 
 /// How the alerter consumes, routes, delivers and serves its API.
 #[derive(Debug, Clone, Deserialize)]
@@ -359,6 +337,7 @@ pub fn read_secret(
         _ => key.to_owned(),
     };
     let secret = |reason: String| ConfigError::Secret {
+        service: "alerter",
         key: used.clone(),
         reason,
     };
@@ -409,7 +388,8 @@ impl AlerterConfig {
     /// Checks every value, naming the first offending key (`path` names the file).
     pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::Invalid {
-            path: path.to_owned(),
+            path: Some(path.to_owned()),
+            service: "alerter",
             key,
             reason,
         };

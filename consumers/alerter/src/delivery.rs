@@ -125,6 +125,7 @@ impl Receiver {
             .pool_max_idle_per_host(32)
             .build()
             .map_err(|e| ConfigError::Secret {
+                service: "alerter",
                 key: key("name"),
                 reason: format!("cannot build HTTP client: {e}"),
             })?;

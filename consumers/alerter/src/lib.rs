@@ -222,6 +222,7 @@ pub async fn build(
         config.api.bearer_token_env.as_deref(),
     )?
     .ok_or_else(|| ConfigError::Secret {
+        service: "alerter",
         key: "api.bearer_token_file".into(),
         reason: "the API needs a bearer token".into(),
     })?;
@@ -339,14 +340,14 @@ impl AlerterService {
     }
 }
 
-/// Validates, builds and runs the alerter until `shutdown` resolves.
+/// Validates, builds and runs the alerter until `shutdown` resolves. Callers that loaded the
+/// config from a file validate it first with [`AlerterConfig::validate`], naming the file.
 pub async fn run(
     config: &AlerterConfig,
-    config_path: &str,
     telemetry: &Telemetry,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, AlerterError> {
-    config.validate(config_path)?;
+    config.validate("<alerter config>")?;
     let service = build(config, telemetry).await?;
     tracing::info!(
         alerts_topic = config.alerts_topic,

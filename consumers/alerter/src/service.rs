@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
-use vigil_consumer::dead_letter::DeadLetterHeaders;
+use vigil_consumer::dead_letter::{self, DeadLetterHeaders};
 use vigil_consumer::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, Turn};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::wire::split_frame_with_limit;
@@ -133,34 +132,21 @@ impl Shared {
             last_failed_at_ms: now_micros() / 1_000,
             retry_not_before_ms: None,
         };
-        let block = dl.to_headers();
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + block.len());
-        for (k, v) in &record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
-        for (k, v) in &block {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
-        }
-        let mut out = FutureRecord::<[u8], [u8]>::to(&self.dlq_topic).headers(headers);
-        if let Some(k) = record.key.as_deref() {
-            out = out.key(k);
-        }
-        if let Some(v) = record.value.as_deref() {
-            out = out.payload(v);
-        }
-        if let Some(ts) = record.timestamp_ms {
-            out = out.timestamp(ts);
-        }
-        self.producer
-            .send(out, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| HandleError::transient(format!("dlq write failed: {e}")))?;
+        let original = dead_letter::Original {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+            timestamp_ms: record.timestamp_ms,
+        };
+        dead_letter::write(
+            &self.producer,
+            &self.dlq_topic,
+            &original,
+            &dl,
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| HandleError::transient(format!("dlq write failed: {e}")))?;
         tracing::warn!(
             error,
             topic = record.topic,

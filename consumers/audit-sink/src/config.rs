@@ -1,10 +1,23 @@
 //! Configuration of `vigil run audit-sink` (the `[audit_sink]` table of the deployment TOML).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vigil_topology::config_file::{self, ConfigFileError, ConfigFormat};
 
-use crate::error::AuditError;
+/// A configuration value that is out of range or unreadable, named by its key (the error type
+/// every service's configuration shares).
+pub use vigil_consumer::ServiceConfigError as ConfigError;
+
+/// The table of the deployment TOML the sink reads; the rest of the file is not its business.
+const TABLE: &str = "audit_sink";
+
+/// The deployment TOML as the sink reads it: only its own table, every other one ignored.
+#[derive(Debug, Default, Deserialize)]
+struct Deployment {
+    #[serde(default)]
+    audit_sink: Option<AuditSinkConfig>,
+}
 
 /// Settings of the audit sink. The ClickHouse URL comes from `VIGIL_CLICKHOUSE_URL` and the
 /// signing key from a file (never from the TOML itself).
@@ -63,14 +76,46 @@ impl Default for AuditSinkConfig {
 }
 
 impl AuditSinkConfig {
-    /// Fails fast naming the first offending key.
-    pub fn validate(&self) -> Result<(), AuditError> {
-        let bad = |key, reason: &str| {
-            Err(AuditError::Config {
-                key,
-                reason: reason.to_owned(),
-            })
+    /// Parses the `[audit_sink]` table of a deployment TOML document (defaults without one).
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let doc: Deployment = config_file::parse(text, path, ConfigFormat::Toml)?;
+        Ok(doc.audit_sink.unwrap_or_default())
+    }
+
+    /// Reads the `[audit_sink]` table of the deployment TOML at `path` (the defaults when
+    /// `path` is `None` or the file has no such table); then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let shown = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigFileError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &shown)?
+            }
+            None => Self::default(),
         };
+        config.apply_env(|k| std::env::var(k).ok());
+        Ok(config)
+    }
+
+    /// Applies `VIGIL_AUDIT_TOPIC`, `VIGIL_AUDIT_DATABASE` and `VIGIL_AUDIT_GROUP` from `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("VIGIL_AUDIT_TOPIC") {
+            self.topic = v;
+        }
+        if let Some(v) = get("VIGIL_AUDIT_DATABASE") {
+            self.database = v;
+        }
+        if let Some(v) = get("VIGIL_AUDIT_GROUP") {
+            self.group = v;
+        }
+    }
+
+    /// Fails fast naming the first offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| Err(ConfigError::invalid(TABLE, key, reason));
         if self.topic.is_empty() {
             return bad("topic", "must not be empty");
         }
@@ -150,5 +195,31 @@ mod tests {
         let parsed: AuditSinkConfig =
             toml::from_str("flush_interval_ms = 250\n").unwrap_or_default();
         assert_eq!(parsed.flush_interval_ms, 250);
+    }
+
+    #[test]
+    fn load_reads_only_the_audit_sink_table_then_the_environment() {
+        let doc = "[verifier]\nanything = 1\n[audit_sink]\ndatabase = \"audit\"\n";
+        let mut c = AuditSinkConfig::from_toml(doc, "d.toml").expect("parses");
+        assert_eq!(c.database, "audit");
+        assert_eq!(c.topic, AuditSinkConfig::default().topic);
+        c.apply_env(|k| (k == "VIGIL_AUDIT_GROUP").then(|| "g2".to_owned()));
+        assert_eq!(c.group, "g2");
+        assert_eq!(c.database, "audit");
+        let none = AuditSinkConfig::from_toml("[verifier]\n", "d.toml").expect("parses");
+        assert_eq!(none, AuditSinkConfig::default());
+        let err = AuditSinkConfig::from_toml("[audit_sink]\nbogus = 1\n", "d.toml")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = AuditSinkConfig {
+            group: String::new(),
+            ..Default::default()
+        }
+        .validate()
+        .expect_err("empty group");
+        assert_eq!(err.to_string(), "audit_sink.group: must not be empty");
+        let err = AuditSinkConfig::load(Some(Path::new("/nonexistent/vigil.toml")))
+            .expect_err("missing file");
+        assert!(err.to_string().contains("/nonexistent/vigil.toml"), "{err}");
     }
 }

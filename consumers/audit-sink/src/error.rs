@@ -13,6 +13,12 @@ pub enum AuditError {
         /// Why it is refused.
         reason: String,
     },
+    /// The sink's configuration is unusable (file, key or value).
+    #[error(transparent)]
+    Settings(#[from] crate::config::ConfigError),
+    /// The sink's metrics could not be registered (already registered in this registry?).
+    #[error("cannot register audit sink metrics")]
+    Metrics(#[source] prometheus::Error),
     /// ClickHouse refused or failed a statement.
     #[error("clickhouse {what}: {source}")]
     ClickHouse {
@@ -48,8 +54,12 @@ impl AuditError {
         match self {
             AuditError::ClickHouse { source, .. } => clickhouse_class(source),
             AuditError::Kafka { .. } => ErrorClass::Transient,
-            AuditError::Config { .. } | AuditError::SigningKey(_) => ErrorClass::BadData,
-            AuditError::Inconsistent(_) | AuditError::Io(_) => ErrorClass::Internal,
+            AuditError::Config { .. } | AuditError::Settings(_) | AuditError::SigningKey(_) => {
+                ErrorClass::BadData
+            }
+            AuditError::Inconsistent(_) | AuditError::Io(_) | AuditError::Metrics(_) => {
+                ErrorClass::Internal
+            }
         }
     }
 

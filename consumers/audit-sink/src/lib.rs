@@ -28,3 +28,31 @@ pub use error::AuditError;
 pub use sink::AuditSink;
 pub use store::AuditStore;
 pub use verify::{VerifyOptions, VerifyReport};
+
+use std::future::Future;
+
+use vigil_topology::{KafkaClientConfig, Telemetry};
+
+/// Runs the audit sink until `shutdown` resolves: registers its metrics in `telemetry`, opens
+/// ClickHouse from `VIGIL_CLICKHOUSE_URL`, loads the digest-signing key and consumes with the
+/// Kafka settings of the environment (`VIGIL_KAFKA_BOOTSTRAP`).
+pub async fn run(
+    config: &AuditSinkConfig,
+    telemetry: &Telemetry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<sink::SinkSummary, AuditError> {
+    config.validate()?;
+    let metrics =
+        metrics::SinkMetrics::register(&telemetry.registry).map_err(AuditError::Metrics)?;
+    let store = AuditStore::from_env(&config.database)?;
+    let signer = AuditSink::load_signer(config)?;
+    let sink = AuditSink::new(
+        config.clone(),
+        KafkaClientConfig::from_env(),
+        store,
+        signer,
+        metrics,
+        telemetry.health.clone(),
+    )?;
+    sink.run(shutdown).await
+}

@@ -28,11 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use vigil_consumer::dead_letter;
 use vigil_consumer::{DeadLetterHeaders, ErrorClass};
 use vigil_schemas::codec::Codec;
 use vigil_schemas::model::{VerifiedEvent, now_micros};
@@ -735,34 +736,24 @@ impl Writer {
             last_failed_at_ms: now_ms,
             retry_not_before_ms: None,
         };
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &d.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
-        for (k, v) in dl.to_headers() {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(&v),
-            });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.config.dlq_topic).headers(headers);
-        if let Some(k) = &d.key {
-            record = record.key(k.as_slice());
-        }
-        if let Some(v) = &d.value {
-            record = record.payload(v.as_slice());
-        }
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(source, _)| AuditError::Kafka {
-                what: "dead-letter".into(),
-                source,
-            })?;
+        let original = dead_letter::Original {
+            key: d.key.as_deref(),
+            value: d.value.as_deref(),
+            headers: &d.headers,
+            timestamp_ms: None,
+        };
+        dead_letter::write(
+            &self.producer,
+            &self.config.dlq_topic,
+            &original,
+            &dl,
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|source| AuditError::Kafka {
+            what: "dead-letter".into(),
+            source,
+        })?;
         self.metrics.dead_letters.inc();
         tracing::warn!(partition = d.partition, offset = d.offset, error = %d.error, "record dead-lettered");
         Ok(())

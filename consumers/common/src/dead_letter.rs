@@ -4,6 +4,11 @@
 //! The original key, value and headers are kept byte for byte; the runtime's headers are appended
 //! after the original ones as one block, each name once. Values are ASCII: decimal numbers,
 //! timestamps in milliseconds since the Unix epoch (`-1` for a record without timestamp).
+//! [`write`] is the one writer that produces a parked record.
+
+mod writer;
+
+pub use writer::{Original, write};
 
 use crate::handler::{ErrorClass, RecordHeader};
 
@@ -157,8 +162,10 @@ impl DeadLetterHeaders {
                 .ok_or(DeadLetterHeaderError::Missing(name))
         };
         let class_text = text(ERROR_CLASS, get(ERROR_CLASS)?)?;
-        let error_class =
-            ErrorClass::parse(class_text).ok_or_else(|| DeadLetterHeaderError::Invalid {
+        // A rejected record is a security event, never a dead letter.
+        let error_class = ErrorClass::parse(class_text)
+            .filter(|c| *c != ErrorClass::Rejected)
+            .ok_or_else(|| DeadLetterHeaderError::Invalid {
                 header: ERROR_CLASS,
                 reason: format!("unknown class {class_text:?}"),
             })?;

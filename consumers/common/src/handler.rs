@@ -3,6 +3,8 @@
 use std::fmt;
 use std::future::Future;
 
+pub use vigil_schemas::ErrorClass;
+
 /// One header of a Kafka record; `None` is a null value, distinct from an empty one.
 pub type RecordHeader = (String, Option<Vec<u8>>);
 
@@ -52,48 +54,14 @@ pub enum Outcome {
     Rejected,
 }
 
-/// Why a record could not be handled, and therefore what the runtime does with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The record itself is broken (undecodable, unknown schema, bad framing): dead-lettered at
-    /// once, the partition moves on.
-    BadData,
-    /// A dependency is unavailable: retried with backoff, then through the retry topics, then
-    /// dead-lettered once the attempt budget is spent.
-    Transient,
-    /// A bug: the run stops with an error and the record's offset is not stored, so nothing is
-    /// lost when the service restarts.
-    Internal,
-}
-
-impl ErrorClass {
-    /// Returns the class as written in `vigil-error-class` and in metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::BadData => "bad_data",
-            ErrorClass::Transient => "transient",
-            ErrorClass::Internal => "internal",
-        }
-    }
-
-    /// Parses the form written by [`ErrorClass::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "bad_data" => Some(ErrorClass::BadData),
-            "transient" => Some(ErrorClass::Transient),
-            "internal" => Some(ErrorClass::Internal),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A classified handler failure.
+///
+/// The class says what the runtime does with the record: `bad_data` is dead-lettered at once
+/// and the partition moves on; `transient` is retried with backoff, then through the retry
+/// topics, then dead-lettered once the attempt budget is spent; `internal` (a bug) stops the run
+/// without storing the record's offset, so nothing is lost when the service restarts. A
+/// rejection is not a failure but [`Outcome::Rejected`]; a handler error classed `rejected` is
+/// treated as a bug, like `internal`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{class}: {message}")]
 pub struct HandleError {
@@ -245,12 +213,18 @@ mod tests {
     fn error_class_round_trips_through_its_wire_form() {
         for c in [
             ErrorClass::BadData,
+            ErrorClass::Rejected,
             ErrorClass::Transient,
             ErrorClass::Internal,
         ] {
             assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
         }
-        assert_eq!(ErrorClass::parse("rejected"), None);
+        // One enum for the whole workspace: the schema crate's classes are the runtime's.
+        assert_eq!(
+            ErrorClass::parse("rejected"),
+            Some(vigil_schemas::ErrorClass::Rejected)
+        );
+        assert_eq!(ErrorClass::parse("nope"), None);
         assert_eq!(
             HandleError::transient("registry down").to_string(),
             "transient: registry down"

@@ -59,7 +59,9 @@ mod handler;
 mod internal_events;
 pub mod key_registry;
 mod metrics;
+mod outcome;
 mod runtime;
+mod service_config;
 mod shutdown;
 mod worker;
 
@@ -67,5 +69,7 @@ pub use config::{ConfigError, Jitter, RetryPolicy, RetryTopic, RuntimeConfig};
 pub use dead_letter::{DeadLetterHeaderError, DeadLetterHeaders};
 pub use handler::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, RecordHeader, Turn};
 pub use metrics::ConsumerMetrics;
-pub use runtime::{ConsumerRuntime, ParkError, RunSummary, RuntimeError};
+pub use outcome::{ParkError, RunSummary, RuntimeError};
+pub use runtime::ConsumerRuntime;
+pub use service_config::ServiceConfigError;
 pub use shutdown::shutdown_signal;

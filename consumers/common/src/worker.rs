@@ -14,9 +14,8 @@ use futures::{FutureExt, StreamExt};
 use prometheus::IntGauge;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -32,7 +31,7 @@ use crate::internal_events::{
     At, DeadLettered, ForeignRetrySkipped, HandlerCalled, HandlerFailed, InProcessRetry,
     Instruments, ParkWriteFailed, RecordHandled, RetryScheduled,
 };
-use crate::runtime::{ParkError, RunSummary, RuntimeError};
+use crate::outcome::{ParkError, RunSummary, RuntimeError};
 
 /// How long a write to the DLQ or a retry topic may wait for room in the producer queue before
 /// the attempt counts as failed and is retried after a backoff.
@@ -568,6 +567,19 @@ async fn handle_with_retries<H: Handler>(
                     message: err.message,
                 });
             }
+            // A rejection is a successful outcome the service publishes itself; a rejected
+            // *error* is a handler bug, and the runtime cannot publish the security event.
+            ErrorClass::Rejected => {
+                return Step::Fatal(RuntimeError::Internal {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                    offset: record.offset,
+                    message: format!(
+                        "handler returned a rejected error instead of Outcome::Rejected: {}",
+                        err.message
+                    ),
+                });
+            }
             ErrorClass::BadData => {
                 let headers = failure_headers(
                     config,
@@ -739,33 +751,22 @@ async fn park<H: Handler>(
         Target::DeadLetter => (shared.config.dlq_topic.as_str(), "dlq"),
         Target::Retry(t) => (t, "retry"),
     };
-    let block = headers.to_headers();
+    let original = dead_letter::Original {
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+        headers: &record.headers,
+        timestamp_ms: None,
+    };
     let mut failures = 0u32;
     loop {
-        let mut owned = OwnedHeaders::new_with_capacity(record.headers.len() + block.len());
-        for (k, v) in &record.headers {
-            owned = owned.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
-        for (k, v) in &block {
-            owned = owned.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
-        }
-        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
-        if let Some(k) = &record.key {
-            out = out.key(k.as_slice());
-        }
-        if let Some(v) = &record.value {
-            out = out.payload(v.as_slice());
-        }
-        match shared
-            .producer
-            .send(out, Timeout::After(PRODUCER_QUEUE_TIMEOUT))
-            .await
+        match dead_letter::write(
+            &shared.producer,
+            topic,
+            &original,
+            &headers,
+            PRODUCER_QUEUE_TIMEOUT,
+        )
+        .await
         {
             Ok(_) => {
                 match target {
@@ -794,7 +795,7 @@ async fn park<H: Handler>(
                 }
                 return Step::Done;
             }
-            Err((e, _)) if is_permanent(&e) => {
+            Err(e) if is_permanent(&e) => {
                 return Step::Fatal(RuntimeError::Park(Box::new(ParkError {
                     target_topic: topic.to_owned(),
                     topic: record.topic.clone(),
@@ -803,7 +804,7 @@ async fn park<H: Handler>(
                     source: e,
                 })));
             }
-            Err((e, _)) => {
+            Err(e) => {
                 failures = failures.saturating_add(1);
                 let backoff = shared.config.retry.backoff(failures);
                 ParkWriteFailed {

@@ -10,27 +10,12 @@ use vigil_topology::config_file::{self, ConfigFormat};
 
 use crate::engine::EngineSettings;
 
-/// A configuration value that is out of range or unreadable, named by its key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A value is out of range.
-    #[error("correlator.{key}: {reason}")]
-    Invalid {
-        /// The offending key.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The file could not be read or parsed (unknown keys included).
-    #[error(transparent)]
-    File(#[from] config_file::ConfigFileError),
-}
+/// A configuration value that is out of range or unreadable, named by its key (the error type
+/// every service's configuration shares).
+pub use vigil_consumer::ServiceConfigError as ConfigError;
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid("correlator", key, reason)
 }
 
 /// How the correlator consumes, correlates and alerts.

@@ -8,27 +8,12 @@ use vigil_schemas::topics;
 use vigil_topology::KafkaClientConfig;
 use vigil_topology::config_file::{self, ConfigFormat};
 
-/// A configuration value that is out of range or unreadable, named by its key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A value is out of range.
-    #[error("verifier.{key}: {reason}")]
-    Invalid {
-        /// The offending key.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The file could not be read or parsed (unknown keys included).
-    #[error(transparent)]
-    File(#[from] config_file::ConfigFileError),
-}
+/// A configuration value that is out of range or unreadable, named by its key (the error type
+/// every service's configuration shares).
+pub use vigil_consumer::ServiceConfigError as ConfigError;
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid("verifier", key, reason)
 }
 
 /// How the verifier consumes, verifies and publishes.
