@@ -45,7 +45,10 @@ fn address_table() -> Vec<(&'static str, String)> {
             "http://schema-registry:8081",
             vigil_test_support::schema_registry_url(),
         ),
-        ("http://clickhouse:8123", vigil_test_support::clickhouse_url()),
+        (
+            "http://clickhouse:8123",
+            vigil_test_support::clickhouse_url(),
+        ),
     ]
 }
 

@@ -25,7 +25,10 @@ fn run_demo(args: &[&str]) -> (ExitStatus, String, String, Duration) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .arg("demo")
         .args(args)
-        .env("VIGIL_KAFKA_BOOTSTRAP", vigil_test_support::kafka_bootstrap())
+        .env(
+            "VIGIL_KAFKA_BOOTSTRAP",
+            vigil_test_support::kafka_bootstrap(),
+        )
         .env(
             "VIGIL_SCHEMA_REGISTRY_URL",
             vigil_test_support::schema_registry_url(),
