@@ -603,6 +603,49 @@ async fn internal_error_stops_the_run_and_a_restart_resumes_at_that_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_error_is_a_handler_bug_and_stops_the_run_like_an_internal_one() {
+    let topics = Topics::create(1).await;
+    let producer = producer();
+    for i in 0..3 {
+        let v = format!("r{i}");
+        produce(
+            &producer,
+            &topics.source,
+            Some(0),
+            Some(b"k"),
+            Some(v.as_bytes()),
+            &[],
+        )
+        .await;
+    }
+    // A rejection is Outcome::Rejected; an error classed rejected cannot be dead-lettered (a
+    // DLQ never holds rejected records) nor published by the runtime.
+    let handler = Scripted::new(|r| {
+        if r.value.as_deref() == Some(b"r1") {
+            Err(HandleError {
+                class: ErrorClass::Rejected,
+                message: "bad signature".to_owned(),
+            })
+        } else {
+            Ok(Outcome::Handled)
+        }
+    });
+    let running = start_runtime(topics.config(), handler.clone());
+    let err = running.finished().await.expect_err("the run stops");
+    match &err {
+        RuntimeError::Internal {
+            offset, message, ..
+        } => {
+            assert_eq!(*offset, 1);
+            assert!(message.contains("bad signature"), "{message}");
+        }
+        other => panic!("expected an internal error, got {other:?}"),
+    }
+    assert_eq!(committed(&topics.group, &topics.source, 1)[&0], 1);
+    assert_eq!(end_offsets(&topics.dlq, 1)[&0], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_records_and_a_restart_skips_nothing() {
     let topics = Topics::create(3).await;
     let producer = producer();
