@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use vigil_alerter::AlerterConfig;
 use vigil_audit_sink::AuditSinkConfig;
+use vigil_consumer::ConsumerConfig;
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_correlator::CorrelatorConfig;
 use vigil_schemas::EventSigner;
@@ -94,24 +95,35 @@ impl PipelineConfig {
         }
     }
 
-    /// Adds the verifier, reading the namespace's raw and keys topics; it has no retry topics,
-    /// so the shared `vigil.retry.*` never sees the namespace's records.
-    pub fn with_verifier(mut self) -> Self {
-        let ns = &self.namespace;
-        self.verifier = Some(VerifierConfig {
+    /// Returns `service`'s consumer keys in the namespace: the endpoints, its group, the
+    /// namespace's DLQ, no retry topics, short commit and shutdown intervals; the service's
+    /// own bounds from `defaults`.
+    fn consumer(&self, service: &str, defaults: ConsumerConfig) -> ConsumerConfig {
+        ConsumerConfig {
             kafka: self.endpoints.kafka.clone(),
             schema_registry_url: self.endpoints.schema_registry_url.clone(),
-            group_id: ns.group("verifier"),
-            raw_topic: ns.raw_topic(),
-            verified_topic: ns.verified_topic(),
-            keys_topic: ns.keys_topic(),
-            dlq_topic: ns.dlq_topic(),
+            group_id: self.namespace.group(service),
+            dlq_topic: self.namespace.dlq_topic(),
             retry_topics: Vec::new(),
             commit_interval_ms: COMMIT_INTERVAL_MS,
             shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
+            ..defaults
+        }
+    }
+
+    /// Adds the verifier, reading the namespace's raw and keys topics; it has no retry topics,
+    /// so the shared `vigil.retry.*` never sees the namespace's records.
+    pub fn with_verifier(mut self) -> Self {
+        let defaults = VerifierConfig::default();
+        let ns = &self.namespace;
+        self.verifier = Some(VerifierConfig {
+            consumer: self.consumer("verifier", defaults.consumer.clone()),
+            raw_topic: ns.raw_topic(),
+            verified_topic: ns.verified_topic(),
+            keys_topic: ns.keys_topic(),
             key_registry_load_timeout_ms: KEY_REGISTRY_LOAD_TIMEOUT_MS,
             verifier_id: Some(ns.group("verifier")),
-            ..VerifierConfig::default()
+            ..defaults
         });
         self
     }
@@ -119,21 +131,16 @@ impl PipelineConfig {
     /// Adds the correlator with the rule files of `rules_dir` (read once: no reload polling, no
     /// rebuild of windows from the verified topic at start), without retry topics.
     pub fn with_correlator(mut self, rules_dir: impl Into<PathBuf>) -> Self {
+        let defaults = CorrelatorConfig::default();
         let ns = &self.namespace;
         self.correlator = Some(CorrelatorConfig {
-            kafka: self.endpoints.kafka.clone(),
-            schema_registry_url: self.endpoints.schema_registry_url.clone(),
-            group_id: ns.group("correlator"),
+            consumer: self.consumer("correlator", defaults.consumer.clone()),
             verified_topic: ns.verified_topic(),
             alerts_topic: ns.alerts_topic(),
-            dlq_topic: ns.dlq_topic(),
-            retry_topics: Vec::new(),
             rules_dir: rules_dir.into(),
             reload_poll_ms: 0,
             rebuild_on_start: false,
-            commit_interval_ms: COMMIT_INTERVAL_MS,
-            shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS,
-            ..CorrelatorConfig::default()
+            ..defaults
         });
         self
     }
@@ -154,7 +161,7 @@ impl PipelineConfig {
         );
         let mut config = AlerterConfig::from_yaml(&yaml, ALERTER_CONFIG_PATH)
             .map_err(PipelineError::AlerterConfig)?;
-        config.kafka = self.endpoints.kafka.clone();
+        config.consumer.kafka = self.endpoints.kafka.clone();
         self.alerter = Some(config);
         Ok(self)
     }
@@ -267,10 +274,10 @@ mod tests {
         assert_eq!(v.raw_topic, "vigil-test-x1.events.raw");
         assert_eq!(v.verified_topic, "vigil-test-x1.events.verified");
         assert_eq!(v.keys_topic, "vigil-test-x1.keys");
-        assert_eq!(v.dlq_topic, "vigil-test-x1.dlq");
-        assert_eq!(v.group_id, "vigil-test-x1-verifier");
-        assert!(v.retry_topics.is_empty());
-        assert_eq!(v.kafka.bootstrap_servers, "127.0.0.1:1");
+        assert_eq!(v.consumer.dlq_topic, "vigil-test-x1.dlq");
+        assert_eq!(v.consumer.group_id, "vigil-test-x1-verifier");
+        assert!(v.consumer.retry_topics.is_empty());
+        assert_eq!(v.consumer.kafka.bootstrap_servers, "127.0.0.1:1");
         let k = c
             .correlator
             .as_ref()
@@ -278,7 +285,7 @@ mod tests {
         assert_eq!(k.verified_topic, v.verified_topic);
         assert_eq!(k.alerts_topic, "vigil-test-x1.alerts");
         assert_eq!(k.rules_dir, PathBuf::from("/rules"));
-        assert!(k.retry_topics.is_empty());
+        assert!(k.consumer.retry_topics.is_empty());
         let s = c.audit_sink.as_ref().unwrap_or_else(|| panic!("sink"));
         assert_eq!(s.config.topic, v.verified_topic);
         assert_eq!(s.config.database, "vigil_test_x1");
@@ -295,9 +302,9 @@ mod tests {
         let a = c.alerter.as_ref().unwrap_or_else(|| panic!("alerter"));
         assert_eq!(a.alerts_topic, "vigil-test-x1.alerts");
         assert_eq!(a.state_topic, "vigil-test-x1.alerter.state");
-        assert_eq!(a.group_id, "vigil-test-x1-alerter");
-        assert_eq!(a.schema_registry_url, "http://127.0.0.1:2");
-        assert_eq!(a.kafka.bootstrap_servers, "127.0.0.1:1");
+        assert_eq!(a.consumer.group_id, "vigil-test-x1-alerter");
+        assert_eq!(a.consumer.schema_registry_url, "http://127.0.0.1:2");
+        assert_eq!(a.consumer.kafka.bootstrap_servers, "127.0.0.1:1");
         assert_eq!(a.receivers.len(), 1);
         assert_eq!(a.receivers[0].name, "hook");
     }

@@ -139,7 +139,7 @@ impl Pipeline {
                 .map_err(PipelineError::Verifier)?;
             let registry_task = AbortOnDrop(registry_task);
             pipeline.key_registry = Some(Arc::clone(verifier.key_registry()));
-            let runtime = ConsumerRuntime::new(vc.runtime_config(), &vc.kafka, &telemetry)
+            let runtime = ConsumerRuntime::new(vc.runtime_config(), &vc.consumer.kafka, &telemetry)
                 .map_err(|e| PipelineError::Verifier(e.into()))?;
             let shutdown = pipeline.shutdown();
             pipeline.spawn(ServiceKind::Verifier, telemetry, async move {

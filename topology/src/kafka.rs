@@ -47,7 +47,7 @@ pub enum KafkaConfigError {
 }
 
 /// How Vigil connects to Kafka, shared by all its clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaClientConfig {
     /// Comma-separated `host:port` list; `VIGIL_KAFKA_BOOTSTRAP` overrides it.

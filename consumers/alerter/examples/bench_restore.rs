@@ -121,9 +121,9 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "bench-token").unwrap();
     let mut c = AlerterConfig::default();
-    c.kafka = KafkaClientConfig::new(kafka_bootstrap());
-    c.schema_registry_url = schema_registry_url();
-    c.group_id = unique_name("bench-restore");
+    c.consumer.kafka = KafkaClientConfig::new(kafka_bootstrap());
+    c.consumer.schema_registry_url = schema_registry_url();
+    c.consumer.group_id = unique_name("bench-restore");
     c.state_topic = topic;
     c.api.listen = "127.0.0.1:0".parse().unwrap();
     c.api.bearer_token_file = Some(dir.path().join("token"));

@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vigil_consumer::{RetryTopic, RuntimeConfig};
+use vigil_consumer::{ConsumerConfig, ConsumerDefaults, RuntimeConfig};
 use vigil_schemas::topics;
-use vigil_topology::KafkaClientConfig;
 use vigil_topology::config_file::{self, ConfigFormat};
 
 mod routing;
@@ -26,40 +25,21 @@ pub use vigil_consumer::ServiceConfigError as ConfigError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlerterConfig {
-    /// Kafka connection; `VIGIL_KAFKA_BOOTSTRAP` overrides `bootstrap_servers`.
-    #[serde(default = "default_kafka")]
-    pub kafka: KafkaClientConfig,
-    /// Schema registry URL (writer schemas of alert records); `VIGIL_SCHEMA_REGISTRY_URL`
-    /// overrides it.
-    #[serde(default = "default_schema_registry_url")]
-    pub schema_registry_url: String,
-    /// Consumer group of the alerter.
-    #[serde(default = "default_group_id")]
-    pub group_id: String,
+    /// The consumer keys every consumer service shares (Kafka, schema registry for the writer
+    /// schemas of alert records, group, DLQ, retry topics, bounds, timeouts), at the top of the
+    /// table beside the alerter's own. The DLQ takes undecodable alerts and alerts no receiver
+    /// accepted; retry topics (none by default) take transient failures (registry or DLQ
+    /// outage). `pipeline_depth` here overlaps the wait for the broker to acknowledge a
+    /// record's state changelog writes; notifications stay in offset order.
+    #[serde(flatten, deserialize_with = "consumer_keys")]
+    pub consumer: ConsumerConfig,
     /// Topic of alerts (written by the correlator).
     #[serde(default = "default_alerts_topic")]
     pub alerts_topic: String,
-    /// Dead-letter topic: undecodable alerts and alerts no receiver accepted.
-    #[serde(default = "default_dlq_topic")]
-    pub dlq_topic: String,
     /// Compacted changelog of the alerter's state (marks, active alerts, acknowledgements,
     /// silences), read back at start so a restart keeps them. One per alerter deployment.
     #[serde(default = "default_state_topic")]
     pub state_topic: String,
-    /// Delayed retry topics for transient failures (registry or DLQ outage).
-    #[serde(default)]
-    pub retry_topics: Vec<RetryTopic>,
-    /// Records queued per partition before the partition is paused.
-    #[serde(default = "default_max_in_flight_per_partition")]
-    pub max_in_flight_per_partition: usize,
-    /// Records of a partition handled at once. Notifications stay in offset order (they run in
-    /// the record's turn); what overlaps is the wait for the broker to acknowledge a record's
-    /// state changelog writes, which would otherwise cost one produce round trip per alert.
-    #[serde(default = "default_pipeline_depth")]
-    pub pipeline_depth: usize,
-    /// How often stored offsets are committed.
-    #[serde(default = "default_commit_interval_ms")]
-    pub commit_interval_ms: u64,
     /// Largest alert value accepted, in bytes.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
@@ -197,32 +177,27 @@ pub struct ReceiverConfig {
     pub timeout_ms: u64,
 }
 
-fn default_kafka() -> KafkaClientConfig {
-    KafkaClientConfig::new("127.0.0.1:9092")
+/// The alerter's consumer defaults: group `vigil-alerter`, no retry topics, 64 records in flight
+/// and 32 handled at once per partition, offsets committed every second.
+fn consumer_defaults() -> ConsumerDefaults {
+    ConsumerDefaults {
+        retry_topics: Vec::new(),
+        max_in_flight_per_partition: 64,
+        pipeline_depth: 32,
+        commit_interval_ms: 1_000,
+        ..ConsumerDefaults::runtime("vigil-alerter")
+    }
 }
-fn default_schema_registry_url() -> String {
-    "http://127.0.0.1:8081".to_owned()
+
+fn consumer_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ConsumerConfig, D::Error> {
+    ConsumerConfig::deserialize_with_defaults(d, consumer_defaults())
 }
-fn default_group_id() -> String {
-    "vigil-alerter".to_owned()
-}
+
 fn default_alerts_topic() -> String {
     topics::ALERTS.to_owned()
 }
-fn default_dlq_topic() -> String {
-    topics::DLQ.to_owned()
-}
 fn default_state_topic() -> String {
     STATE_TOPIC.to_owned()
-}
-fn default_max_in_flight_per_partition() -> usize {
-    64
-}
-fn default_pipeline_depth() -> usize {
-    32
-}
-fn default_commit_interval_ms() -> u64 {
-    1_000
 }
 fn default_max_value_bytes() -> usize {
     vigil_schemas::wire::DEFAULT_MAX_VALUE_BYTES
@@ -305,16 +280,9 @@ impl Default for DeliveryConfig {
 impl Default for AlerterConfig {
     fn default() -> Self {
         Self {
-            kafka: default_kafka(),
-            schema_registry_url: default_schema_registry_url(),
-            group_id: default_group_id(),
+            consumer: ConsumerConfig::with_defaults(consumer_defaults()),
             alerts_topic: default_alerts_topic(),
-            dlq_topic: default_dlq_topic(),
             state_topic: default_state_topic(),
-            retry_topics: Vec::new(),
-            max_in_flight_per_partition: default_max_in_flight_per_partition(),
-            pipeline_depth: default_pipeline_depth(),
-            commit_interval_ms: default_commit_interval_ms(),
             max_value_bytes: default_max_value_bytes(),
             api: ApiConfig::default(),
             state: StateConfig::default(),
@@ -371,18 +339,12 @@ impl AlerterConfig {
 
     /// Applies `VIGIL_KAFKA_BOOTSTRAP` and `VIGIL_SCHEMA_REGISTRY_URL` from `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        config_file::apply_address_env(&get, &mut self.kafka, &mut self.schema_registry_url);
+        self.consumer.apply_address_env(get);
     }
 
     /// Returns the consumer runtime configuration of the alerter.
     pub fn runtime_config(&self) -> RuntimeConfig {
-        let mut c = RuntimeConfig::new("alerter", &self.group_id, vec![self.alerts_topic.clone()]);
-        c.retry_topics = self.retry_topics.clone();
-        c.dlq_topic = self.dlq_topic.clone();
-        c.max_in_flight_per_partition = self.max_in_flight_per_partition;
-        c.pipeline_depth = self.pipeline_depth;
-        c.commit_interval_ms = self.commit_interval_ms;
-        c
+        self.consumer.runtime_config("alerter", &self.alerts_topic)
     }
 
     /// Checks every value, naming the first offending key (`path` names the file).
@@ -393,21 +355,14 @@ impl AlerterConfig {
             key,
             reason,
         };
-        self.kafka
-            .validate()
-            .map_err(|e| invalid("kafka".into(), e.to_string()))?;
-        if !self.schema_registry_url.starts_with("http://")
-            && !self.schema_registry_url.starts_with("https://")
-        {
-            return Err(invalid(
-                "schema_registry_url".into(),
-                format!("must be an http(s) URL, got {:?}", self.schema_registry_url),
-            ));
-        }
+        self.consumer
+            .validate("alerter", &self.alerts_topic)
+            .map_err(|e| e.in_file(path))?;
         if self.alerts_topic.trim().is_empty() {
             return Err(invalid("alerts_topic".into(), "must not be empty".into()));
         }
-        if self.dlq_topic.trim().is_empty() || self.dlq_topic == self.alerts_topic {
+        let dlq_topic = &self.consumer.dlq_topic;
+        if dlq_topic.trim().is_empty() || *dlq_topic == self.alerts_topic {
             return Err(invalid(
                 "dlq_topic".into(),
                 "must be set and differ from alerts_topic".into(),
@@ -415,7 +370,7 @@ impl AlerterConfig {
         }
         if self.state_topic.trim().is_empty()
             || self.state_topic == self.alerts_topic
-            || self.state_topic == self.dlq_topic
+            || self.state_topic == *dlq_topic
         {
             return Err(invalid(
                 "state_topic".into(),
@@ -540,9 +495,6 @@ impl AlerterConfig {
             }
         }
         validate_route(&self.route, "route", &names, &invalid)?;
-        self.runtime_config()
-            .validate()
-            .map_err(|e| invalid(e.key, e.reason))?;
         Ok(())
     }
 }

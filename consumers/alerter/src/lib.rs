@@ -158,8 +158,8 @@ async fn restore(
 ) -> Result<(Vec<state::Rearm>, Vec<(i32, i64)>), AlerterError> {
     let started = Instant::now();
     let (kafka, group, topic) = (
-        config.kafka.clone(),
-        config.group_id.clone(),
+        config.consumer.kafka.clone(),
+        config.consumer.group_id.clone(),
         config.state_topic.clone(),
     );
     let snapshot = tokio::task::spawn_blocking(move || {
@@ -226,9 +226,9 @@ pub async fn build(
         key: "api.bearer_token_file".into(),
         reason: "the API needs a bearer token".into(),
     })?;
-    let schemas =
-        SchemaRegistry::new(&config.schema_registry_url).map_err(AlerterError::Registry)?;
-    let mut producer_config = config.kafka.producer();
+    let schemas = SchemaRegistry::new(&config.consumer.schema_registry_url)
+        .map_err(AlerterError::Registry)?;
+    let mut producer_config = config.consumer.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");
     let producer: FutureProducer = producer_config.create().map_err(AlerterError::Producer)?;
     let instance = uuid::Uuid::new_v4().to_string();
@@ -246,8 +246,8 @@ pub async fn build(
     let (arm_tx, mut arm_rx) = tokio::sync::mpsc::unbounded_channel();
     book.set_armer(arm_tx);
     let follower = changelog::Follower::new(
-        &config.kafka,
-        &config.group_id,
+        &config.consumer.kafka,
+        &config.consumer.group_id,
         &config.state_topic,
         &instance,
         &ends,
@@ -273,8 +273,8 @@ pub async fn build(
         book: Arc::clone(&book),
         metrics: metrics.clone(),
         producer,
-        dlq_topic: config.dlq_topic.clone(),
-        group_id: config.group_id.clone(),
+        dlq_topic: config.consumer.dlq_topic.clone(),
+        group_id: config.consumer.group_id.clone(),
         stop: stop_rx,
         alerts_topic: config.alerts_topic.clone(),
         ownership: watch::channel(0).0,
@@ -328,7 +328,11 @@ impl AlerterService {
         telemetry: &Telemetry,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<RunSummary, AlerterError> {
-        let result = match ConsumerRuntime::new(config.runtime_config(), &config.kafka, telemetry) {
+        let result = match ConsumerRuntime::new(
+            config.runtime_config(),
+            &config.consumer.kafka,
+            telemetry,
+        ) {
             Ok(runtime) => runtime.run(Arc::clone(&self.handler), shutdown).await,
             Err(e) => Err(e),
         };

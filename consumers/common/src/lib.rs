@@ -71,5 +71,5 @@ pub use handler::{ErrorClass, HandleError, Handler, InboundRecord, Outcome, Reco
 pub use metrics::ConsumerMetrics;
 pub use outcome::{ParkError, RunSummary, RuntimeError};
 pub use runtime::ConsumerRuntime;
-pub use service_config::ServiceConfigError;
+pub use service_config::{ConsumerConfig, ConsumerDefaults, ServiceConfigError};
 pub use shutdown::shutdown_signal;

@@ -3,9 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vigil_consumer::{RetryTopic, RuntimeConfig};
+use vigil_consumer::{ConsumerConfig, ConsumerDefaults, RuntimeConfig};
 use vigil_schemas::topics;
-use vigil_topology::KafkaClientConfig;
 use vigil_topology::config_file::{self, ConfigFormat};
 
 use crate::engine::EngineSettings;
@@ -22,28 +21,18 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorrelatorConfig {
-    /// Kafka connection; `VIGIL_KAFKA_BOOTSTRAP` overrides `bootstrap_servers`.
-    #[serde(default = "default_kafka")]
-    pub kafka: KafkaClientConfig,
-    /// Schema registry URL; `VIGIL_SCHEMA_REGISTRY_URL` overrides it.
-    #[serde(default = "default_schema_registry_url")]
-    pub schema_registry_url: String,
-    /// Consumer group of the correlator.
-    #[serde(default = "default_group_id")]
-    pub group_id: String,
+    /// The consumer keys every consumer service shares (Kafka, schema registry, group, DLQ,
+    /// retry topics, bounds, timeouts), at the top of the table beside the correlator's own.
+    /// Retry topics take records whose alerts topic was unreachable; `pipeline_depth` here
+    /// overlaps decoding, while windows are fed and alerts queued strictly in offset order.
+    #[serde(flatten, deserialize_with = "consumer_keys")]
+    pub consumer: ConsumerConfig,
     /// Topic of verified events.
     #[serde(default = "default_verified_topic")]
     pub verified_topic: String,
     /// Topic alerts are written to.
     #[serde(default = "default_alerts_topic")]
     pub alerts_topic: String,
-    /// Dead-letter topic for undecodable records.
-    #[serde(default = "default_dlq_topic")]
-    pub dlq_topic: String,
-    /// Delayed retry topics for transient failures (alerts topic unreachable); empty: DLQ
-    /// after the in-process retries.
-    #[serde(default = "default_retry_topics")]
-    pub retry_topics: Vec<RetryTopic>,
     /// Directory of Sigma rule files (`*.yml`); `VIGIL_RULES_DIR` overrides it.
     #[serde(default = "default_rules_dir")]
     pub rules_dir: PathBuf,
@@ -71,45 +60,33 @@ pub struct CorrelatorConfig {
     /// windows are kept.
     #[serde(default = "default_rebuild_timeout_ms")]
     pub rebuild_timeout_ms: u64,
-    /// Records of one partition handled at once: decoding overlaps, while the windows are fed
-    /// and alerts queued strictly in offset order; alert acknowledgements are awaited after.
-    #[serde(default = "default_pipeline_depth")]
-    pub pipeline_depth: usize,
     /// Linger of the alerts producer (the Kafka client's `linger_ms` applies to nothing else
     /// here): alerts are rare and their latency matters more than batching.
     #[serde(default)]
     pub alerts_linger_ms: u32,
-    /// Records queued per partition before the partition is paused.
-    #[serde(default = "default_max_in_flight_per_partition")]
-    pub max_in_flight_per_partition: usize,
-    /// How often stored offsets are committed.
-    #[serde(default = "default_commit_interval_ms")]
-    pub commit_interval_ms: u64,
-    /// How long a shutdown waits for records being handled.
-    #[serde(default = "default_shutdown_timeout_ms")]
-    pub shutdown_timeout_ms: u64,
 }
 
-fn default_kafka() -> KafkaClientConfig {
-    KafkaClientConfig::new("127.0.0.1:9092")
+/// The correlator's consumer defaults: group `vigil-correlator`, 256 records in flight and 32
+/// handled at once per partition, offsets committed every 5 s, 30 s to shut down.
+fn consumer_defaults() -> ConsumerDefaults {
+    ConsumerDefaults {
+        max_in_flight_per_partition: 256,
+        pipeline_depth: 32,
+        commit_interval_ms: 5_000,
+        shutdown_timeout_ms: 30_000,
+        ..ConsumerDefaults::runtime("vigil-correlator")
+    }
 }
-fn default_schema_registry_url() -> String {
-    "http://127.0.0.1:8081".to_owned()
+
+fn consumer_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ConsumerConfig, D::Error> {
+    ConsumerConfig::deserialize_with_defaults(d, consumer_defaults())
 }
-fn default_group_id() -> String {
-    "vigil-correlator".to_owned()
-}
+
 fn default_verified_topic() -> String {
     topics::EVENTS_VERIFIED.to_owned()
 }
 fn default_alerts_topic() -> String {
     topics::ALERTS.to_owned()
-}
-fn default_dlq_topic() -> String {
-    topics::DLQ.to_owned()
-}
-fn default_retry_topics() -> Vec<RetryTopic> {
-    RuntimeConfig::new("correlator", "g", vec!["t".to_owned()]).retry_topics
 }
 fn default_rules_dir() -> PathBuf {
     PathBuf::from("rules")
@@ -134,18 +111,6 @@ fn default_rebuild_max_events() -> usize {
 }
 fn default_rebuild_timeout_ms() -> u64 {
     120_000
-}
-fn default_max_in_flight_per_partition() -> usize {
-    256
-}
-fn default_pipeline_depth() -> usize {
-    32
-}
-fn default_commit_interval_ms() -> u64 {
-    5_000
-}
-fn default_shutdown_timeout_ms() -> u64 {
-    30_000
 }
 
 impl Default for CorrelatorConfig {
@@ -180,7 +145,7 @@ impl CorrelatorConfig {
 
     /// Applies `VIGIL_KAFKA_BOOTSTRAP`, `VIGIL_SCHEMA_REGISTRY_URL` and `VIGIL_RULES_DIR`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        config_file::apply_address_env(&get, &mut self.kafka, &mut self.schema_registry_url);
+        self.consumer.apply_address_env(&get);
         if let Some(v) = config_file::env_value(&get, "VIGIL_RULES_DIR") {
             self.rules_dir = PathBuf::from(v);
         }
@@ -189,18 +154,8 @@ impl CorrelatorConfig {
     /// Returns the consumer runtime configuration (window state depends on event order, so the
     /// handler feeds the engine inside each record's turn).
     pub fn runtime_config(&self) -> RuntimeConfig {
-        let mut c = RuntimeConfig::new(
-            "correlator",
-            &self.group_id,
-            vec![self.verified_topic.clone()],
-        );
-        c.dlq_topic = self.dlq_topic.clone();
-        c.retry_topics = self.retry_topics.clone();
-        c.max_in_flight_per_partition = self.max_in_flight_per_partition;
-        c.pipeline_depth = self.pipeline_depth;
-        c.commit_interval_ms = self.commit_interval_ms;
-        c.shutdown_timeout_ms = self.shutdown_timeout_ms;
-        c
+        self.consumer
+            .runtime_config("correlator", &self.verified_topic)
     }
 
     /// Returns the engine bounds.
@@ -216,18 +171,11 @@ impl CorrelatorConfig {
 
     /// Checks every value, naming the first offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.kafka
-            .validate()
-            .map_err(|e| invalid("kafka", e.to_string()))?;
-        if !self.schema_registry_url.starts_with("http://")
-            && !self.schema_registry_url.starts_with("https://")
-        {
-            return Err(invalid("schema_registry_url", "must be an http(s) URL"));
-        }
+        self.consumer.validate("correlator", &self.verified_topic)?;
         for (key, topic) in [
             ("verified_topic", &self.verified_topic),
             ("alerts_topic", &self.alerts_topic),
-            ("dlq_topic", &self.dlq_topic),
+            ("dlq_topic", &self.consumer.dlq_topic),
         ] {
             if topic.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
@@ -242,9 +190,6 @@ impl CorrelatorConfig {
         if self.max_evidence == 0 || self.max_evidence > 1_000 {
             return Err(invalid("max_evidence", "must be 1..=1000"));
         }
-        self.runtime_config()
-            .validate()
-            .map_err(|e| invalid("runtime", e.to_string()))?;
         Ok(())
     }
 }
@@ -259,7 +204,7 @@ mod tests {
         let runtime_default =
             RuntimeConfig::new("correlator", "g", vec!["t".to_owned()]).retry_topics;
         assert!(!runtime_default.is_empty());
-        assert_eq!(defaults.retry_topics, runtime_default);
+        assert_eq!(defaults.consumer.retry_topics, runtime_default);
         assert_eq!(defaults.runtime_config().retry_topics, runtime_default);
 
         let own = CorrelatorConfig::from_toml(
@@ -286,7 +231,7 @@ mod tests {
         );
 
         let mut clash = CorrelatorConfig::default();
-        clash.retry_topics[0].topic = clash.verified_topic.clone();
+        clash.consumer.retry_topics[0].topic = clash.verified_topic.clone();
         let e = clash.validate().err().unwrap_or_else(|| panic!("accepted"));
         assert!(e.to_string().contains("retry_topics[0].topic"), "{e}");
     }

@@ -420,7 +420,7 @@ fn rebuild(
     let kafka_err = |e: rdkafka::error::KafkaError| CorrelatorError::Kafka(e.to_string());
     let timeout = Duration::from_secs(10);
     // Same group id to read its committed offsets; never subscribes, so it joins no group.
-    let mut committed_cfg = config.kafka.consumer(&config.group_id);
+    let mut committed_cfg = config.consumer.kafka.consumer(&config.consumer.group_id);
     committed_cfg.set("enable.auto.commit", "false");
     let probe: BaseConsumer = committed_cfg.create().map_err(kafka_err)?;
     let metadata = probe
@@ -499,8 +499,9 @@ fn rebuild(
         }));
     }
     let mut reader_cfg = config
+        .consumer
         .kafka
-        .consumer(&format!("{}-rebuild", config.group_id));
+        .consumer(&format!("{}-rebuild", config.consumer.group_id));
     reader_cfg.set("enable.auto.commit", "false");
     let reader: BaseConsumer = reader_cfg.create().map_err(kafka_err)?;
     reader.assign(&assign).map_err(kafka_err)?;
@@ -624,8 +625,8 @@ pub async fn run(
     let pack = Arc::new(RulePack::load_dir(&config.rules_dir)?);
     let rules = pack.rule_count();
     let mut engine = Correlator::new(pack, config.engine_settings())?;
-    let schemas =
-        SchemaRegistry::new(&config.schema_registry_url).map_err(CorrelatorError::Registry)?;
+    let schemas = SchemaRegistry::new(&config.consumer.schema_registry_url)
+        .map_err(CorrelatorError::Registry)?;
     let alert_schema = schemas
         .register(
             &value_subject(&config.alerts_topic),
@@ -657,7 +658,7 @@ pub async fn run(
         }
         .emit();
     }
-    let mut producer_config = config.kafka.producer();
+    let mut producer_config = config.consumer.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");
     // Alerts are few and each one's linger is added to the time to the pager; a burst still
     // batches behind the requests in flight (measured: scripts/bench-e2e-latency).
@@ -697,7 +698,7 @@ pub async fn run(
         alerts_topic = config.alerts_topic,
         "correlator starting"
     );
-    let runtime = ConsumerRuntime::new(config.runtime_config(), &config.kafka, telemetry)?;
+    let runtime = ConsumerRuntime::new(config.runtime_config(), &config.consumer.kafka, telemetry)?;
     let result = runtime.run(handler, shutdown).await;
     watcher.abort();
     Ok(result?)

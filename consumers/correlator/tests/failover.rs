@@ -45,7 +45,7 @@ async fn standby_taking_over_mid_window_still_fires_once() {
         (second, first)
     };
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        vigil_test_support::committed_total(&config.group_id, &topics.verified, 1) == 3
+        vigil_test_support::committed_total(&config.consumer.group_id, &topics.verified, 1) == 3
     })
     .await;
     assert_eq!(events(&standby), 0, "the standby holds no partition");
@@ -92,7 +92,7 @@ async fn first_assignment_after_start_is_not_rebuilt_twice() {
     bad(&feeder, KEY, 2).await;
     evaluated(&first, 2).await;
     eventually("2 offsets committed", Duration::from_secs(30), || {
-        vigil_test_support::committed_total(&config.group_id, &topics.verified, 1) == 2
+        vigil_test_support::committed_total(&config.consumer.group_id, &topics.verified, 1) == 2
     })
     .await;
     first.stop().await.unwrap();
@@ -174,9 +174,9 @@ async fn sigkilled_active_is_replaced_by_the_standby_mid_window() {
     group_stable_with(&group, 1).await;
 
     let mut config = topics.config();
-    config.group_id = group.clone();
+    config.consumer.group_id = group.clone();
     for (k, v) in member_options("b-standby") {
-        config.kafka.librdkafka.insert(k.to_owned(), v);
+        config.consumer.kafka.librdkafka.insert(k.to_owned(), v);
     }
     let standby = start_correlator(config);
     standby.ready().await;

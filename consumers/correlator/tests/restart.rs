@@ -31,7 +31,8 @@ async fn restart_mid_window(stop: Stop, rebuild: bool) -> (Vec<ReadAlert>, Vec<S
     let mut ids = bad(&feeder, "k-restart", 3).await;
     evaluated(&first, 3).await;
     eventually("3 offsets committed", Duration::from_secs(30), || {
-        vigil_test_support::committed_total(&config.group_id, &topics.verified, PARTITIONS) == 3
+        vigil_test_support::committed_total(&config.consumer.group_id, &topics.verified, PARTITIONS)
+            == 3
     })
     .await;
     match stop {
@@ -153,7 +154,7 @@ async fn kill_9_mid_window_still_fires_once() {
     .await;
     child.kill();
     let mut config = topics.config();
-    config.group_id = group;
+    config.consumer.group_id = group;
     let second = start_correlator(config);
     // The dead member holds its partitions until its session times out.
     eventually("correlator ready", Duration::from_secs(90), || {

@@ -3,9 +3,8 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use vigil_consumer::{RetryTopic, RuntimeConfig};
+use vigil_consumer::{ConsumerConfig, ConsumerDefaults, RuntimeConfig};
 use vigil_schemas::topics;
-use vigil_topology::KafkaClientConfig;
 use vigil_topology::config_file::{self, ConfigFormat};
 
 /// A configuration value that is out of range or unreadable, named by its key (the error type
@@ -20,15 +19,13 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifierConfig {
-    /// Kafka connection; `VIGIL_KAFKA_BOOTSTRAP` overrides `bootstrap_servers`.
-    #[serde(default = "default_kafka")]
-    pub kafka: KafkaClientConfig,
-    /// Schema registry URL; `VIGIL_SCHEMA_REGISTRY_URL` overrides it.
-    #[serde(default = "default_schema_registry_url")]
-    pub schema_registry_url: String,
-    /// Consumer group of the verifier.
-    #[serde(default = "default_group_id")]
-    pub group_id: String,
+    /// The consumer keys every consumer service shares (Kafka, schema registry, group, DLQ,
+    /// retry topics, bounds, timeouts), at the top of the table beside the verifier's own.
+    /// `pipeline_depth` here is how many records of one partition are verified at once: their
+    /// signature checks batch together and their produce acknowledgements overlap, while
+    /// verdicts are still judged and written in the partition's order.
+    #[serde(flatten, deserialize_with = "consumer_keys")]
+    pub consumer: ConsumerConfig,
     /// Topic of signed raw events.
     #[serde(default = "default_raw_topic")]
     pub raw_topic: String,
@@ -38,26 +35,6 @@ pub struct VerifierConfig {
     /// Compacted key registry topic.
     #[serde(default = "default_keys_topic")]
     pub keys_topic: String,
-    /// Dead-letter topic for undecodable records.
-    #[serde(default = "default_dlq_topic")]
-    pub dlq_topic: String,
-    /// Delayed retry topics for transient failures (empty: DLQ after in-process retries).
-    #[serde(default = "default_retry_topics")]
-    pub retry_topics: Vec<RetryTopic>,
-    /// Records queued per partition before the partition is paused.
-    #[serde(default = "default_max_in_flight_per_partition")]
-    pub max_in_flight_per_partition: usize,
-    /// Records of one partition verified at once (their signature checks batch together and
-    /// their produce acknowledgements overlap); verdicts are still judged and written in the
-    /// partition's order and offsets stored in order. 1 verifies one record at a time.
-    #[serde(default = "default_pipeline_depth")]
-    pub pipeline_depth: usize,
-    /// How often stored offsets are committed.
-    #[serde(default = "default_commit_interval_ms")]
-    pub commit_interval_ms: u64,
-    /// How long a shutdown waits for records being handled.
-    #[serde(default = "default_shutdown_timeout_ms")]
-    pub shutdown_timeout_ms: u64,
     /// Largest accepted distance between an event's `occurred_at` and the verifier's clock.
     #[serde(default = "default_max_clock_skew_ms")]
     pub max_clock_skew_ms: u64,
@@ -79,15 +56,22 @@ pub struct VerifierConfig {
     pub verifier_id: Option<String>,
 }
 
-fn default_kafka() -> KafkaClientConfig {
-    KafkaClientConfig::new("127.0.0.1:9092")
+/// The verifier's consumer defaults: group `vigil-verifier`, 64 records in flight and 64
+/// verified at once per partition, offsets committed every 5 s, 30 s to shut down.
+fn consumer_defaults() -> ConsumerDefaults {
+    ConsumerDefaults {
+        max_in_flight_per_partition: 64,
+        pipeline_depth: 64,
+        commit_interval_ms: 5_000,
+        shutdown_timeout_ms: 30_000,
+        ..ConsumerDefaults::runtime("vigil-verifier")
+    }
 }
-fn default_schema_registry_url() -> String {
-    "http://127.0.0.1:8081".to_owned()
+
+fn consumer_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ConsumerConfig, D::Error> {
+    ConsumerConfig::deserialize_with_defaults(d, consumer_defaults())
 }
-fn default_group_id() -> String {
-    "vigil-verifier".to_owned()
-}
+
 fn default_raw_topic() -> String {
     topics::EVENTS_RAW.to_owned()
 }
@@ -96,24 +80,6 @@ fn default_verified_topic() -> String {
 }
 fn default_keys_topic() -> String {
     topics::KEYS.to_owned()
-}
-fn default_dlq_topic() -> String {
-    topics::DLQ.to_owned()
-}
-fn default_retry_topics() -> Vec<RetryTopic> {
-    RuntimeConfig::new("verifier", "g", vec!["t".to_owned()]).retry_topics
-}
-fn default_max_in_flight_per_partition() -> usize {
-    64
-}
-fn default_pipeline_depth() -> usize {
-    64
-}
-fn default_commit_interval_ms() -> u64 {
-    5_000
-}
-fn default_shutdown_timeout_ms() -> u64 {
-    30_000
 }
 fn default_max_clock_skew_ms() -> u64 {
     300_000
@@ -163,19 +129,12 @@ impl VerifierConfig {
 
     /// Applies `VIGIL_KAFKA_BOOTSTRAP` and `VIGIL_SCHEMA_REGISTRY_URL` from `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        config_file::apply_address_env(&get, &mut self.kafka, &mut self.schema_registry_url);
+        self.consumer.apply_address_env(get);
     }
 
     /// Returns the consumer runtime configuration this verifier runs with.
     pub fn runtime_config(&self) -> RuntimeConfig {
-        let mut c = RuntimeConfig::new("verifier", &self.group_id, vec![self.raw_topic.clone()]);
-        c.retry_topics = self.retry_topics.clone();
-        c.dlq_topic = self.dlq_topic.clone();
-        c.max_in_flight_per_partition = self.max_in_flight_per_partition;
-        c.pipeline_depth = self.pipeline_depth;
-        c.commit_interval_ms = self.commit_interval_ms;
-        c.shutdown_timeout_ms = self.shutdown_timeout_ms;
-        c
+        self.consumer.runtime_config("verifier", &self.raw_topic)
     }
 
     /// Returns the configured verifier id, or `<host>-<pid>`.
@@ -193,23 +152,13 @@ impl VerifierConfig {
 
     /// Checks every value, naming the first offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.kafka
-            .validate()
-            .map_err(|e| invalid("kafka", e.to_string()))?;
-        if !self.schema_registry_url.starts_with("http://")
-            && !self.schema_registry_url.starts_with("https://")
-        {
-            return Err(invalid(
-                "schema_registry_url",
-                format!("must be an http(s) URL, got {:?}", self.schema_registry_url),
-            ));
-        }
+        self.consumer.validate("verifier", &self.raw_topic)?;
         let mut seen = std::collections::BTreeSet::new();
         for (key, topic) in [
             ("raw_topic", &self.raw_topic),
             ("verified_topic", &self.verified_topic),
             ("keys_topic", &self.keys_topic),
-            ("dlq_topic", &self.dlq_topic),
+            ("dlq_topic", &self.consumer.dlq_topic),
         ] {
             if topic.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
@@ -260,9 +209,6 @@ impl VerifierConfig {
                 ),
             ));
         }
-        self.runtime_config()
-            .validate()
-            .map_err(|e| invalid(e.key, e.reason))?;
         Ok(())
     }
 }
@@ -292,14 +238,14 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(c.raw_topic, "r");
-        assert_eq!(c.kafka.bootstrap_servers, "a:1");
+        assert_eq!(c.consumer.kafka.bootstrap_servers, "a:1");
         c.apply_env(|k| match k {
             "VIGIL_KAFKA_BOOTSTRAP" => Some("b:2".into()),
             "VIGIL_SCHEMA_REGISTRY_URL" => Some("http://r:1".into()),
             _ => None,
         });
-        assert_eq!(c.kafka.bootstrap_servers, "b:2");
-        assert_eq!(c.schema_registry_url, "http://r:1");
+        assert_eq!(c.consumer.kafka.bootstrap_servers, "b:2");
+        assert_eq!(c.consumer.schema_registry_url, "http://r:1");
     }
 
     #[test]
@@ -318,13 +264,16 @@ mod tests {
             ),
             (
                 "schema_registry_url",
-                Box::new(|c| c.schema_registry_url = "x".into()),
+                Box::new(|c| c.consumer.schema_registry_url = "x".into()),
             ),
             (
                 "max_in_flight_per_partition",
-                Box::new(|c| c.max_in_flight_per_partition = 0),
+                Box::new(|c| c.consumer.max_in_flight_per_partition = 0),
             ),
-            ("pipeline_depth", Box::new(|c| c.pipeline_depth = 0)),
+            (
+                "pipeline_depth",
+                Box::new(|c| c.consumer.pipeline_depth = 0),
+            ),
         ];
         for (key, mutate) in cases {
             let mut c = VerifierConfig::default();

@@ -73,8 +73,8 @@ pub async fn build(
 ) -> Result<(Arc<Verifier>, tokio::task::JoinHandle<()>), VerifierError> {
     config.validate()?;
     let metrics = VerifierMetrics::register(&telemetry.registry).map_err(VerifierError::Metrics)?;
-    let schemas =
-        SchemaRegistry::new(&config.schema_registry_url).map_err(VerifierError::Registry)?;
+    let schemas = SchemaRegistry::new(&config.consumer.schema_registry_url)
+        .map_err(VerifierError::Registry)?;
     let verified_schema = schemas
         .register(
             &value_subject(&config.verified_topic),
@@ -85,9 +85,9 @@ pub async fn build(
     let (registry, registry_task) = KeyRegistry::start(
         &KeyRegistryConfig {
             topic: config.keys_topic.clone(),
-            schema_registry_url: config.schema_registry_url.clone(),
+            schema_registry_url: config.consumer.schema_registry_url.clone(),
         },
-        &config.kafka,
+        &config.consumer.kafka,
         Some(&telemetry.registry),
     )
     .await?;
@@ -98,7 +98,7 @@ pub async fn build(
         registry_task.abort();
         return Err(e.into());
     }
-    let mut producer_config = config.kafka.producer();
+    let mut producer_config = config.consumer.kafka.producer();
     producer_config.set("message.timeout.ms", "30000");
     let producer: FutureProducer = producer_config.create().map_err(VerifierError::Producer)?;
     let checker = SignatureChecker::new(config.verify_batch_max, metrics.batch_sizes.clone())
@@ -146,7 +146,7 @@ pub async fn run(
         verified_topic = config.verified_topic,
         "verifier starting"
     );
-    let runtime = ConsumerRuntime::new(config.runtime_config(), &config.kafka, telemetry)?;
+    let runtime = ConsumerRuntime::new(config.runtime_config(), &config.consumer.kafka, telemetry)?;
     let result = runtime.run(verifier, shutdown).await;
     registry_task.abort();
     Ok(result?)

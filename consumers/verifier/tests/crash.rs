@@ -45,13 +45,13 @@ async fn kill_9_mid_stream_loses_nothing() {
         &path,
         format!(
             "schema_registry_url = {:?}\ngroup_id = {:?}\nraw_topic = {:?}\nverified_topic = {:?}\nkeys_topic = {:?}\ndlq_topic = {:?}\nretry_topics = []\ncommit_interval_ms = 200\nverify_batch_max = 16\n[kafka]\nbootstrap_servers = {:?}\nlinger_ms = 1\n",
-            config.schema_registry_url,
-            config.group_id,
+            config.consumer.schema_registry_url,
+            config.consumer.group_id,
             config.raw_topic,
             config.verified_topic,
             config.keys_topic,
-            config.dlq_topic,
-            config.kafka.bootstrap_servers
+            config.consumer.dlq_topic,
+            config.consumer.kafka.bootstrap_servers
         ),
     )
     .unwrap();
@@ -78,7 +78,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     seen.extend(reader.read(total, Duration::from_secs(2)).await);
     let written_before_kill = seen.len() as i64;
     let committed_at_kill =
-        vigil_test_support::committed_total(&config.group_id, &topics.raw, partitions);
+        vigil_test_support::committed_total(&config.consumer.group_id, &topics.raw, partitions);
     assert!(committed_at_kill <= written_before_kill);
 
     let mut child = spawn_child(&path);
