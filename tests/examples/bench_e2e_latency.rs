@@ -1,5 +1,6 @@
 //! End-to-end latency: `Emitter::emit` → verifier → correlator → alerter → signed webhook, on
-//! the real stack, every service in this process (as `scripts/bench-alerter` runs the alerter).
+//! the real stack, every service in this process started by `vigil-pipeline` in a fresh
+//! namespace (torn down at the end).
 //!
 //! Each measured event carries its emit time as `occurred_at` (set just before `emit`) and a
 //! bench rule (`group-by: [event_id]`) turns every event into exactly one alert with its own
@@ -9,7 +10,8 @@
 //! BENCH_SUSTAIN_P99_MS with every alert delivered (the measured maximum); then 70% of it.
 //! Knobs (env): BENCH_LOW_RATE (events/s, default 20), BENCH_LOW_SECS (15), BENCH_STEP_START
 //! (100), BENCH_STEP_MAX (20000), BENCH_STEP_SECS (4), BENCH_SUSTAIN_P99_MS (100),
-//! BENCH_LOAD_SECS (15), BENCH_PARTITIONS (12: raw and verified; alerts get 6),
+//! BENCH_LOAD_SECS (15), BENCH_PARTITIONS (12: a cap on the built-in topology's partitions, which
+//! gives raw and verified 12, alerts 6),
 //! BENCH_LINGER_MS (unset: the services' default linger), BENCH_KEYS (64 subjects),
 //! BENCH_STAGES=1 (also read the verified and alerts topics and print, per phase, when each
 //! hop's record was produced (record timestamp, ms) and seen by a reader, since emit).
@@ -27,15 +29,14 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use vigil_pipeline::{Endpoints, Namespace, Pipeline, PipelineConfig, apply_topology, teardown};
 use vigil_producer::{Emitter, EmitterConfig};
 use vigil_schemas::model::now_micros;
-use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, EventClass, EventSigner, KeyId, Producer, RecordSigner, SchemaRegistry, Status,
-    Subject, VerificationEvent,
+    EventClass, EventSigner, KeyId, Producer, RecordSigner, Status, Subject, VerificationEvent,
 };
-use vigil_test_support::{KeyRegistryFixture, kafka_bootstrap, schema_registry_url, unique_name};
-use vigil_topology::{KafkaClientConfig, Telemetry};
+use vigil_test_support::unique_name;
+use vigil_topology::ReplicationOverride;
 
 const BENCH_RULE: &str = "title: Bench event\nid: bench-e2e\nstatus: test\nlogsource: {product: vigil}\n\
 detection:\n  selection:\n    attributes.bench: e2e\n    state: valid\n  condition: selection\n\
@@ -205,39 +206,36 @@ fn take(seen: &Arc<Mutex<Seen>>) -> Vec<i64> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let partitions = env("BENCH_PARTITIONS", 12) as i32;
-    let (raw, verified, alerts, dlq) = (
-        unique_name("bench-e2e-raw"),
-        unique_name("bench-e2e-verified"),
-        unique_name("bench-e2e-alerts"),
-        unique_name("bench-e2e-dlq"),
-    );
-    for (t, p) in [
-        (&raw, partitions),
-        (&verified, partitions),
-        (&alerts, 6),
-        (&dlq, 1),
-    ] {
-        vigil_test_support::create_topic(t, p).await;
-    }
-    let keys = KeyRegistryFixture::create("bench-e2e-keys").await;
-    let mut kafka = KafkaClientConfig::new(kafka_bootstrap());
+    let ns = Namespace::random("vigil-bench-e2e").unwrap();
+    let mut endpoints = Endpoints::from_env();
     if let Ok(v) = std::env::var("BENCH_LINGER_MS") {
-        kafka.linger_ms = v.parse().expect("BENCH_LINGER_MS is a number");
+        endpoints.kafka.linger_ms = v.parse().expect("BENCH_LINGER_MS is a number");
     }
+    let kafka = endpoints.kafka.clone();
+    // The built-in topology (raw and verified 12 partitions, alerts 6), capped at `partitions`.
+    let topology = ns
+        .topology(ReplicationOverride::from_env().unwrap(), Some(partitions))
+        .unwrap();
+    apply_topology(&kafka, &topology).await.unwrap();
+    let topic_names: Vec<String> = topology.topics.iter().map(|t| t.name.clone()).collect();
+    let part = |name: String| {
+        topology
+            .topics
+            .iter()
+            .find(|t| t.name == name)
+            .map_or(0, |t| t.partitions)
+    };
     println!(
-        "setup: raw/verified {partitions} partitions, alerts 6, linger_ms={} (all producers)",
+        "setup: raw {} / verified {} / alerts {} partitions, linger_ms={} (all producers)",
+        part(ns.raw_topic()),
+        part(ns.verified_topic()),
+        part(ns.alerts_topic()),
         kafka.linger_ms
     );
+    let (raw, verified, alerts) = (ns.raw_topic(), ns.verified_topic(), ns.alerts_topic());
 
     // A signing key the verifier trusts.
-    let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
-    let raw_schema = registry
-        .register(
-            &value_subject(&raw),
-            <VerificationEvent as AvroRecord>::SCHEMA_JSON,
-        )
-        .await
-        .unwrap();
+    let raw_schema = vigil_test_support::register_schema::<VerificationEvent>(&raw).await;
     // One signing key; the events' subjects spread over BENCH_KEYS key ids, so the raw topic's
     // subject key spreads them over partitions as real traffic is.
     let key_id = "bench-e2e-key";
@@ -245,7 +243,11 @@ async fn main() {
         .map(|i| format!("bench-subject-{i}"))
         .collect();
     let signer = EventSigner::generate().with_key_id(KeyId::new(key_id).unwrap());
-    keys.activate(key_id, &signer).await;
+    let config = PipelineConfig::new(ns.clone(), endpoints.clone());
+    let keys = config.key_writer().await.unwrap();
+    keys.write(&vigil_test_support::keys::active(key_id, &signer))
+        .await
+        .unwrap();
 
     // The webhook receiver.
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -258,94 +260,24 @@ async fn main() {
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("bench.yml"), BENCH_RULE).unwrap();
-    std::fs::write(dir.path().join("token"), "bench-token").unwrap();
-    std::fs::write(dir.path().join("secret"), "bench-secret").unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "bench-token").unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "bench-secret").unwrap();
 
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let stopper = |tx: &tokio::sync::broadcast::Sender<()>| {
-        let mut rx = tx.subscribe();
-        async move {
-            let _ = rx.recv().await;
-        }
-    };
-    let mut tasks = Vec::new();
-    let mut health = Vec::new();
-
-    let mut vc = vigil_verifier::VerifierConfig::default();
-    vc.kafka = kafka.clone();
-    vc.schema_registry_url = schema_registry_url();
-    vc.group_id = unique_name("bench-e2e-verifier");
-    vc.raw_topic = raw.clone();
-    vc.verified_topic = verified.clone();
-    vc.keys_topic = keys.topic().to_owned();
-    vc.dlq_topic = dlq.clone();
-    vc.retry_topics = Vec::new();
-    let vt = Telemetry::new();
-    health.push(vt.health.clone());
-    let shutdown = stopper(&stop_tx);
-    tasks.push(tokio::spawn(async move {
-        vigil_verifier::run(&vc, &vt, shutdown)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }));
-
-    let mut cc = vigil_correlator::CorrelatorConfig::default();
-    cc.kafka = kafka.clone();
-    cc.schema_registry_url = schema_registry_url();
-    cc.group_id = unique_name("bench-e2e-correlator");
-    cc.verified_topic = verified.clone();
-    cc.alerts_topic = alerts.clone();
-    cc.dlq_topic = dlq.clone();
-    cc.retry_topics = Vec::new();
-    cc.rules_dir = rules.clone();
-    cc.reload_poll_ms = 0;
-    cc.rebuild_on_start = false;
-    let ct = Telemetry::new();
-    health.push(ct.health.clone());
-    let shutdown = stopper(&stop_tx);
-    tasks.push(tokio::spawn(async move {
-        vigil_correlator::run(&cc, &ct, shutdown)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }));
-
-    let state = unique_name("bench-e2e-alerter-state");
-    vigil_test_support::create_compacted_topic(&state).await;
-    let yaml = format!(
-        "schema_registry_url: {reg:?}\ngroup_id: {group:?}\nalerts_topic: {alerts:?}\ndlq_topic: {dlq:?}\nstate_topic: {state:?}\n\
-         api: {{listen: \"127.0.0.1:0\", bearer_token_file: {token:?}}}\n\
-         receivers:\n  - {{name: hook, kind: webhook, url: {hook:?}, secret_file: {secret:?}, \
+    let routing = format!(
+        "receivers:\n  - {{name: hook, kind: webhook, url: {hook:?}, secret_file: {secret:?}, \
          rate_limit_per_minute: 100000000, rate_limit_burst: 1000000, timeout_ms: 5000}}\n\
          route: {{receivers: [hook]}}\n",
-        reg = schema_registry_url(),
-        group = unique_name("bench-e2e-alerter"),
-        token = dir.path().join("token").display().to_string(),
-        secret = dir.path().join("secret").display().to_string(),
+        secret = secret.display().to_string(),
     );
-    let mut ac = vigil_alerter::AlerterConfig::from_yaml(&yaml, "bench").unwrap();
-    ac.kafka = kafka.clone();
-    ac.validate("bench").unwrap();
-    let at = Telemetry::new();
-    health.push(at.health.clone());
-    let alerter = vigil_alerter::build(&ac, &at).await.unwrap();
-    let shutdown = stopper(&stop_tx);
-    tasks.push(tokio::spawn(async move {
-        alerter
-            .run(&ac, &at, shutdown)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }));
-    let started = Instant::now();
-    while !health.iter().all(|h| h.is_ready()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "services not ready after 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let config = config
+        .with_verifier()
+        .with_correlator(&rules)
+        .with_alerter(&routing, &token)
+        .unwrap();
+    let pipeline = Pipeline::start(&config).await.unwrap();
+    pipeline.ready(Duration::from_secs(60)).await.unwrap();
 
     let stages = Arc::new(Mutex::new(Stages::default()));
     let with_stages = std::env::var("BENCH_STAGES").is_ok_and(|v| v == "1");
@@ -434,10 +366,13 @@ async fn main() {
     println!("duplicate deliveries: {}", seen.lock().unwrap().duplicates);
 
     emitter.close();
-    let _ = stop_tx.send(());
-    for t in tasks {
-        if let Ok(Err(e)) = t.await {
-            eprintln!("service stopped with an error: {e}");
+    for stop in pipeline.stop(Duration::from_secs(30)).await {
+        if let Err(e) = stop.outcome {
+            eprintln!("{} stopped with an error: {e}", stop.service);
         }
+    }
+    let report = teardown(&ns, &endpoints, &topic_names).await;
+    if let Some(Err(e)) = report.topics {
+        eprintln!("teardown: {e}");
     }
 }
