@@ -23,10 +23,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_yaml::{Mapping, Value};
+use vigil_test_support::{ChildProcess, free_port};
 
 /// How long a long-running service may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -367,29 +368,14 @@ fn replace_paths(s: &str, mounts: &[(String, PathBuf)]) -> String {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A started service, killed when dropped.
 struct Running {
     name: String,
-    child: Child,
+    child: ChildProcess,
     /// The translated command line, for failure messages.
     shown: String,
     log: PathBuf,
     metrics_port: Option<u16>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Running {
@@ -407,7 +393,7 @@ impl Running {
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
+            if let Some(s) = self.child.try_wait() {
                 return Some(s);
             }
             if Instant::now() >= deadline {
@@ -545,17 +531,18 @@ fn working_directory(workdir: &str, mounts: &[(String, PathBuf)], dir: &Path) ->
 fn start(plan: &Plan, scratch: &Path) -> Running {
     let log = scratch.join(format!("{}.log", plan.name));
     let out = fs::File::create(&log).unwrap();
-    let child = Command::new(&plan.program)
-        .args(&plan.args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&plan.cwd)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: starting {}: {e}", plan.name, plan.program.display()));
+    let child = ChildProcess::spawn(
+        &plan.name,
+        Command::new(&plan.program)
+            .args(&plan.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(plan.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&plan.cwd)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    );
     Running {
         name: plan.name.clone(),
         child,
@@ -711,7 +698,7 @@ async fn compose_vigil_services_start_as_written() {
             let r = &mut running[i];
             if readyz(r.metrics_port.unwrap()).await == Some(200) {
                 pending.remove(&i);
-            } else if let Some(s) = r.child.try_wait().unwrap() {
+            } else if let Some(s) = r.child.try_wait() {
                 errors.push(format!(
                     "{}: exited with {s} before ready:\n{}",
                     r.name,
@@ -732,14 +719,9 @@ async fn compose_vigil_services_start_as_written() {
 
     // SIGTERM each one still running; each must exit 0.
     for r in &mut running {
-        if r.child.try_wait().unwrap().is_some() {
-            continue;
+        if r.child.try_wait().is_none() {
+            r.child.signal("TERM");
         }
-        let sent = Command::new("kill")
-            .args(["-TERM", &r.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "{}: kill -TERM failed", r.name);
     }
     for r in &mut running {
         match r.wait_exit(STOP_TIMEOUT) {

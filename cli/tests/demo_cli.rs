@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
+use vigil_test_support::ChildProcess;
 
 /// One demo at a time: two at once would share the 2-core machine and the time bounds.
 static ONE_DEMO: Mutex<()> = Mutex::new(());
@@ -22,25 +23,26 @@ fn run_demo(args: &[&str]) -> (ExitStatus, String, String, Duration) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("demo")
-        .args(args)
-        .env(
-            "VIGIL_KAFKA_BOOTSTRAP",
-            vigil_test_support::kafka_bootstrap(),
-        )
-        .env(
-            "VIGIL_SCHEMA_REGISTRY_URL",
-            vigil_test_support::schema_registry_url(),
-        )
-        .env("VIGIL_CLICKHOUSE_URL", vigil_test_support::clickhouse_url())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    let mut child = ChildProcess::spawn(
+        "vigil demo",
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("demo")
+            .args(args)
+            .env(
+                "VIGIL_KAFKA_BOOTSTRAP",
+                vigil_test_support::kafka_bootstrap(),
+            )
+            .env(
+                "VIGIL_SCHEMA_REGISTRY_URL",
+                vigil_test_support::schema_registry_url(),
+            )
+            .env("VIGIL_CLICKHOUSE_URL", vigil_test_support::clickhouse_url())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut stdout = child.take_stdout();
+    let mut stderr = child.take_stderr();
     let out = std::thread::spawn(move || {
         let mut s = String::new();
         stdout.read_to_string(&mut s).unwrap();
@@ -52,11 +54,11 @@ fn run_demo(args: &[&str]) -> (ExitStatus, String, String, Duration) {
         s
     });
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait() {
             break status;
         }
         if started.elapsed() > Duration::from_secs(115) {
-            let _ = child.kill();
+            child.kill();
             panic!(
                 "vigil demo --ci still running after 115s:\n{}",
                 err.join().unwrap()

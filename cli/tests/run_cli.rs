@@ -10,19 +10,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use vigil_schemas::topics::value_subject;
-use vigil_schemas::{
-    AvroRecord, EventClass, Producer, SchemaRegistry, Status, Subject, VerificationEvent,
-};
-use vigil_test_support::{ChildProcess, KeyRegistryFixture};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use vigil_schemas::{EventClass, Producer, Status, Subject, VerificationEvent};
+use vigil_test_support::{ChildProcess, KeyRegistryFixture, free_port};
 
 async fn get(url: &str) -> Option<(u16, String)> {
     let r = reqwest::get(url).await.ok()?;
@@ -70,14 +59,7 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
     vigil_test_support::create_topic(&dlq, 1).await;
     let keys = KeyRegistryFixture::create("run-keys").await;
     let registry_url = vigil_test_support::schema_registry_url();
-    let schema = SchemaRegistry::new(&registry_url)
-        .unwrap()
-        .register(
-            &value_subject(&raw),
-            <VerificationEvent as AvroRecord>::SCHEMA_JSON,
-        )
-        .await
-        .unwrap();
+    let schema = vigil_test_support::register_schema::<VerificationEvent>(&raw).await;
     let records = keys.register("k-run-cli", schema).await;
     let keys = keys.topic();
 

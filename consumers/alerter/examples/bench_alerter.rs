@@ -26,8 +26,7 @@ use axum::extract::State;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use vigil_alerter::{AlerterConfig, ReceiverConfig, ReceiverKind, RouteConfig};
 use vigil_schemas::model::now_micros;
-use vigil_schemas::topics::value_subject;
-use vigil_schemas::{Alert, AvroRecord, Codec, SchemaId, SchemaRegistry, Severity};
+use vigil_schemas::{Alert, Codec, SchemaId, Severity};
 use vigil_test_support::{
     RunningService, kafka_bootstrap, metric, schema_registry_url, unique_name,
 };
@@ -162,11 +161,7 @@ async fn main() {
     vigil_test_support::create_topic(&dlq, 1).await;
     let state = unique_name("bench-alerter-state");
     vigil_test_support::create_compacted_topic(&state).await;
-    let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
-    let schema = registry
-        .register(&value_subject(&topic), <Alert as AvroRecord>::SCHEMA_JSON)
-        .await
-        .unwrap();
+    let schema = vigil_test_support::register_schema::<Alert>(&topic).await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let app = Router::new().fallback(receive).with_state(seen.clone());
@@ -178,16 +173,16 @@ async fn main() {
     std::fs::write(dir.path().join("token"), "bench-token").unwrap();
     std::fs::write(dir.path().join("secret"), "bench-secret").unwrap();
     let mut c = AlerterConfig::default();
-    c.kafka = KafkaClientConfig::new(kafka_bootstrap());
-    c.kafka.linger_ms = 0;
-    c.schema_registry_url = schema_registry_url();
-    c.group_id = unique_name("bench-alerter");
+    c.consumer.kafka = KafkaClientConfig::new(kafka_bootstrap());
+    c.consumer.kafka.linger_ms = 0;
+    c.consumer.schema_registry_url = schema_registry_url();
+    c.consumer.group_id = unique_name("bench-alerter");
     c.alerts_topic = topic.clone();
-    c.dlq_topic = dlq;
+    c.consumer.dlq_topic = dlq;
     c.state_topic = state;
     c.api.listen = "127.0.0.1:0".parse().unwrap();
     c.api.bearer_token_file = Some(dir.path().join("token"));
-    c.max_in_flight_per_partition = 1024;
+    c.consumer.max_in_flight_per_partition = 1024;
     c.receivers = vec![ReceiverConfig {
         name: "hook".into(),
         kind: ReceiverKind::Webhook,

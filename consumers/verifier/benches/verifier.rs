@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
+use vigil_consumer::ConsumerConfig;
 use vigil_schemas::model::now_micros;
 use vigil_schemas::signing::{BatchItem, verify_batch};
-use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, EventSigner, KeyId, Producer, RecordSigner, SchemaRegistry,
-    SignatureHeaders, SignatureState, SignedRecord, Status, Subject, VerificationEvent,
-    VerifiedEvent,
+    Codec, EventClass, EventSigner, KeyId, Producer, RecordSigner, SignatureHeaders,
+    SignatureState, SignedRecord, Status, Subject, VerificationEvent, VerifiedEvent,
 };
 use vigil_test_support::{KeyRegistryFixture, RunningService, create_topic, metric};
 use vigil_topology::{KafkaClientConfig, Telemetry};
@@ -143,14 +142,7 @@ async fn bench() {
     create_topic(&dlq, 1).await;
     let registry = KeyRegistryFixture::create("bv-keys").await;
     let keys = registry.topic().to_owned();
-    let schema = SchemaRegistry::new(&registry_url)
-        .unwrap()
-        .register(
-            &value_subject(&raw),
-            <VerificationEvent as AvroRecord>::SCHEMA_JSON,
-        )
-        .await
-        .unwrap();
+    let schema = vigil_test_support::register_schema::<VerificationEvent>(&raw).await;
     let kafka = KafkaClientConfig::new(bootstrap.clone());
     // Events are keyed by key id: enough keys to spread them over every partition.
     let mut signers = Vec::new();
@@ -197,22 +189,26 @@ async fn bench() {
         .await;
     }
 
+    let defaults = VerifierConfig::default();
     let config = VerifierConfig {
-        kafka: KafkaClientConfig {
-            linger_ms: env_or("BENCH_LINGER_MS", kafka.linger_ms),
-            ..kafka.clone()
+        consumer: ConsumerConfig {
+            kafka: KafkaClientConfig {
+                linger_ms: env_or("BENCH_LINGER_MS", kafka.linger_ms),
+                ..kafka.clone()
+            },
+            schema_registry_url: registry_url.clone(),
+            group_id: name("bv-group"),
+            dlq_topic: dlq.clone(),
+            retry_topics: Vec::new(),
+            max_in_flight_per_partition: 1_000,
+            pipeline_depth: env_or("BENCH_PIPELINE_DEPTH", 64),
+            ..defaults.consumer.clone()
         },
-        schema_registry_url: registry_url.clone(),
-        group_id: name("bv-group"),
         raw_topic: raw.clone(),
         verified_topic: verified.clone(),
         keys_topic: keys.clone(),
-        dlq_topic: dlq.clone(),
-        retry_topics: Vec::new(),
         verify_batch_max: batch_max,
-        max_in_flight_per_partition: 1_000,
-        pipeline_depth: env_or("BENCH_PIPELINE_DEPTH", 64),
-        ..VerifierConfig::default()
+        ..defaults
     };
     let cfg = config.clone();
     let verifier = RunningService::spawn(move |telemetry, shutdown| async move {
@@ -243,8 +239,8 @@ async fn bench() {
     let per_cpu = n / cpu;
     eprintln!(
         "pipeline: batch_max={batch_max} depth={} linger_ms={} partitions={partitions}: {n:.0} events in {wall:.2}s wall ({:.0}/s), {cpu:.2} cpu-s => {per_cpu:.0} events per cpu-second; ratio to ceiling {:.2}",
-        config.pipeline_depth,
-        config.kafka.linger_ms,
+        config.consumer.pipeline_depth,
+        config.consumer.kafka.linger_ms,
         n / wall,
         per_cpu / ceiling_per_cpu_s
     );

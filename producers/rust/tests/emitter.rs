@@ -221,8 +221,7 @@ async fn proxy(listener: TcpListener, target: String) {
 }
 
 fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    SocketAddr::from(([127, 0, 0, 1], vigil_test_support::free_port()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

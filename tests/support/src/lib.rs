@@ -4,8 +4,11 @@
 //! same suite runs against `scripts/stack`, docker-compose or a real cluster), fresh topics,
 //! producing and committed offsets (this file); a service running in-process
 //! ([`RunningService`]), a child process ([`ChildProcess`]), a key registry
-//! ([`KeyRegistryFixture`]), waiting ([`eventually`]) and metric values ([`metric`]).
+//! ([`KeyRegistryFixture`]), verified events fed straight into a topic ([`Feeder`]), alerts
+//! read back ([`AlertReader`]), waiting ([`eventually`]) and metric values ([`metric`]).
 
+pub mod alerts;
+pub mod feed;
 pub mod keys;
 pub mod metrics;
 pub mod pack;
@@ -13,6 +16,8 @@ pub mod process;
 pub mod service;
 pub mod wait;
 
+pub use alerts::{AlertReader, ReadAlert};
+pub use feed::Feeder;
 pub use keys::KeyRegistryFixture;
 pub use metrics::metric;
 pub use process::ChildProcess;
@@ -48,6 +53,24 @@ fn required(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run `eval \"$(scripts/stack up)\"` first, or use scripts/test")
     })
+}
+
+/// Registers `T`'s schema under `topic`'s value subject in the test registry and returns its id.
+pub async fn register_schema<T: vigil_schemas::AvroRecord>(topic: &str) -> vigil_schemas::SchemaId {
+    vigil_schemas::SchemaRegistry::new(&schema_registry_url())
+        .unwrap_or_else(|e| panic!("schema registry client: {e}"))
+        .register(&vigil_schemas::topics::value_subject(topic), T::SCHEMA_JSON)
+        .await
+        .unwrap_or_else(|e| panic!("registering the schema of {topic}: {e}"))
+}
+
+/// Returns a loopback port nothing listens on now (bound and released; a test that needs it to
+/// stay free for long should bind it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
+        .port()
 }
 
 /// Returns a topic name no other test uses (the rust-rdkafka `rand_test_topic` pattern).

@@ -3,7 +3,7 @@
 //! however the test ends.
 
 use std::ffi::OsStr;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process, SIGKILLed and reaped on drop.
@@ -49,6 +49,14 @@ impl ChildProcess {
         match self.child.stdout.take() {
             Some(out) => out,
             None => panic!("{} has no stdout pipe", self.what),
+        }
+    }
+
+    /// Takes the stderr pipe (the command was started with `Stdio::piped()`).
+    pub fn take_stderr(&mut self) -> ChildStderr {
+        match self.child.stderr.take() {
+            Some(err) => err,
+            None => panic!("{} has no stderr pipe", self.what),
         }
     }
 

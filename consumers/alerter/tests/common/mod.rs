@@ -27,8 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use vigil_alerter::{AlerterConfig, AlerterService, ReceiverConfig, ReceiverKind, RouteConfig};
 use vigil_consumer::RunSummary;
 use vigil_schemas::model::now_micros;
-use vigil_schemas::topics::value_subject;
-use vigil_schemas::{Alert, AvroRecord, Codec, SchemaId, SchemaRegistry, Severity};
+use vigil_schemas::{Alert, Codec, SchemaId, Severity};
 use vigil_test_support::{ChildProcess, RunningService};
 use vigil_test_support::{kafka_bootstrap, schema_registry_url, unique_name};
 use vigil_topology::{KafkaClientConfig, Telemetry};
@@ -176,11 +175,7 @@ impl Topics {
         vigil_test_support::create_topic(&alerts, partitions).await;
         vigil_test_support::create_topic(&dlq, 1).await;
         vigil_test_support::create_compacted_topic(&state).await;
-        let registry = SchemaRegistry::new(&schema_registry_url()).unwrap();
-        let schema = registry
-            .register(&value_subject(&alerts), <Alert as AvroRecord>::SCHEMA_JSON)
-            .await
-            .unwrap();
+        let schema = vigil_test_support::register_schema::<Alert>(&alerts).await;
         Topics {
             alerts,
             dlq,
@@ -237,14 +232,14 @@ pub fn receiver(name: &str, kind: ReceiverKind, url: String, secrets: &Secrets) 
 /// `pd`, all on `r` under their own path, and the given route tree.
 pub fn config(t: &Topics, r: &TestReceiver, secrets: &Secrets, route_yaml: &str) -> AlerterConfig {
     let mut c = AlerterConfig::default();
-    c.kafka = KafkaClientConfig::new(kafka_bootstrap());
-    c.kafka.linger_ms = 0;
-    c.schema_registry_url = schema_registry_url();
-    c.group_id = unique_name("at-group");
+    c.consumer.kafka = KafkaClientConfig::new(kafka_bootstrap());
+    c.consumer.kafka.linger_ms = 0;
+    c.consumer.schema_registry_url = schema_registry_url();
+    c.consumer.group_id = unique_name("at-group");
     c.alerts_topic = t.alerts.clone();
-    c.dlq_topic = t.dlq.clone();
+    c.consumer.dlq_topic = t.dlq.clone();
     c.state_topic = t.state.clone();
-    c.commit_interval_ms = 200;
+    c.consumer.commit_interval_ms = 200;
     c.api.listen = "127.0.0.1:0".parse().unwrap();
     c.api.bearer_token_file = Some(secrets.path("api"));
     c.api.max_body_bytes = 1024;

@@ -10,11 +10,9 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
-use vigil_consumer::RunSummary;
-use vigil_schemas::topics::value_subject;
+use vigil_consumer::{ConsumerConfig, RunSummary};
 use vigil_schemas::{
-    AvroRecord, Codec, EventClass, Producer, SchemaId, SchemaRegistry, Status, Subject,
-    VerificationEvent, VerifiedEvent,
+    Codec, EventClass, Producer, SchemaId, Status, Subject, VerificationEvent, VerifiedEvent,
 };
 use vigil_test_support::{
     KeyRegistryFixture, RunningService, create_topic_with, kafka_bootstrap, schema_registry_url,
@@ -53,35 +51,32 @@ impl Topics {
     }
 
     pub fn config(&self) -> VerifierConfig {
+        let defaults = VerifierConfig::default();
         VerifierConfig {
-            kafka: KafkaClientConfig {
-                linger_ms: 1,
-                ..KafkaClientConfig::new(kafka_bootstrap())
+            consumer: ConsumerConfig {
+                kafka: KafkaClientConfig {
+                    linger_ms: 1,
+                    ..KafkaClientConfig::new(kafka_bootstrap())
+                },
+                schema_registry_url: schema_registry_url(),
+                group_id: unique_name("vt-group"),
+                dlq_topic: self.dlq.clone(),
+                retry_topics: Vec::new(),
+                commit_interval_ms: 200,
+                ..defaults.consumer.clone()
             },
-            schema_registry_url: schema_registry_url(),
-            group_id: unique_name("vt-group"),
             raw_topic: self.raw.clone(),
             verified_topic: self.verified.clone(),
             keys_topic: self.keys.topic().to_owned(),
-            dlq_topic: self.dlq.clone(),
-            retry_topics: Vec::new(),
-            commit_interval_ms: 200,
             max_clock_skew_ms: 60_000,
             key_registry_load_timeout_ms: 30_000,
-            ..VerifierConfig::default()
+            ..defaults
         }
     }
 
     /// Registers the raw event schema under this raw topic's subject.
     pub async fn raw_schema(&self) -> SchemaId {
-        SchemaRegistry::new(&schema_registry_url())
-            .unwrap()
-            .register(
-                &value_subject(&self.raw),
-                <VerificationEvent as AvroRecord>::SCHEMA_JSON,
-            )
-            .await
-            .unwrap()
+        vigil_test_support::register_schema::<VerificationEvent>(&self.raw).await
     }
 }
 
