@@ -8,7 +8,8 @@ mod delivery;
 mod state;
 
 pub(crate) use alerts::{
-    AlertHandled, AlertSilenced, EscalationFired, EscalationUndeliverable, TierDeadLetter,
+    AlertDeadLettered, AlertHandled, AlertSilenced, EscalationFired, EscalationUndeliverable,
+    TierDeadLetter,
 };
 pub(crate) use delivery::{
     NotificationDelivered, NotificationFailed, NotificationFailure, NotificationRetrying,

@@ -18,7 +18,7 @@ use crate::changelog::{EscalationDoc, OriginDoc, Pending};
 use crate::config::DeliveryConfig;
 use crate::delivery::{DeliveryError, Receiver};
 use crate::internal_events::{
-    AlertHandled, AlertOutcome, AlertSilenced, AlerterMetrics, EscalationFired,
+    AlertDeadLettered, AlertHandled, AlertOutcome, AlertSilenced, AlerterMetrics, EscalationFired,
     EscalationUndeliverable, StateWriteFailed, TierDeadLetter,
 };
 use crate::payload::Reason;
@@ -147,13 +147,13 @@ impl Shared {
         )
         .await
         .map_err(|e| HandleError::transient(format!("dlq write failed: {e}")))?;
-        tracing::warn!(
-            error,
-            topic = record.topic,
-            partition = record.partition,
-            offset = record.offset,
-            "alert undeliverable, dead-lettered"
-        );
+        AlertDeadLettered {
+            error: &error,
+            topic: &record.topic,
+            partition: record.partition,
+            offset: record.offset,
+        }
+        .emit();
         Ok(())
     }
 }

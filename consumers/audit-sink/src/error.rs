@@ -20,7 +20,7 @@ pub enum AuditError {
     #[error("cannot register audit sink metrics")]
     Metrics(#[source] prometheus::Error),
     /// ClickHouse refused or failed a statement.
-    #[error("clickhouse {what}: {source}")]
+    #[error("clickhouse {what}")]
     ClickHouse {
         /// What the sink was doing.
         what: String,
@@ -29,7 +29,7 @@ pub enum AuditError {
         source: clickhouse::error::Error,
     },
     /// Kafka failed.
-    #[error("kafka {what}: {source}")]
+    #[error("kafka {what}")]
     Kafka {
         /// What the sink was doing.
         what: String,
@@ -44,7 +44,7 @@ pub enum AuditError {
     #[error("inconsistent state: {0}")]
     Inconsistent(String),
     /// Writing an export failed.
-    #[error("export: {0}")]
+    #[error("export")]
     Io(#[from] std::io::Error),
 }
 

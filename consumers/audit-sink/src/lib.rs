@@ -15,6 +15,7 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod export;
+mod internal_events;
 pub mod metrics;
 pub mod migrations;
 pub mod queries;

@@ -35,17 +35,22 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use vigil_consumer::dead_letter;
 use vigil_consumer::{DeadLetterHeaders, ErrorClass};
+use vigil_schemas::ErrorChain;
 use vigil_schemas::codec::Codec;
 use vigil_schemas::model::{VerifiedEvent, now_micros};
 use vigil_schemas::signing::EventSigner;
 use vigil_schemas::wire;
-use vigil_topology::KafkaClientConfig;
 use vigil_topology::telemetry::Health;
+use vigil_topology::{InternalEvent, KafkaClientConfig};
 
 use crate::chain::ChainHead;
 use crate::config::AuditSinkConfig;
 use crate::digest::{self, PartitionHead};
 use crate::error::AuditError;
+use crate::internal_events::{
+    BatchPending, BatchStored, ConsumeFailed, DigestWritten, RecordDeadLettered, RowsLanded,
+    SinkPaused, WriteRetrying,
+};
 use crate::metrics::SinkMetrics;
 use crate::row::{DigestRow, OffsetRow, RowView, encode_row_binary};
 use crate::store::AuditStore;
@@ -285,12 +290,14 @@ impl AuditSink {
                     "set signing_key_file or VIGIL_AUDIT_SIGNING_KEY_FILE".into(),
                 )
             })?;
-        let signer = EventSigner::from_pkcs8_pem_file(&path)
-            .map_err(|e| AuditError::SigningKey(format!("{}: {e}", path.display())))?;
+        let signer = EventSigner::from_pkcs8_pem_file(&path).map_err(|e| {
+            AuditError::SigningKey(format!("{}: {}", path.display(), ErrorChain(&e)))
+        })?;
         match &config.signing_key_id {
             Some(id) => {
-                let id = vigil_schemas::signing::KeyId::new(id.clone())
-                    .map_err(|e| AuditError::SigningKey(format!("signing_key_id: {e}")))?;
+                let id = vigil_schemas::signing::KeyId::new(id.clone()).map_err(|e| {
+                    AuditError::SigningKey(format!("signing_key_id: {}", ErrorChain(&e)))
+                })?;
                 Ok(signer.with_key_id(id))
             }
             None => Ok(signer),
@@ -345,7 +352,7 @@ impl AuditSink {
             })
             .collect();
         let codec = Codec::<VerifiedEvent>::new()
-            .map_err(|e| AuditError::Inconsistent(format!("codec: {e}")))?;
+            .map_err(|e| AuditError::Inconsistent(format!("codec: {}", ErrorChain(&e))))?;
         let mut summary = SinkSummary::default();
 
         // Replay the last batch with its own token and chain start; its buffer then becomes
@@ -434,8 +441,12 @@ impl AuditSink {
                 if tx.try_send(sealed).is_err() {
                     break;
                 }
-                self.metrics.pending_rows.set(0);
-                self.metrics.pending_bytes.set(0);
+                BatchPending {
+                    metrics: &self.metrics,
+                    rows: 0,
+                    bytes: 0,
+                }
+                .emit();
                 match self.free_buffer(&consumer, &mut free_rx).await {
                     Some(b) => batch = b.recycle(next_batch_seq),
                     None => break,
@@ -465,11 +476,15 @@ impl AuditSink {
                                 batch.dead.push(dead_record(&m, error));
                             }
                         }
-                        self.metrics.pending_rows.set(batch.rows() as i64);
-                        self.metrics.pending_bytes.set(batch.bytes() as i64);
+                        BatchPending {
+                            metrics: &self.metrics,
+                            rows: batch.rows(),
+                            bytes: batch.bytes(),
+                        }
+                        .emit();
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "kafka consume error");
+                        ConsumeFailed { error: &e }.emit();
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -526,12 +541,20 @@ impl AuditSink {
         if let Some(a) = &assignment {
             let _ = consumer.pause(a);
         }
-        self.metrics.paused.set(1);
+        SinkPaused {
+            metrics: &self.metrics,
+            paused: true,
+        }
+        .emit();
         let b = free.recv().await;
         if let Some(a) = &assignment {
             let _ = consumer.resume(a);
         }
-        self.metrics.paused.set(0);
+        SinkPaused {
+            metrics: &self.metrics,
+            paused: false,
+        }
+        .emit();
         b
     }
 
@@ -660,9 +683,13 @@ impl Writer {
             match op().await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.class() == vigil_schemas::error::ErrorClass::Transient => {
-                    self.metrics.retries.with_label_values(&[table]).inc();
-                    self.metrics.paused.set(1);
-                    tracing::warn!(error = %e, table, delay_ms = delay.as_millis() as u64, "clickhouse write failed, retrying");
+                    WriteRetrying {
+                        metrics: &self.metrics,
+                        table,
+                        error: &e,
+                        delay,
+                    }
+                    .emit();
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(max);
                 }
@@ -693,13 +720,17 @@ impl Writer {
             })
             .await?;
         }
-        self.metrics.paused.set(0);
-        let now = now_micros();
-        for &verified_at in &batch.verified_at {
-            self.metrics
-                .latency
-                .observe((now - verified_at).max(0) as f64 / 1e6);
+        SinkPaused {
+            metrics: &self.metrics,
+            paused: false,
         }
+        .emit();
+        RowsLanded {
+            metrics: &self.metrics,
+            verified_at: &batch.verified_at,
+            now: now_micros(),
+        }
+        .emit();
         for o in &sealed.offsets {
             committed.insert(
                 o.kafka_partition,
@@ -711,12 +742,13 @@ impl Writer {
                 },
             );
         }
-        self.metrics.rows.inc_by(batch.rows() as u64);
-        self.metrics.batches.inc();
-        self.metrics
-            .write_seconds
-            .observe(started.elapsed().as_secs_f64());
-        tracing::debug!(batch = batch.seq, rows = batch.rows(), "batch stored");
+        BatchStored {
+            metrics: &self.metrics,
+            seq: batch.seq,
+            rows: batch.rows(),
+            elapsed: started.elapsed(),
+        }
+        .emit();
         Ok(())
     }
 
@@ -754,8 +786,13 @@ impl Writer {
             what: "dead-letter".into(),
             source,
         })?;
-        self.metrics.dead_letters.inc();
-        tracing::warn!(partition = d.partition, offset = d.offset, error = %d.error, "record dead-lettered");
+        RecordDeadLettered {
+            metrics: &self.metrics,
+            partition: d.partition,
+            offset: d.offset,
+            error: &d.error,
+        }
+        .emit();
         Ok(())
     }
 }
@@ -825,7 +862,10 @@ impl DigestState {
         self.prev_hash = row.digest_hash;
         self.pending_events = 0;
         self.last_at = Instant::now();
-        writer.metrics.digests.inc();
+        DigestWritten {
+            metrics: &writer.metrics,
+        }
+        .emit();
         Ok(())
     }
 }
@@ -834,10 +874,10 @@ fn decode(codec: &Codec<VerifiedEvent>, m: &BorrowedMessage<'_>) -> Result<Verif
     let value = m
         .payload()
         .ok_or_else(|| "record has no value".to_owned())?;
-    let (_, body) = wire::split_frame(value).map_err(|e| format!("framing: {e}"))?;
+    let (_, body) = wire::split_frame(value).map_err(|e| format!("framing: {}", ErrorChain(&e)))?;
     codec
         .decode(body)
-        .map_err(|e| format!("not a VerifiedEvent: {e}"))
+        .map_err(|e| format!("not a VerifiedEvent: {}", ErrorChain(&e)))
 }
 
 fn dead_record(m: &BorrowedMessage<'_>, error: String) -> DeadRecord {

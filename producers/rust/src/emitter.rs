@@ -29,9 +29,13 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
 use vigil_schemas::{RecordSigner, VerificationEvent};
-use vigil_topology::KafkaClientConfig;
+use vigil_topology::{InternalEvent, KafkaClientConfig};
 
 use crate::config::{ConfigError, EmitterConfig};
+use crate::internal_events::{
+    BrokersDown, ClientError, EventDelivered, EventDropped, EventEmitted, EventSpooled, QueueDepth,
+    ReplayBatchDone, ReplayFailed, SpoolFailed, SpoolSize,
+};
 use crate::metrics::{DropReason, ProducerMetrics};
 use crate::record::PendingRecord;
 use crate::spool::{SeqNo, Spool, SpoolError};
@@ -44,13 +48,13 @@ pub enum EmitterError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The spool could not be opened.
-    #[error("opening the spool: {0}")]
+    #[error("opening the spool")]
     Spool(#[from] SpoolError),
     /// The Kafka client could not be created.
-    #[error("creating the kafka producer: {0}")]
+    #[error("creating the kafka producer")]
     Kafka(#[from] KafkaError),
     /// A background thread could not be started.
-    #[error("starting a background thread: {0}")]
+    #[error("starting a background thread")]
     Thread(#[from] std::io::Error),
 }
 
@@ -126,20 +130,39 @@ impl Core {
         *spooling = true;
         let stored = match self.spool.append(&record.encode()) {
             Ok(_) => {
-                self.metrics.spooled.inc();
-                self.refresh_spool_gauges();
+                EventSpooled {
+                    metrics: &self.metrics,
+                    records: self.spool.len(),
+                    bytes: self.spool.disk_bytes(),
+                }
+                .emit();
                 true
             }
             Err(e @ SpoolError::Full { .. }) => {
-                self.metrics.drop_event(DropReason::SpoolFull, &e);
+                EventDropped {
+                    metrics: &self.metrics,
+                    reason: DropReason::SpoolFull,
+                    error: &e,
+                }
+                .emit();
                 false
             }
             Err(e @ SpoolError::RecordTooLarge { .. }) => {
-                self.metrics.drop_event(DropReason::Encode, &e);
+                EventDropped {
+                    metrics: &self.metrics,
+                    reason: DropReason::Encode,
+                    error: &e,
+                }
+                .emit();
                 false
             }
             Err(e) => {
-                self.metrics.drop_event(DropReason::SpoolIo, &e);
+                EventDropped {
+                    metrics: &self.metrics,
+                    reason: DropReason::SpoolIo,
+                    error: &e,
+                }
+                .emit();
                 false
             }
         };
@@ -149,15 +172,24 @@ impl Core {
     }
 
     fn refresh_spool_gauges(&self) {
-        self.metrics.spool_bytes.set(self.spool.disk_bytes() as i64);
-        self.metrics.spool_records.set(self.spool.len() as i64);
+        SpoolSize {
+            metrics: &self.metrics,
+            records: self.spool.len(),
+            bytes: self.spool.disk_bytes(),
+        }
+        .emit();
     }
 
     fn sign(&self, event: &VerificationEvent) -> Option<PendingRecord> {
         match self.signer.sign(event) {
             Ok(record) => Some(PendingRecord::new(&self.topic, record)),
             Err(e) => {
-                self.metrics.drop_event(DropReason::Encode, &e);
+                EventDropped {
+                    metrics: &self.metrics,
+                    reason: DropReason::Encode,
+                    error: &e,
+                }
+                .emit();
                 None
             }
         }
@@ -173,10 +205,14 @@ impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // Switch new records to the spool at once instead of waiting for delivery timeouts.
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            tracing::warn!(%reason, "all brokers down, spooling new events");
+            BrokersDown { reason }.emit();
             *lock(&self.core.spooling) = true;
         } else {
-            tracing::warn!(%error, %reason, "kafka client error");
+            ClientError {
+                error: &error,
+                reason,
+            }
+            .emit();
         }
     }
 }
@@ -188,21 +224,29 @@ impl ProducerContext for DeliveryContext {
         let core = &self.core;
         match (result, *origin) {
             (Ok(_), Origin::Direct { emitted_at }) => {
-                core.metrics.delivered.inc();
-                core.metrics
-                    .delivery_latency
-                    .observe(emitted_at.elapsed().as_secs_f64());
+                EventDelivered {
+                    metrics: &core.metrics,
+                    latency: Some(emitted_at.elapsed()),
+                }
+                .emit();
             }
             (Ok(_), Origin::Spool(seq)) => {
-                core.metrics.delivered.inc();
-                core.metrics.replayed.inc();
+                EventDelivered {
+                    metrics: &core.metrics,
+                    latency: None,
+                }
+                .emit();
                 let mut batch = lock(&core.drain);
                 batch.delivered.insert(seq);
                 batch.outstanding = batch.outstanding.saturating_sub(1);
                 core.drain_done.notify_all();
             }
             (Err((error, _)), Origin::Spool(seq)) => {
-                tracing::debug!(%error, seq = seq.get(), "spool replay delivery failed");
+                ReplayFailed {
+                    error,
+                    seq: seq.get(),
+                }
+                .emit();
                 let mut batch = lock(&core.drain);
                 batch.failed += 1;
                 batch.outstanding = batch.outstanding.saturating_sub(1);
@@ -210,7 +254,12 @@ impl ProducerContext for DeliveryContext {
             }
             (Err((error, message)), Origin::Direct { .. }) => {
                 if is_permanent(error) {
-                    core.metrics.drop_event(DropReason::Refused, error);
+                    EventDropped {
+                        metrics: &core.metrics,
+                        reason: DropReason::Refused,
+                        error,
+                    }
+                    .emit();
                     return;
                 }
                 let headers = message
@@ -350,7 +399,10 @@ impl Emitter {
             // Only the span lookup happens here; a fresh trace is made on the encoder thread.
             event.trace = crate::trace::span_trace();
         }
-        self.core.metrics.emitted.inc();
+        EventEmitted {
+            metrics: &self.core.metrics,
+        }
+        .emit();
         match self.core.queue.push((event, Instant::now())) {
             Ok(()) => Ok(()),
             Err((mut event, _)) => {
@@ -448,7 +500,11 @@ fn encode_loop(core: &Core, producer: &ThreadedProducer<DeliveryContext>) {
         }
         core.encoding.store(false, Ordering::Release);
         // Set here rather than on every emit, so the caller never touches a shared counter.
-        core.metrics.queue_depth.set(core.queue.len() as i64);
+        QueueDepth {
+            metrics: &core.metrics,
+            depth: core.queue.len(),
+        }
+        .emit();
         if stopping {
             return;
         }
@@ -468,7 +524,12 @@ fn send_or_spool(
     }
     match producer.send(base_record(record, Origin::Direct { emitted_at })) {
         Ok(()) => {}
-        Err((e, _)) if is_permanent(&e) => core.metrics.drop_event(DropReason::Refused, &e),
+        Err((e, _)) if is_permanent(&e) => EventDropped {
+            metrics: &core.metrics,
+            reason: DropReason::Refused,
+            error: &e,
+        }
+        .emit(),
         // Queue full or any other refusal to enqueue: the spool keeps it.
         Err((_, _)) => {
             let _ = core.spool_record(record);
@@ -510,7 +571,11 @@ fn drain_loop(
         let records = match core.spool.peek_batch(batch_records, 8 * 1024 * 1024) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "reading the spool failed");
+                SpoolFailed {
+                    error: &e,
+                    ack: false,
+                }
+                .emit();
                 sleep_unless_stopped(core, backoff);
                 continue;
             }
@@ -528,7 +593,12 @@ fn drain_loop(
             let record = match PendingRecord::decode(&r.payload) {
                 Ok(rec) => rec,
                 Err(e) => {
-                    core.metrics.drop_event(DropReason::CorruptSpool, &e);
+                    EventDropped {
+                        metrics: &core.metrics,
+                        reason: DropReason::CorruptSpool,
+                        error: &e,
+                    }
+                    .emit();
                     delivered_earlier.insert(r.seq);
                     continue;
                 }
@@ -549,7 +619,12 @@ fn drain_loop(
                     }
                     Err((e, _)) => {
                         if is_permanent(&e) {
-                            core.metrics.drop_event(DropReason::Refused, &e);
+                            EventDropped {
+                                metrics: &core.metrics,
+                                reason: DropReason::Refused,
+                                error: &e,
+                            }
+                            .emit();
                             delivered_earlier.insert(r.seq);
                         }
                         let mut b = lock(&core.drain);
@@ -576,10 +651,14 @@ fn drain_loop(
         let complete = batch.outstanding == 0 && batch.failed == 0;
         delivered_earlier.append(&mut batch.delivered);
         drop(batch);
-        tracing::debug!(sent, complete, "spool batch replayed");
+        ReplayBatchDone { sent, complete }.emit();
         if complete {
             if let Err(e) = core.spool.ack(last) {
-                tracing::error!(error = %e, "acknowledging the spool failed");
+                SpoolFailed {
+                    error: &e,
+                    ack: true,
+                }
+                .emit();
             }
             delivered_earlier.retain(|s| *s > last);
             core.refresh_spool_gauges();

@@ -29,6 +29,7 @@
 
 pub mod config;
 pub mod emitter;
+mod internal_events;
 pub mod metrics;
 pub mod record;
 pub mod schema_id;

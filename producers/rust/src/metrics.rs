@@ -1,4 +1,4 @@
-//! Producer metrics and the internal events that log and count together.
+//! Producer metrics; `internal_events` updates them together with the log lines.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -132,12 +132,6 @@ impl ProducerMetrics {
             m.dropped.with_label_values(&[reason.as_str()]);
         }
         m
-    }
-
-    /// Logs and counts a lost event.
-    pub(crate) fn drop_event(&self, reason: DropReason, detail: &dyn std::fmt::Display) {
-        tracing::error!(reason = reason.as_str(), error = %detail, "event dropped");
-        self.dropped.with_label_values(&[reason.as_str()]).inc();
     }
 
     /// Returns the number of events dropped for `reason`.

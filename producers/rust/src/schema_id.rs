@@ -13,7 +13,7 @@ const CACHE_FILE: &str = "schema-id";
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaIdError {
     /// The registry refused or could not be reached, and no cached id exists.
-    #[error("schema registry: {0}")]
+    #[error("schema registry")]
     Registry(#[from] RegistryError),
 }
 

@@ -77,6 +77,27 @@ pub(crate) enum TierDeadLetter<'a> {
     RecordNotKept,
 }
 
+/// An alert's record was parked in the DLQ because receivers refused it (counted by the
+/// outcome of [`AlertHandled`] or [`EscalationUndeliverable`]).
+pub(crate) struct AlertDeadLettered<'a> {
+    pub error: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl InternalEvent for AlertDeadLettered<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            error = self.error,
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            "alert undeliverable, dead-lettered"
+        );
+    }
+}
+
 /// An escalation tier stayed undeliverable: counted as a dead-lettered alert.
 pub(crate) struct EscalationUndeliverable<'a> {
     pub metrics: &'a AlerterMetrics,
