@@ -436,7 +436,42 @@ pub type Watermarks = HashMap<i32, (i64, i64)>;
 /// The low and high watermark of every partition of `topic`, or `None` when the broker does
 /// not know the topic. Blocking: for compacted topics read to their end at start (the key
 /// registry, the alerter's state changelog).
+///
+/// A topic created moments ago answers "not leader" or "leader not available" until its
+/// partitions have elected a leader; those answers are retried until `timeout` has passed, so a
+/// service started right after `vigil init` does not refuse to start over an election.
 pub fn partition_watermarks(
+    client: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<Watermarks>, (&'static str, KafkaError)> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match watermarks_once(client, topic, left.max(Duration::from_millis(100))) {
+            Err((_, e)) if is_election(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!(topic, error = %e, "partition leader not elected yet; retrying");
+                std::thread::sleep(ELECTION_RETRY);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Pause between watermark reads while a new topic's partitions elect leaders.
+const ELECTION_RETRY: Duration = Duration::from_millis(200);
+
+/// Whether `e` is the broker saying a partition has no leader yet: transient right after a
+/// topic is created or a broker restarts.
+fn is_election(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotLeaderForPartition | C::LeaderNotAvailable | C::UnknownTopicOrPartition)
+    )
+}
+
+fn watermarks_once(
     client: &BaseConsumer,
     topic: &str,
     timeout: Duration,

@@ -72,14 +72,12 @@ pub fn scan_topic(
     mut visit: impl FnMut(DeadLetter) -> Result<(), DlqError>,
 ) -> Result<ScanReport, DlqError> {
     let consumer = reader(&cfg.kafka)?;
-    let parts = partitions(&consumer, topic, cfg.timeout)?;
-    let mut low_high = BTreeMap::new();
-    for &p in &parts {
-        let wm = consumer
-            .fetch_watermarks(topic, p, cfg.timeout)
-            .map_err(|e| DlqError::kafka(format!("reading end offsets of {topic}/{p}"), e))?;
-        low_high.insert(p, wm);
-    }
+    let low_high: BTreeMap<i32, (i64, i64)> =
+        vigil_consumer::key_registry::partition_watermarks(&consumer, topic, cfg.timeout)
+            .map_err(|(what, e)| DlqError::kafka(format!("{what} of {topic}"), e))?
+            .ok_or_else(|| DlqError::NoSuchTopic(topic.to_owned()))?
+            .into_iter()
+            .collect();
     let starts = start_offsets(&consumer, topic, selection, &low_high, cfg.timeout)?;
 
     let mut report = ScanReport {
