@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::{Map, Value};
-use vigil_producer::{Emitter, EmitterConfig};
-use vigil_schemas::model::{format_rfc3339, now_micros, parse_rfc3339, random_nonce};
-use vigil_schemas::{EventSigner, KeyId, RecordSigner, VerificationEvent};
+use vigil_producer::{Emitter, EmitterConfig, draft};
+use vigil_schemas::model::{format_rfc3339, now_micros};
+use vigil_schemas::{EventSigner, KeyId, RecordSigner};
 use vigil_topology::KafkaClientConfig;
 
 /// Exit code when events are safe in the spool but not yet delivered (EX_TEMPFAIL).
@@ -52,37 +51,6 @@ pub struct ProduceArgs {
     schema_registry: String,
 }
 
-/// Fills the fields a person writing JSON by hand leaves out, and accepts RFC 3339 times.
-fn complete(line: &str) -> Result<VerificationEvent, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Value::Object(mut obj) = value else {
-        return Err("expected a JSON object".into());
-    };
-    obj.entry("event_id")
-        .or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
-    obj.entry("nonce")
-        .or_insert_with(|| Value::String(random_nonce()));
-    obj.entry("activity_id").or_insert(Value::from(0));
-    obj.entry("severity_id")
-        .or_insert_with(|| Value::String("informational".into()));
-    obj.entry("subject")
-        .or_insert_with(|| Value::Object(Map::new()));
-    obj.entry("attributes")
-        .or_insert_with(|| Value::Object(Map::new()));
-    match obj.get("occurred_at") {
-        None | Some(Value::Null) => {
-            obj.insert("occurred_at".into(), Value::from(now_micros()));
-        }
-        Some(Value::String(text)) => {
-            let micros = parse_rfc3339(text)
-                .ok_or_else(|| format!("occurred_at {text:?} is not RFC 3339"))?;
-            obj.insert("occurred_at".into(), Value::from(micros));
-        }
-        Some(_) => {}
-    }
-    serde_json::from_value(Value::Object(obj)).map_err(|e| format!("not a VerificationEvent: {e}"))
-}
-
 /// Runs `vigil produce`.
 pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let signer = EventSigner::from_pkcs8_pem_file(&args.signing_key)
@@ -118,7 +86,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         } else {
             match std::str::from_utf8(&line) {
                 Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => complete(text).and_then(|e| emitter.emit(e).map_err(|e| e.to_string())),
+                Ok(text) => draft::complete_json(text, None)
+                    .map_err(|e| e.to_string())
+                    .and_then(|e| emitter.emit(e).map_err(|e| e.to_string())),
                 Err(_) => Err("line is not UTF-8".into()),
             }
         };
@@ -155,36 +125,4 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_SPOOLED));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_ids_and_times_are_filled_and_rfc3339_accepted() {
-        let e = complete(
-            r#"{"class_uid":"authentication","activity_name":"login","status_id":"failure",
-                "occurred_at":"2026-11-23T10:00:00Z",
-                "producer":{"platform":"cli","sdk_version":"1","service":"ssh"}}"#,
-        )
-        .expect("valid line");
-        assert_eq!(
-            e.occurred_at,
-            parse_rfc3339("2026-11-23T10:00:00Z").expect("time")
-        );
-        assert_eq!(e.nonce.len(), 32);
-    }
-
-    #[test]
-    fn bad_lines_say_why() {
-        assert!(
-            complete("{")
-                .expect_err("bad json")
-                .starts_with("invalid JSON")
-        );
-        assert!(complete("[]").expect_err("array").contains("JSON object"));
-        let err = complete(r#"{"class_uid":"nope"}"#).expect_err("bad enum");
-        assert!(err.starts_with("not a VerificationEvent"), "{err}");
-    }
 }

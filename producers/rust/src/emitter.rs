@@ -69,6 +69,11 @@ pub enum EmitError {
     Dropped(String),
 }
 
+/// An event [`Emitter::try_enqueue`] could not queue because the queue is full; hand it to
+/// [`Emitter::spill`].
+#[derive(Debug)]
+pub struct QueueFull(pub Box<VerificationEvent>);
+
 /// What `flush` or `close` left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushReport {
@@ -391,7 +396,21 @@ impl Emitter {
     /// Hands `event` over and returns at once. Fills in the trace context from the current
     /// `tracing` span when the event has none. When the in-memory queue is full the event is
     /// signed and spooled on the caller's thread (a local file append, no network wait).
-    pub fn emit(&self, mut event: VerificationEvent) -> Result<(), EmitError> {
+    pub fn emit(&self, event: VerificationEvent) -> Result<(), EmitError> {
+        match self.try_enqueue(event)? {
+            None => Ok(()),
+            Some(full) => self.spill(full.0),
+        }
+    }
+
+    /// The fast half of [`Emitter::emit`]: queues `event` in memory (no I/O, no lock held
+    /// long) and returns `None`, or returns it in [`QueueFull`] when the queue is full, for
+    /// [`Emitter::spill`]. A binding calls this while it holds its interpreter lock and
+    /// releases the lock only for the spill.
+    pub fn try_enqueue(
+        &self,
+        mut event: VerificationEvent,
+    ) -> Result<Option<QueueFull>, EmitError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(EmitError::Closed);
         }
@@ -404,17 +423,21 @@ impl Emitter {
         }
         .emit();
         match self.core.queue.push((event, Instant::now())) {
-            Ok(()) => Ok(()),
-            Err((mut event, _)) => {
-                event.trace.get_or_insert_with(new_trace);
-                match self.core.sign(&event) {
-                    Some(record) if self.core.spool_record(&record) => Ok(()),
-                    Some(_) => Err(EmitError::Dropped(
-                        "queue full and the spool refused the event".into(),
-                    )),
-                    None => Err(EmitError::Dropped("the event could not be encoded".into())),
-                }
-            }
+            Ok(()) => Ok(None),
+            Err((event, _)) => Ok(Some(QueueFull(Box::new(event)))),
+        }
+    }
+
+    /// The slow half of [`Emitter::emit`]: signs `event` and appends it to the disk spool on
+    /// the caller's thread (already counted as emitted by [`Emitter::try_enqueue`]).
+    pub fn spill(&self, mut event: Box<VerificationEvent>) -> Result<(), EmitError> {
+        event.trace.get_or_insert_with(new_trace);
+        match self.core.sign(&event) {
+            Some(record) if self.core.spool_record(&record) => Ok(()),
+            Some(_) => Err(EmitError::Dropped(
+                "queue full and the spool refused the event".into(),
+            )),
+            None => Err(EmitError::Dropped("the event could not be encoded".into())),
         }
     }
 

@@ -26,18 +26,22 @@
 //! - [`schema_id`]: registers the event schema and caches its id beside the spool, so an emitter
 //!   starts even while the registry is down.
 //! - [`trace`]: trace context from the current `tracing` span.
+//! - [`draft`]: event completion from JSON, shared by the CLI and the SDK bindings.
+//! - [`sdk`]: the one core under the Python and Node.js SDKs (options, key, errors with codes).
 
 pub mod config;
+pub mod draft;
 pub mod emitter;
 mod internal_events;
 pub mod metrics;
 pub mod record;
 pub mod schema_id;
+pub mod sdk;
 pub mod spool;
 pub mod trace;
 
 pub use config::{ConfigError, EmitterConfig};
-pub use emitter::{EmitError, Emitter, EmitterError, FlushReport};
+pub use emitter::{EmitError, Emitter, EmitterError, FlushReport, QueueFull};
 pub use metrics::{DropReason, ProducerMetrics};
 pub use record::PendingRecord;
 pub use trace::{TraceContextLayer, current_trace};
