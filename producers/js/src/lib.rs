@@ -14,8 +14,8 @@ use std::time::Duration;
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Error, Result, Task};
 use napi_derive::napi;
+use vigil_producer::FlushReport;
 use vigil_producer::sdk::{self, SdkEmitter, SdkError, SdkOptions};
-use vigil_producer::{DropReason, FlushReport};
 use vigil_schemas::model::Platform;
 
 fn to_js(e: SdkError) -> Error {
@@ -188,16 +188,7 @@ impl NativeEmitter {
     pub fn counters(&self) -> Result<NativeCounters> {
         let emitter = self.get()?;
         let m = emitter.metrics();
-        let dropped = [
-            DropReason::SpoolFull,
-            DropReason::Encode,
-            DropReason::Refused,
-            DropReason::CorruptSpool,
-            DropReason::SpoolIo,
-        ]
-        .into_iter()
-        .map(|r| m.dropped(r))
-        .sum();
+        let dropped = m.dropped_total();
         Ok(NativeCounters {
             emitted: saturating(m.emitted()),
             delivered: saturating(m.delivered()),

@@ -13,8 +13,8 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use vigil_producer::FlushReport;
 use vigil_producer::sdk::{self, SdkEmitter, SdkError, SdkOptions};
-use vigil_producer::{DropReason, FlushReport};
 use vigil_schemas::model::Platform;
 
 create_exception!(
@@ -176,16 +176,7 @@ impl NativeEmitter {
     fn counters(&self) -> PyResult<(u64, u64, u64, u64)> {
         let emitter = self.get()?;
         let m = emitter.metrics();
-        let dropped = [
-            DropReason::SpoolFull,
-            DropReason::Encode,
-            DropReason::Refused,
-            DropReason::CorruptSpool,
-            DropReason::SpoolIo,
-        ]
-        .into_iter()
-        .map(|r| m.dropped(r))
-        .sum();
+        let dropped = m.dropped_total();
         Ok((m.emitted(), m.delivered(), m.spooled(), dropped))
     }
 }

@@ -18,6 +18,15 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::SpoolFull,
+        DropReason::Encode,
+        DropReason::Refused,
+        DropReason::CorruptSpool,
+        DropReason::SpoolIo,
+    ];
+
     /// Returns the metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -122,13 +131,7 @@ impl ProducerMetrics {
             let _ = r.register(Box::new(m.spool_max_bytes.clone()));
             let _ = r.register(Box::new(m.delivery_latency.clone()));
         }
-        for reason in [
-            DropReason::SpoolFull,
-            DropReason::Encode,
-            DropReason::Refused,
-            DropReason::CorruptSpool,
-            DropReason::SpoolIo,
-        ] {
+        for reason in DropReason::ALL {
             m.dropped.with_label_values(&[reason.as_str()]);
         }
         m
@@ -137,6 +140,11 @@ impl ProducerMetrics {
     /// Returns the number of events dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped.with_label_values(&[reason.as_str()]).get()
+    }
+
+    /// Events dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL.into_iter().map(|r| self.dropped(r)).sum()
     }
 
     /// Returns the number of events emitted.
