@@ -65,9 +65,10 @@ function call(fn) {
   }
 }
 
-async function settle(promise) {
+// An async wrapper, so a synchronous throw (a closed emitter, bad options) rejects too.
+async function settle(fn) {
   try {
-    return await promise;
+    return await fn();
   } catch (e) {
     throw translate(e);
   }
@@ -171,7 +172,6 @@ function coreOptions(options) {
 }
 
 const live = new Set();
-let hooked = false;
 
 function closeAllSync() {
   for (const emitter of [...live]) {
@@ -183,14 +183,10 @@ function closeAllSync() {
   }
 }
 
-function hookExit() {
-  if (hooked) return;
-  hooked = true;
-  // beforeExit: the event loop ran dry with emitters open (a script that forgot close).
-  // exit: process.exit() was called; only synchronous work can run there.
-  process.on('beforeExit', closeAllSync);
-  process.on('exit', closeAllSync);
-}
+// beforeExit: the event loop ran dry with emitters open (a script that forgot close).
+// exit: process.exit() was called; only synchronous work can run there.
+process.on('beforeExit', closeAllSync);
+process.on('exit', closeAllSync);
 
 /** Emits signed events to Kafka without ever blocking the caller on the network. */
 class Emitter {
@@ -200,7 +196,6 @@ class Emitter {
       throw new TypeError('use Emitter.start(options)');
     }
     this._inner = inner;
-    this._closed = false;
   }
 
   /**
@@ -211,10 +206,8 @@ class Emitter {
    */
   static async start(options) {
     const json = JSON.stringify(coreOptions(options));
-    const inner = await settle(call(() => native.start(json, SDK_VERSION)));
-    const emitter = new Emitter(inner);
+    const emitter = new Emitter(await settle(() => native.start(json, SDK_VERSION)));
     live.add(emitter);
-    hookExit();
     return emitter;
   }
 
@@ -224,7 +217,6 @@ class Emitter {
    * close, `ERR_VIGIL_DROPPED` when the queue and the spool are both full.
    */
   emit(event) {
-    if (this._closed) throw new VigilError(CODES.closed, 'emitter is closed');
     if (event === null || typeof event !== 'object' || Array.isArray(event)) {
       throw new VigilError(CODES.invalid_event, 'an event is an object');
     }
@@ -234,20 +226,17 @@ class Emitter {
 
   /** Waits up to `timeoutMs` until every event so far is acknowledged or in the spool. */
   flush(timeoutMs = 10000) {
-    if (this._closed) return Promise.reject(new VigilError(CODES.closed, 'emitter is closed'));
-    return settle(call(() => this._inner.flush(timeoutMs)));
+    return settle(() => this._inner.flush(timeoutMs));
   }
 
   /** Stops accepting events, flushes, spools what the broker did not take. Idempotent. */
   close() {
-    this._closed = true;
     live.delete(this);
-    return settle(call(() => this._inner.close()));
+    return settle(() => this._inner.close());
   }
 
   /** `close` on the calling thread, for exit hooks where no Promise can settle. */
   closeSync() {
-    this._closed = true;
     live.delete(this);
     return call(() => this._inner.closeSync());
   }
