@@ -8,20 +8,11 @@ const { spawnSync } = require('node:child_process');
 const path = require('node:path');
 const test = require('node:test');
 const vigil = require('..');
-const { freshTopic, tempDir, signingKey, read, verifies, draft } = require('./support');
-
-function options(key, topic, dir, extra = {}) {
-  return {
-    service: 'js-sdk-test', keyId: key.keyId, signingKeyFile: key.pemFile,
-    spoolDir: path.join(dir, 'spool'), topic, ...extra,
-  };
-}
+const { setup, options, read, verifies, draft, seqs, upTo } = require('./support');
 
 test('emitted events arrive signed, complete and in the caller\'s trace', async () => {
-  const dir = tempDir();
-  const key = signingKey(dir);
-  const topic = await freshTopic();
-  const emitter = await vigil.Emitter.start(options(key, topic, dir));
+  const { dir, key, topic } = await setup();
+  const emitter = await vigil.Emitter.start(options({ dir, key, topic }));
   const incoming = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
   await vigil.continueTrace(incoming, async (handOn) => {
     assert.equal(handOn, incoming);
@@ -40,7 +31,7 @@ test('emitted events arrive signed, complete and in the caller\'s trace', async 
 
   const got = await read(topic, 21);
   assert.equal(got.length, 21);
-  assert.deepEqual(got.map((r) => Number(r.event.attributes.seq)).sort((a, b) => a - b), [...Array(21).keys()]);
+  assert.deepEqual(seqs(got), upTo(21));
   for (const r of got) {
     assert.ok(verifies(r, key.publicKey), 'signature over the value bytes');
     assert.equal(r.headers['vigil-key-id'].toString(), key.keyId);
@@ -71,19 +62,18 @@ test('an active OpenTelemetry span gives the trace', async () => {
 });
 
 test('bad options and events reject or throw with a code', async () => {
-  const dir = tempDir();
-  const key = signingKey(dir);
-  const topic = await freshTopic();
-  await assert.rejects(vigil.Emitter.start({ ...options(key, topic, dir), colour: 'red' }),
+  const { dir, key, topic } = await setup();
+  await assert.rejects(vigil.Emitter.start({ ...options({ dir, key, topic }), colour: 'red' }),
     (e) => e instanceof vigil.VigilError && e.code === 'ERR_VIGIL_CONFIG' && /colour/.test(e.message));
   await assert.rejects(
     vigil.Emitter.start({ service: 's', keyId: 'k', signingKeyEnv: 'VIGIL_TEST_UNSET', spoolDir: path.join(dir, 's2') }),
     (e) => e.code === 'ERR_VIGIL_SIGNING_KEY' && /VIGIL_TEST_UNSET/.test(e.message));
-  const emitter = await vigil.Emitter.start(options(key, topic, dir));
+  const emitter = await vigil.Emitter.start(options({ dir, key, topic }));
   assert.throws(() => emitter.emit({ class_uid: 'authentication' }), (e) => e.code === 'ERR_VIGIL_INVALID_EVENT');
   assert.throws(() => emitter.emit('text'), (e) => e.code === 'ERR_VIGIL_INVALID_EVENT');
   await emitter.close();
   assert.throws(() => emitter.emit(draft(0)), (e) => e.code === 'ERR_VIGIL_CLOSED');
+  await assert.rejects(emitter.flush(), (e) => e.code === 'ERR_VIGIL_CLOSED'); // a Promise, not a throw
   assert.deepEqual(await emitter.close(), { inFlight: 0, spooled: 0 });
 });
 
@@ -104,26 +94,22 @@ vigil.Emitter.start({ service: 'js-exit', keyId, signingKeyFile: keyFile, spoolD
 
 for (const how of ['beforeExit', 'exit']) {
   test(`a process that ends by ${how} without close delivers what it emitted`, async () => {
-    const dir = tempDir();
-    const key = signingKey(dir);
-    const topic = await freshTopic();
+    const { dir, key, topic } = await setup();
     const child = spawnSync(process.execPath,
       ['-e', CHILD, path.resolve(__dirname, '..'), key.pemFile, key.keyId, path.join(dir, 'spool'), topic, how],
       { encoding: 'utf8', timeout: 60000, env: process.env });
     assert.equal(child.status, 0, child.stderr);
     const got = await read(topic, 15);
-    assert.deepEqual(got.map((r) => Number(r.event.attributes.seq)).sort((a, b) => a - b), [...Array(15).keys()]);
+    assert.deepEqual(seqs(got), upTo(15));
     for (const r of got) assert.ok(verifies(r, key.publicKey));
   });
 }
 
 test('a signing key from an environment variable', async () => {
-  const dir = tempDir();
-  const key = signingKey(dir);
-  const topic = await freshTopic();
+  const { dir, key, topic } = await setup();
   process.env.VIGIL_TEST_JS_SIGNING_KEY = key.pem;
   try {
-    const opts = options(key, topic, dir, { signingKeyEnv: 'VIGIL_TEST_JS_SIGNING_KEY' });
+    const opts = options({ dir, key, topic }, { signingKeyEnv: 'VIGIL_TEST_JS_SIGNING_KEY' });
     delete opts.signingKeyFile;
     const emitter = await vigil.Emitter.start(opts);
     emitter.emit(draft(1));

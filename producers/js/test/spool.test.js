@@ -8,7 +8,7 @@ const net = require('node:net');
 const path = require('node:path');
 const test = require('node:test');
 const vigil = require('..');
-const { bootstrap, freshTopic, tempDir, signingKey, read, verifies, draft } = require('./support');
+const { bootstrap, setup, options, read, verifies, draft, seqs, upTo } = require('./support');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -56,14 +56,10 @@ async function until(predicate, timeoutMs) {
 }
 
 test('an outage is bridged by the spool and every event arrives once', async () => {
-  const dir = tempDir();
-  const key = signingKey(dir);
-  const topic = await freshTopic();
+  const { dir, key, topic } = await setup();
   const proxy = new Proxy(bootstrap(), await freePort());
-  const emitter = await vigil.Emitter.start({
-    service: 'js-sdk-test', keyId: key.keyId, signingKeyFile: key.pemFile,
-    spoolDir: path.join(dir, 'spool'), topic, deliveryTimeoutMs: 2000, bootstrapServers: proxy.address,
-  });
+  const emitter = await vigil.Emitter.start(
+    options({ dir, key, topic }, { deliveryTimeoutMs: 2000, bootstrapServers: proxy.address }));
   try {
     for (let i = 0; i < 50; i++) emitter.emit(draft(i));
     assert.ok(await until(() => emitter.counters().spooled === 50, 30000), JSON.stringify(emitter.counters()));
@@ -76,7 +72,7 @@ test('an outage is bridged by the spool and every event arrives once', async () 
     await proxy.stop();
   }
   const got = await read(topic, 50);
-  assert.deepEqual(got.map((r) => Number(r.event.attributes.seq)).sort((a, b) => a - b), [...Array(50).keys()]);
+  assert.deepEqual(seqs(got), upTo(50));
   for (const r of got) assert.ok(verifies(r, key.publicKey));
 });
 
@@ -97,9 +93,7 @@ vigil.Emitter.start({ service: 'js-kill', keyId, signingKeyFile: keyFile, spoolD
 `;
 
 test('a process killed with spooled events leaves them to the next one, delivered once', async () => {
-  const dir = tempDir();
-  const key = signingKey(dir);
-  const topic = await freshTopic();
+  const { dir, key, topic } = await setup();
   const spool = path.join(dir, 'spool');
   const dead = `127.0.0.1:${await freePort()}`;
   const child = spawn(process.execPath,
@@ -120,14 +114,12 @@ test('a process killed with spooled events leaves them to the next one, delivere
     child.kill('SIGKILL');
   }
   assert.equal(await exited, 'SIGKILL');
-  const emitter = await vigil.Emitter.start({
-    service: 'js-sdk-test', keyId: key.keyId, signingKeyFile: key.pemFile, spoolDir: spool, topic,
-  });
+  const emitter = await vigil.Emitter.start(options({ dir, key, topic }));
   assert.ok(await until(() => emitter.counters().delivered >= 40, 60000), JSON.stringify(emitter.counters()));
   const report = await emitter.close();
   assert.equal(report.spooled, 0);
   const got = await read(topic, 40);
-  assert.deepEqual(got.map((r) => Number(r.event.attributes.seq)).sort((a, b) => a - b), [...Array(40).keys()]);
+  assert.deepEqual(seqs(got), upTo(40));
   assert.equal(new Set(got.map((r) => r.event.event_id)).size, 40);
   for (const r of got) assert.ok(verifies(r, key.publicKey));
 });

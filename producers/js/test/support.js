@@ -84,4 +84,26 @@ function draft(i, extra = {}) {
   };
 }
 
-module.exports = { ROOT, bootstrap, registryUrl, freshTopic, tempDir, signingKey, read, verifies, draft };
+/** A test's own directory, signing key and fresh topic. */
+async function setup() {
+  const dir = tempDir();
+  return { dir, key: signingKey(dir), topic: await freshTopic() };
+}
+
+/** Emitter options for a test's setup: its key, topic and `<dir>/spool`. */
+function options({ dir, key, topic }, extra = {}) {
+  return {
+    service: 'js-sdk-test', keyId: key.keyId, signingKeyFile: key.pemFile,
+    spoolDir: path.join(dir, 'spool'), topic, ...extra,
+  };
+}
+
+/** The `seq` attributes of what was read, in ascending order. */
+function seqs(records) {
+  return records.map((r) => Number(r.event.attributes.seq)).sort((a, b) => a - b);
+}
+
+/** 0, 1, ..., n - 1. */
+const upTo = (n) => [...Array(n).keys()];
+
+module.exports = { ROOT, bootstrap, registryUrl, setup, options, read, verifies, draft, seqs, upTo };
