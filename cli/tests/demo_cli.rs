@@ -104,10 +104,11 @@ fn demo_ci_passes_and_cleans_up() {
     for st in s["stages"].as_array().unwrap() {
         assert_eq!(st["ok"], true, "{st}");
     }
-    // 3 platforms × 50 normal events + 8 forged + 2 replayed + 2 unknown-key + 3 revoked + 1 poison.
-    assert_eq!(s["events"]["sent"], 166);
-    assert_eq!(s["events"]["verified"], 165);
-    assert_eq!(s["events"]["by_state"]["valid"], 151);
+    // 3 platforms × 50 normal events + 3 trace hops + 8 forged + 2 replayed + 2 unknown-key
+    // + 3 revoked + 1 poison.
+    assert_eq!(s["events"]["sent"], 169);
+    assert_eq!(s["events"]["verified"], 168);
+    assert_eq!(s["events"]["by_state"]["valid"], 154);
     assert_eq!(s["events"]["by_state"]["bad"], 9);
     assert_eq!(s["events"]["by_state"]["revoked"], 3);
     assert_eq!(s["events"]["by_state"]["untrusted"], 2);
@@ -119,7 +120,12 @@ fn demo_ci_passes_and_cleans_up() {
     assert_eq!(s["events"]["per_platform"]["python"]["bad"], 8);
     assert_eq!(s["events"]["per_platform"]["js"]["revoked"], 3);
 
-    for attack in ["brute_force", "revoked_key", "replayed_nonce"] {
+    for attack in [
+        "brute_force",
+        "revoked_key",
+        "replayed_nonce",
+        "cross_platform_trace",
+    ] {
         assert_eq!(
             s["alerts"]["expected"][attack]["fired"], true,
             "{attack}: {}",
@@ -134,10 +140,36 @@ fn demo_ci_passes_and_cleans_up() {
     assert_eq!(s["dlq"]["entries"], 1);
     assert_eq!(s["dlq"]["by_class"]["bad_data"], 1);
 
-    assert_eq!(s["audit"]["rows"], 165);
+    assert_eq!(s["audit"]["rows"], 168);
     assert_eq!(s["audit"]["verify"]["clean"], true);
-    assert_eq!(s["audit"]["verify"]["rows"], 165);
-    assert_eq!(s["audit"]["verify"]["signatures_valid"], 151);
+    assert_eq!(s["audit"]["verify"]["rows"], 168);
+    assert_eq!(s["audit"]["verify"]["signatures_valid"], 154);
+
+    // One trace: a Python process started it, a Node.js process continued it, the Rust
+    // emitter ended it; the SOC timeline query gives the three hops in order, all verified.
+    let trace_id = s["trace"]["trace_id"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 32, "{}", s["trace"]);
+    assert!(!s["trace"]["sdks"]["python"].as_str().unwrap().is_empty());
+    assert!(!s["trace"]["sdks"]["js"].as_str().unwrap().is_empty());
+    let hops = s["trace"]["timeline"].as_array().unwrap();
+    let platforms: Vec<&str> = hops
+        .iter()
+        .map(|h| h["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["python", "js", "rust"], "{hops:?}");
+    let services: Vec<&str> = hops
+        .iter()
+        .map(|h| h["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        ["fraud-scoring", "web-checkout", "payments-api"],
+        "{hops:?}"
+    );
+    for h in hops {
+        assert_eq!(h["status"], "failure", "{h}");
+        assert_eq!(h["state"], "valid", "{h}");
+    }
 
     let by_key = s["soc_queries"]["failed_verifications_by_key_24h"]["rows"]
         .as_array()
@@ -175,6 +207,23 @@ fn demo_ci_passes_and_cleans_up() {
         assert!(Instant::now() < deadline, "left behind: {left:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn demo_without_the_python_sdk_says_how_to_build_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["demo", "--ci"])
+        .env("VIGIL_SDK_PYTHON", "/nonexistent/python")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("VIGIL_SDK_PYTHON") && stderr.contains("scripts/sdk-python"),
+        "{stderr}"
+    );
+    // It stops before touching the stack.
+    assert!(!stderr.contains("namespace"), "{stderr}");
 }
 
 #[test]

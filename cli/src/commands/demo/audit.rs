@@ -1,5 +1,5 @@
-//! What ClickHouse holds: audit rows settling, `vigil audit verify` over the run's database and
-//! two saved SOC queries.
+//! What ClickHouse holds: audit rows settling, `vigil audit verify` over the run's database,
+//! two saved SOC queries and the cross-platform trace's timeline.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -64,7 +64,7 @@ impl Demo {
 
     async fn count_rows(&self) -> anyhow::Result<u64> {
         let store = self.store()?;
-        let rows = query_json(&store, "SELECT count() AS n FROM audit_events", None).await?;
+        let rows = query_json::<u32>(&store, "SELECT count() AS n FROM audit_events", None).await?;
         rows.first()
             .and_then(|r| as_u64(&r["n"]))
             .ok_or_else(|| anyhow!("count() returned nothing"))
@@ -137,7 +137,7 @@ impl Demo {
                 errors.push(format!("{name}: not in the pack"));
                 continue;
             };
-            let limit = q.sql.contains("{limit:UInt32}").then_some(5);
+            let limit = q.sql.contains("{limit:UInt32}").then_some(("limit", 5));
             let answer = match self.store() {
                 Ok(store) => query_json(&store, &q.statement(), limit).await,
                 Err(e) => Err(e),
@@ -167,10 +167,29 @@ impl Demo {
         let js_revoked = row("demo-js")
             .and_then(|r| as_u64(&r["revoked"]))
             .unwrap_or(0);
-        let ok =
-            errors.is_empty() && python_bad == BRUTE_FORCE_EVENTS && js_revoked == REVOKED_EVENTS;
+        let (hops, timeline_ok) = match self.trace_timeline().await {
+            Ok(rows) => {
+                let platforms: Vec<String> = rows
+                    .iter()
+                    .map(|r| r["platform"].as_str().unwrap_or("?").to_owned())
+                    .collect();
+                let ok = platforms == ["python", "js", "rust"]
+                    && rows.iter().all(|r| r["state"] == "valid");
+                self.timeline = Some(json!({"trace_id": self.trace_id, "rows": rows}));
+                (platforms.join(" → "), ok)
+            }
+            Err(e) => {
+                errors.push(format!("trace_timeline: {e:#}"));
+                (String::new(), false)
+            }
+        };
+        let ok = errors.is_empty()
+            && python_bad == BRUTE_FORCE_EVENTS
+            && js_revoked == REVOKED_EVENTS
+            && timeline_ok;
         let mut detail = format!(
-            "failed verifications by key: demo-python bad {python_bad}, demo-js revoked {js_revoked}"
+            "failed verifications by key: demo-python bad {python_bad}, demo-js revoked \
+             {js_revoked}; trace timeline: {hops}"
         );
         if !errors.is_empty() {
             detail.push_str(&format!("; errors: {}", errors.join("; ")));
@@ -179,20 +198,34 @@ impl Demo {
     }
 }
 
+impl Demo {
+    /// The `trace_timeline` SOC query for the cross-platform trace.
+    async fn trace_timeline(&self) -> anyhow::Result<Vec<Value>> {
+        let trace_id = self
+            .trace_id
+            .as_deref()
+            .ok_or_else(|| anyhow!("no cross-platform trace was sent"))?;
+        let q = SocQuery::named("trace_timeline")
+            .ok_or_else(|| anyhow!("trace_timeline is not in the pack"))?;
+        let store = self.store()?;
+        query_json(&store, &q.statement(), Some(("trace_id", trace_id))).await
+    }
+}
+
 pub(super) fn as_u64(v: &Value) -> Option<u64> {
     v.as_u64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-/// Runs `sql` and returns its rows as JSON objects.
-async fn query_json(
+/// Runs `sql` with its one parameter, if any, and returns its rows as JSON objects.
+async fn query_json<P: serde::Serialize>(
     store: &AuditStore,
     sql: &str,
-    limit: Option<u32>,
+    param: Option<(&str, P)>,
 ) -> anyhow::Result<Vec<Value>> {
     let mut q = store.client().query_raw(sql);
-    if let Some(l) = limit {
-        q = q.param("limit", l);
+    if let Some((name, value)) = param {
+        q = q.param(name, value);
     }
     let fetch = async {
         let bytes = q.fetch_bytes("JSONEachRow")?.collect().await?;

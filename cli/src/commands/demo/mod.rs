@@ -6,16 +6,19 @@
 //! `vigil-demo-<runid>-*`, ClickHouse database `vigil_demo_<runid>`. The verifier, correlator,
 //! alerter and audit sink run in this process ([`vigil_pipeline::Pipeline`], the same libraries
 //! `vigil run <service>` runs for real); the demo's own HTTP receiver on 127.0.0.1:0 is the
-//! alerter's webhook. Three platforms (Rust, Python, JS emitters) send normal traffic, then
-//! scripted attacks: a bad-signature burst for one key, use of a key after its revocation, a
-//! replayed nonce, events from an unknown key and one poison record. Every figure of the
+//! alerter's webhook. Three platforms send normal traffic — the rust platform through the Rust
+//! SDK in this process, the python and js platforms as real Python and Node.js processes using
+//! their SDKs ([`sdk`]) — then one trace crosses all three (a failed login in each, Python →
+//! Node.js → Rust, handing the `traceparent` on), then scripted attacks: a bad-signature burst
+//! for one key, use of a key after its revocation, a replayed nonce, events from an unknown key
+//! and one poison record. Every figure of the
 //! summary is read back from Kafka, the webhook receiver or ClickHouse. Everything is bounded
 //! by a total deadline and per-stage deadlines; services are stopped and the namespace deleted
 //! at the end (`--keep` keeps the topics and database).
 //! Logs (the services', librdkafka's) go to a file named after the namespace, so the progress
 //! lines stay readable; `--verbose` prints them on stderr instead.
 //!
-//! [`traffic`] sends, [`observe`] reads back what each stage saw, [`audit`] asks ClickHouse,
+//! [`traffic`] sends (through [`sdk`] for the python and js platforms), [`observe`] reads back what each stage saw, [`audit`] asks ClickHouse,
 //! [`report`] builds the summary.
 
 use std::collections::BTreeMap;
@@ -37,12 +40,14 @@ use vigil_schemas::{EventSigner, KeyId, KeyState, SchemaId};
 use vigil_topology::{LogFormat, ReplicationOverride};
 
 use observe::{Shared, lock};
+use sdk::{Runtime, SdkRuntimes};
 use traffic::key_status;
 
 mod audit;
 mod logs;
 mod observe;
 mod report;
+mod sdk;
 mod traffic;
 
 /// Arguments of `vigil demo`.
@@ -74,15 +79,19 @@ const REVOKED_EVENTS: u64 = 3;
 const UNKNOWN_KEY_EVENTS: u64 = 2;
 /// Poison (undecodable) records written to the raw topic.
 const POISON_RECORDS: u64 = 1;
-/// Alert rules the scripted attacks must fire.
-const EXPECTED_RULES: [(&str, &str); 3] = [
+/// Events of the cross-platform trace: one failed login per platform.
+const TRACE_HOPS: u64 = 3;
+/// Alert rules the scripted attacks and the cross-platform trace must fire.
+const EXPECTED_RULES: [(&str, &str); 4] = [
     ("brute_force", "vigil-bad-signature-per-key"),
     ("revoked_key", "vigil-key-used-after-revocation"),
     ("replayed_nonce", "vigil-replayed-nonce"),
+    ("cross_platform_trace", "vigil-auth-failure-cross-platform"),
 ];
 /// Partitions of each demo topic: enough to show partitioned chains, few enough to start fast.
 const DEMO_PARTITIONS: i32 = 3;
-/// The saved SOC queries whose answers the summary shows.
+/// The saved SOC queries whose answers the summary shows (`trace_timeline` is asked for the
+/// cross-platform trace as well).
 const SOC_QUERIES: [&str; 2] = ["failed_verifications_by_key_24h", "top_rejected_producers"];
 
 /// The built-in rule pack, embedded so the demo runs from any directory.
@@ -110,9 +119,10 @@ const RULES: [(&str, &str); 6] = [
     ),
 ];
 
-/// One simulated platform.
+/// One platform of the demo.
 struct PlatformSpec {
     platform: Platform,
+    runtime: Runtime,
     name: &'static str,
     service: &'static str,
     host: &'static str,
@@ -122,6 +132,7 @@ struct PlatformSpec {
 const PLATFORMS: [PlatformSpec; 3] = [
     PlatformSpec {
         platform: Platform::Rust,
+        runtime: Runtime::InProcess,
         name: "rust",
         service: "payments-api",
         host: "pay-01",
@@ -129,6 +140,7 @@ const PLATFORMS: [PlatformSpec; 3] = [
     },
     PlatformSpec {
         platform: Platform::Python,
+        runtime: Runtime::Python,
         name: "python",
         service: "fraud-scoring",
         host: "ml-02",
@@ -136,6 +148,7 @@ const PLATFORMS: [PlatformSpec; 3] = [
     },
     PlatformSpec {
         platform: Platform::Js,
+        runtime: Runtime::Node,
         name: "js",
         service: "web-checkout",
         host: "edge-03",
@@ -177,7 +190,13 @@ struct Demo {
     audit_rows: Option<u64>,
     verify: Option<Value>,
     soc: BTreeMap<&'static str, Value>,
-    emitters: Vec<Arc<Emitter>>,
+    /// The rust platform's emitter (the Rust SDK in this process).
+    rust_emitter: Option<Arc<Emitter>>,
+    /// The Python and Node.js SDKs the other two platforms run with.
+    sdk: SdkRuntimes,
+    /// The cross-platform trace: its id, and the timeline ClickHouse gave for it.
+    trace_id: Option<String>,
+    timeline: Option<Value>,
     schema: Option<SchemaId>,
 }
 
@@ -191,6 +210,11 @@ fn seed() -> [u8; 32] {
 /// Runs `vigil demo`; installs the tracing subscriber itself, since its logs go to the run's
 /// log file.
 pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    let workdir = tempfile::Builder::new()
+        .prefix("vigil-demo-")
+        .tempdir()
+        .context("creating a work folder")?;
+    let sdk = SdkRuntimes::locate(workdir.path()).await?;
     let ns = Namespace::random("vigil-demo")?;
     let log_file = logs::init(log_format, &ns, args.verbose)?;
     let mut endpoints = Endpoints::from_env();
@@ -204,10 +228,7 @@ pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCo
         endpoints,
         topics: Vec::new(),
         topics_created: false,
-        workdir: tempfile::Builder::new()
-            .prefix("vigil-demo-")
-            .tempdir()
-            .context("creating a work folder")?,
+        workdir,
         stop,
         pipeline: None,
         background: Vec::new(),
@@ -220,7 +241,10 @@ pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCo
         audit_rows: None,
         verify: None,
         soc: BTreeMap::new(),
-        emitters: Vec::new(),
+        rust_emitter: None,
+        sdk,
+        trace_id: None,
+        timeline: None,
         schema: None,
     };
     eprintln!(
@@ -232,6 +256,7 @@ pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCo
     eprintln!(
         "  services run in this process for the demo; `vigil run <service>` is how they run for real"
     );
+    eprintln!("  platforms: rust in this process, {}", demo.sdk.describe());
     if let Some(path) = &log_file {
         eprintln!(
             "  logs go to {} (--verbose prints them here)",
@@ -320,6 +345,7 @@ impl Demo {
         let writer = self.keys().await?;
         self.start_services().await?;
         self.normal_traffic().await?;
+        self.cross_platform_trace().await?;
         self.attacks(&writer).await?;
         self.observe().await;
         self.audit_rows_settle().await;
@@ -456,13 +482,10 @@ impl Demo {
         if let Some(pipeline) = self.pipeline.take() {
             pipeline.stop(Duration::from_secs(5)).await;
         }
-        let emitters: Vec<Arc<Emitter>> = self.emitters.drain(..).collect();
-        let closing = tokio::task::spawn_blocking(move || {
-            for e in &emitters {
-                e.close();
-            }
-        });
-        let _ = tokio::time::timeout(Duration::from_secs(6), closing).await;
+        if let Some(emitter) = self.rust_emitter.take() {
+            let closing = tokio::task::spawn_blocking(move || emitter.close());
+            let _ = tokio::time::timeout(Duration::from_secs(6), closing).await;
+        }
         for h in self.background.drain(..) {
             h.abort();
         }

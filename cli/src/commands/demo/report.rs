@@ -123,6 +123,11 @@ impl Demo {
                 "verify": self.verify.clone().unwrap_or(Value::Null),
             },
             "soc_queries": self.soc,
+            "trace": {
+                "trace_id": self.trace_id,
+                "sdks": {"python": self.sdk.python_sdk, "js": self.sdk.js_sdk},
+                "timeline": self.timeline.as_ref().map_or(Value::Null, |t| t["rows"].clone()),
+            },
         })
     }
 }
@@ -221,9 +226,24 @@ pub(super) fn print_human(s: &Value) {
         }
     }
     println!();
+    println!(
+        "SOC query trace_timeline for the cross-platform trace {}:",
+        s["trace"]["trace_id"].as_str().unwrap_or("(none)")
+    );
+    for r in s["trace"]["timeline"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<7} {:<14} {:<8} {:<8} {}",
+            r["platform"].as_str().unwrap_or(""),
+            r["service"].as_str().unwrap_or(""),
+            r["status"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            r["occurred_at"].as_str().unwrap_or("")
+        );
+    }
+    println!();
     for st in s["stages"].as_array().into_iter().flatten() {
         println!(
-            "  [{}] {:<15} {:>6} ms  {}",
+            "  [{}] {:<20} {:>6} ms  {}",
             if st["ok"].as_bool() == Some(true) {
                 "ok"
             } else {

@@ -1,5 +1,5 @@
-//! What the demo sends: each platform's normal traffic through its emitter, then the scripted
-//! attacks (bad-signature burst, replayed nonce, unknown key, use after revocation, poison).
+//! What the demo sends: each platform's normal traffic through its SDK, one trace across the
+//! three languages, then the scripted attacks (bad-signature burst, replayed nonce, unknown key, use after revocation, poison).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,19 +9,21 @@ use anyhow::{Context, anyhow, bail};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_pipeline::Pipeline;
-use vigil_producer::{Emitter, EmitterConfig};
+use vigil_producer::{Emitter, EmitterConfig, FlushReport};
 use vigil_schemas::model::{Platform, now_micros};
 use vigil_schemas::signing::PublicKey;
 use vigil_schemas::topics::value_subject;
 use vigil_schemas::{
     AvroRecord, EventClass, EventSigner, KeyId, KeyState, KeyStatus, Producer, RecordSigner,
-    SchemaRegistry, SignedRecord, Status, Subject, VerificationEvent,
+    SchemaId, SchemaRegistry, SignedRecord, Status, Subject, Trace, VerificationEvent,
 };
 
+use super::sdk::JobReport;
 use super::{
-    BRUTE_FORCE_EVENTS, Demo, PLATFORMS, POISON_RECORDS, PlatformSpec, REVOKED_EVENTS,
+    BRUTE_FORCE_EVENTS, Demo, PLATFORMS, POISON_RECORDS, PlatformSpec, REVOKED_EVENTS, TRACE_HOPS,
     UNKNOWN_KEY_EVENTS,
 };
 
@@ -34,7 +36,8 @@ impl Demo {
         self.sent.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Each platform's emitter sends its normal traffic; waits until the verifier judged it all.
+    /// Each platform sends its normal traffic (the python and js platforms from their own
+    /// processes, at the same time); waits until the verifier judged it all.
     pub(super) async fn normal_traffic(&mut self) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let schema = SchemaRegistry::new(&self.endpoints.schema_registry_url)?
@@ -44,28 +47,25 @@ impl Demo {
             )
             .await
             .context("registering the raw event schema")?;
-        for (idx, p) in PLATFORMS.iter().enumerate() {
-            let mut ec = EmitterConfig::new(self.workdir.path().join(format!("spool-{}", p.name)));
-            ec.topic = self.ns.raw_topic();
-            ec.close_timeout_ms = 5_000;
-            let signer = RecordSigner::new(self.signer(p.key_id)?, schema)?;
-            let emitter = Arc::new(Emitter::start(&ec, &self.endpoints.kafka, signer, None)?);
-            for i in 0..self.per_platform {
-                emitter.emit(normal_event(p, idx as u64, i))?;
-            }
-            self.emitters.push(emitter);
-            self.add_sent(p.name, self.per_platform);
+        self.schema = Some(schema);
+        let emitter = self.start_rust_emitter(schema)?;
+        let rust = &PLATFORMS[0];
+        for i in 0..self.per_platform {
+            emitter.emit(normal_event(rust, 0, i))?;
         }
-        let emitters = self.emitters.clone();
-        let reports = tokio::task::spawn_blocking(move || {
-            emitters
-                .iter()
-                .map(|e| e.flush(Duration::from_secs(20)))
-                .collect::<Vec<_>>()
-        })
-        .await?;
-        let pending: u64 = reports.iter().map(|r| r.in_flight + r.spooled).sum();
-        let expected = self.per_platform * PLATFORMS.len() as u64;
+        let count = self.per_platform;
+        let (python, js) = tokio::try_join!(
+            self.run_platform(1, json!({"kind": "traffic", "start": 0, "count": count})),
+            self.run_platform(2, json!({"kind": "traffic", "start": 0, "count": count})),
+        )?;
+        let report = flush(&emitter).await?;
+        let mut pending = report.in_flight + report.spooled;
+        for (p, job) in [(&PLATFORMS[1], &python), (&PLATFORMS[2], &js)] {
+            pending += job.in_flight + job.spooled;
+            self.add_sent(p.name, job.emitted);
+        }
+        self.add_sent(rust.name, count);
+        let expected = count * PLATFORMS.len() as u64;
         let ok = self
             .wait(
                 "verifier judges the normal traffic",
@@ -74,12 +74,113 @@ impl Demo {
             )
             .await;
         let detail = format!(
-            "{expected} events from 3 emitters (rust, python, js); {pending} left unacknowledged; {}",
+            "{expected} events: rust from this process, python from a Python process, js from a \
+             Node.js process; {pending} left unacknowledged; {}",
             self.counts()
         );
-        self.record("normal_traffic", ok && pending == 0, detail, t0);
-        self.schema = Some(schema);
+        let all_sent = python.emitted == count && js.emitted == count;
+        self.record("normal_traffic", ok && all_sent && pending == 0, detail, t0);
         Ok(())
+    }
+
+    /// One trace across the three languages: a Python service starts it with a failed login
+    /// and hands the `traceparent` to a Node.js service, which fails a login in it and hands it
+    /// to a Rust service, which does the same. The correlator's cross-platform rule must fire,
+    /// and the trace timeline query shows the three hops in order (checked with the SOC
+    /// queries).
+    pub(super) async fn cross_platform_trace(&mut self) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let hop = |traceparent: Option<&str>| {
+            json!({
+                "kind": "trace",
+                "principal": "alice",
+                "client_ip": "198.51.100.23",
+                "traceparent": traceparent,
+            })
+        };
+        let python = self.run_platform(1, hop(None)).await?;
+        let from_python = python
+            .traceparent
+            .clone()
+            .ok_or_else(|| anyhow!("the python platform handed on no traceparent"))?;
+        let js = self.run_platform(2, hop(Some(&from_python))).await?;
+        let from_js = js
+            .traceparent
+            .clone()
+            .ok_or_else(|| anyhow!("the js platform handed on no traceparent"))?;
+        let incoming = Trace::from_traceparent(&from_js)
+            .ok_or_else(|| anyhow!("the js platform handed on {from_js:?}, not a traceparent"))?;
+        let emitter = self
+            .rust_emitter
+            .clone()
+            .ok_or_else(|| anyhow!("rust emitter missing"))?;
+        let rust = &PLATFORMS[0];
+        emitter.emit(failed_login(rust).with_trace(Trace {
+            trace_id: incoming.trace_id.clone(),
+            span_id: format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0),
+            parent_span_id: Some(incoming.span_id),
+        }))?;
+        let report = flush(&emitter).await?;
+        for (p, job) in [(&PLATFORMS[1], &python), (&PLATFORMS[2], &js)] {
+            self.add_sent(p.name, job.emitted);
+        }
+        self.add_sent(rust.name, 1);
+        let pending = python.in_flight
+            + python.spooled
+            + js.in_flight
+            + js.spooled
+            + report.in_flight
+            + report.spooled;
+        let same_trace = from_python.split('-').nth(1) == Some(incoming.trace_id.as_str());
+        let detail = format!(
+            "trace {}: failed login in python (fraud-scoring) → js (web-checkout) → rust \
+             (payments-api), traceparent handed on between processes; {pending} left \
+             unacknowledged",
+            incoming.trace_id
+        );
+        self.trace_id = Some(incoming.trace_id);
+        self.record(
+            "cross_platform_trace",
+            same_trace && python.emitted + js.emitted + 1 == TRACE_HOPS && pending == 0,
+            detail,
+            t0,
+        );
+        Ok(())
+    }
+
+    fn start_rust_emitter(&mut self, schema: SchemaId) -> anyhow::Result<Arc<Emitter>> {
+        let rust = &PLATFORMS[0];
+        let mut ec = EmitterConfig::new(self.workdir.path().join(format!("spool-{}", rust.name)));
+        ec.topic = self.ns.raw_topic();
+        ec.close_timeout_ms = 5_000;
+        let signer = RecordSigner::new(self.signer(rust.key_id)?, schema)?;
+        let emitter = Arc::new(Emitter::start(&ec, &self.endpoints.kafka, signer, None)?);
+        self.rust_emitter = Some(emitter.clone());
+        Ok(emitter)
+    }
+
+    /// Runs one job of platform `PLATFORMS[idx]` in its own process, through its SDK.
+    async fn run_platform(&self, idx: usize, mut job: Value) -> anyhow::Result<JobReport> {
+        let p = &PLATFORMS[idx];
+        let fields = [
+            ("service", json!(p.service)),
+            ("key_id", json!(p.key_id)),
+            ("host", json!(p.host)),
+            ("platform_index", json!(idx)),
+            ("topic", json!(self.ns.raw_topic())),
+            (
+                "spool_dir",
+                json!(self.workdir.path().join(format!("spool-{}", p.name))),
+            ),
+        ];
+        for (k, v) in fields {
+            job[k] = v;
+        }
+        let pem = self.signer(p.key_id)?.to_pkcs8_pem()?;
+        self.sdk
+            .run(p.runtime, &job, &pem, &self.endpoints)
+            .await
+            .with_context(|| format!("the {} platform ({})", p.name, p.service))
     }
 
     /// Sends the scripted attacks: a bad-signature burst, a replayed nonce, unknown-key events,
@@ -182,17 +283,14 @@ impl Demo {
         }
         // Events after the revocation instant (microsecond clock) are judged against it.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let emitter = self
-            .emitters
-            .get(2)
-            .cloned()
-            .ok_or_else(|| anyhow!("js emitter missing"))?;
-        for i in 0..REVOKED_EVENTS {
-            emitter.emit(normal_event(js, 2, 1_000 + i).with_message("signed after revocation"))?;
-        }
-        let report =
-            tokio::task::spawn_blocking(move || emitter.flush(Duration::from_secs(15))).await?;
-        self.add_sent(js.name, REVOKED_EVENTS);
+        let job = self
+            .run_platform(
+                2,
+                json!({"kind": "traffic", "start": 1_000, "count": REVOKED_EVENTS,
+                       "message": "signed after revocation"}),
+            )
+            .await?;
+        self.add_sent(js.name, job.emitted);
 
         // Poison: bytes that are neither framed Avro nor signed.
         producer
@@ -210,12 +308,8 @@ impl Demo {
              {REVOKED_EVENTS} events after revoking {}, {POISON_RECORDS} poison record",
             python.key_id, js.key_id
         );
-        self.record(
-            "attacks",
-            report.in_flight + report.spooled == 0,
-            detail,
-            t0,
-        );
+        let ok = job.emitted == REVOKED_EVENTS && job.in_flight + job.spooled == 0;
+        self.record("attacks", ok, detail, t0);
         Ok(())
     }
 }
@@ -260,6 +354,29 @@ fn normal_event(p: &PlatformSpec, platform_idx: u64, i: u64) -> VerificationEven
             .with_tenant("acme-bank"),
     )
     .with_message(format!("{activity} ok"))
+}
+
+/// A failed login of platform `p`, the rust hop of the cross-platform trace.
+fn failed_login(p: &PlatformSpec) -> VerificationEvent {
+    VerificationEvent::new(
+        EventClass::Authentication,
+        "login",
+        Status::Failure,
+        Producer::new(p.platform, "0.1.0", p.service).with_host(p.host),
+    )
+    .with_subject(
+        Subject::principal("alice")
+            .with_key_id(p.key_id)
+            .with_client_ip("198.51.100.23")
+            .with_tenant("acme-bank"),
+    )
+    .with_message(format!("login failed at {}", p.service))
+}
+
+/// Flushes `emitter` off the async runtime.
+async fn flush(emitter: &Arc<Emitter>) -> anyhow::Result<FlushReport> {
+    let emitter = emitter.clone();
+    Ok(tokio::task::spawn_blocking(move || emitter.flush(Duration::from_secs(20))).await?)
 }
 
 /// A key registry entry for `public_key`, valid from an hour ago.
