@@ -127,17 +127,6 @@ function currentTraceparent() {
   return context ? `00-${context.traceId}-${context.spanId}-01` : null;
 }
 
-function withTrace(event) {
-  if (event.trace != null) return event;
-  const context = currentContext();
-  if (!context) return event; // the core starts a fresh trace
-  return {
-    ...event,
-    trace: { trace_id: context.traceId, span_id: crypto.randomBytes(8).toString('hex'),
-      parent_span_id: context.spanId },
-  };
-}
-
 // --- the emitter -----------------------------------------------------------------------------
 
 // Option names in JavaScript's idiom, and the core's (the Rust SDK's EmitterConfig keys).
@@ -220,8 +209,13 @@ class Emitter {
     if (event === null || typeof event !== 'object' || Array.isArray(event)) {
       throw new VigilError(CODES.invalid_event, 'an event is an object');
     }
-    const json = JSON.stringify(withTrace(event));
-    call(() => this._inner.emit(json));
+    const json = JSON.stringify(event);
+    // The core gives an event without a trace a span of its own in the current trace, or a
+    // fresh trace outside any.
+    const context = currentContext();
+    call(() => (context === null
+      ? this._inner.emit(json)
+      : this._inner.emit(json, context.traceId, context.spanId)));
   }
 
   /** Waits up to `timeoutMs` until every event so far is acknowledged or in the spool. */

@@ -16,6 +16,7 @@ use napi::{Env, Error, Result, Task};
 use napi_derive::napi;
 use vigil_producer::FlushReport;
 use vigil_producer::sdk::{self, SdkEmitter, SdkError, SdkOptions};
+use vigil_schemas::Trace;
 use vigil_schemas::model::Platform;
 
 fn to_js(e: SdkError) -> Error {
@@ -142,10 +143,20 @@ pub fn start(options_json: String, sdk_version: String) -> Result<AsyncTask<Star
 
 #[napi]
 impl NativeEmitter {
-    /// Completes, signs and queues one event given as JSON; never waits for the broker.
+    /// Completes, signs and queues one event given as JSON; never waits for the broker. With
+    /// `trace_id` and `parent_span_id` (the current trace context), an event without a `trace`
+    /// gets a span of its own in that trace.
     #[napi]
-    pub fn emit(&self, event_json: String) -> Result<()> {
-        self.get()?.emit_json(&event_json).map_err(to_js)
+    pub fn emit(
+        &self,
+        event_json: String,
+        trace_id: Option<String>,
+        parent_span_id: Option<String>,
+    ) -> Result<()> {
+        let parent = trace_id.zip(parent_span_id).map(|(t, s)| Trace::new(t, s));
+        self.get()?
+            .emit_json(&event_json, parent.as_ref())
+            .map_err(to_js)
     }
 
     /// Waits up to `timeout_ms` on a worker thread.

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use vigil_producer::FlushReport;
 use vigil_producer::sdk::{self, SdkEmitter, SdkError, SdkOptions};
+use vigil_schemas::Trace;
 use vigil_schemas::model::Platform;
 
 create_exception!(
@@ -135,10 +136,23 @@ impl NativeEmitter {
         })
     }
 
-    /// Completes, signs and queues one event given as JSON; never waits for the broker.
-    fn emit(&self, py: Python<'_>, event_json: &str) -> PyResult<()> {
+    /// Completes, signs and queues one event given as JSON; never waits for the broker. With
+    /// `trace_id` and `parent_span_id` (the current trace context), an event without a `trace`
+    /// gets a span of its own in that trace.
+    #[pyo3(signature = (event_json, trace_id=None, parent_span_id=None))]
+    fn emit(
+        &self,
+        py: Python<'_>,
+        event_json: &str,
+        trace_id: Option<&str>,
+        parent_span_id: Option<&str>,
+    ) -> PyResult<()> {
         let emitter = self.get()?;
-        match emitter.try_emit_json(event_json).map_err(to_py)? {
+        let parent = trace_id.zip(parent_span_id).map(|(t, s)| Trace::new(t, s));
+        match emitter
+            .try_emit_json(event_json, parent.as_ref())
+            .map_err(to_py)?
+        {
             None => Ok(()),
             Some(full) => py.detach(|| emitter.spill(full)).map_err(to_py),
         }

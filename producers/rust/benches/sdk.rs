@@ -45,7 +45,7 @@ fn main() {
     let start = Instant::now();
     for d in &drafts {
         let t = Instant::now();
-        emitter.emit_json(d).expect("emit");
+        emitter.emit_json(d, None).expect("emit");
         costs.push(t.elapsed());
     }
     let report = emitter.flush(Duration::from_secs(120));

@@ -44,4 +44,4 @@ pub use config::{ConfigError, EmitterConfig};
 pub use emitter::{EmitError, Emitter, EmitterError, FlushReport, QueueFull};
 pub use metrics::{DropReason, ProducerMetrics};
 pub use record::PendingRecord;
-pub use trace::{TraceContextLayer, current_trace};
+pub use trace::{TraceContextLayer, child_span, current_trace};

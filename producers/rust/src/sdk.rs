@@ -11,7 +11,7 @@ use std::time::Duration;
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Deserialize;
 use vigil_schemas::model::Platform;
-use vigil_schemas::{EventSigner, KeyId, RecordSigner, SchemaId, SignedRecord};
+use vigil_schemas::{EventSigner, KeyId, RecordSigner, SchemaId, SignedRecord, Trace};
 use vigil_topology::KafkaClientConfig;
 
 use crate::draft::{self, DraftError, ProducerDefaults};
@@ -207,9 +207,11 @@ impl SdkEmitter {
     }
 
     /// Completes the draft and hands it to the emitter; returns at once (a full queue spills
-    /// to the spool on the caller's thread: a local append, no network wait).
-    pub fn emit_json(&self, text: &str) -> Result<(), SdkError> {
-        match self.try_emit_json(text)? {
+    /// to the spool on the caller's thread: a local append, no network wait). `parent` is the
+    /// binding's current trace context (OpenTelemetry's, or its own): a draft without a
+    /// `trace` gets a span of its own in that trace ([`draft::adopt_trace`]).
+    pub fn emit_json(&self, text: &str, parent: Option<&Trace>) -> Result<(), SdkError> {
+        match self.try_emit_json(text, parent)? {
             None => Ok(()),
             Some(full) => self.spill(full),
         }
@@ -217,8 +219,15 @@ impl SdkEmitter {
 
     /// The fast half of [`SdkEmitter::emit_json`]: completes and queues the draft, or returns
     /// it when the queue is full, for [`SdkEmitter::spill`] outside the interpreter lock.
-    pub fn try_emit_json(&self, text: &str) -> Result<Option<QueueFull>, SdkError> {
-        let event = draft::complete_json(text, Some(&self.defaults))?;
+    pub fn try_emit_json(
+        &self,
+        text: &str,
+        parent: Option<&Trace>,
+    ) -> Result<Option<QueueFull>, SdkError> {
+        let mut event = draft::complete_json(text, Some(&self.defaults))?;
+        if let Some(parent) = parent {
+            draft::adopt_trace(&mut event, parent)?;
+        }
         Ok(self.emitter.try_enqueue(event)?)
     }
 

@@ -64,6 +64,16 @@ pub fn current_trace() -> Trace {
     span_trace().unwrap_or_else(new_trace)
 }
 
+/// Returns a span of its own in the trace `parent` names, child of `parent`'s span: what a
+/// service makes of an incoming `traceparent` ([`Trace::from_traceparent`]).
+pub fn child_span(parent: &Trace) -> Trace {
+    Trace {
+        trace_id: parent.trace_id.clone(),
+        span_id: random_hex(8),
+        parent_span_id: Some(parent.span_id.clone()),
+    }
+}
+
 /// Returns a new random W3C trace context.
 pub fn new_trace() -> Trace {
     Trace::new(random_hex(16), random_hex(8))

@@ -12,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_pipeline::Pipeline;
-use vigil_producer::{Emitter, EmitterConfig, FlushReport};
+use vigil_producer::{Emitter, EmitterConfig, FlushReport, child_span};
 use vigil_schemas::model::{Platform, now_micros};
 use vigil_schemas::signing::PublicKey;
 use vigil_schemas::topics::value_subject;
@@ -115,11 +115,7 @@ impl Demo {
             .clone()
             .ok_or_else(|| anyhow!("rust emitter missing"))?;
         let rust = &PLATFORMS[0];
-        emitter.emit(failed_login(rust).with_trace(Trace {
-            trace_id: incoming.trace_id.clone(),
-            span_id: format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0),
-            parent_span_id: Some(incoming.span_id),
-        }))?;
+        emitter.emit(failed_login(rust).with_trace(child_span(&incoming)))?;
         let report = flush(&emitter).await?;
         for (p, job) in [(&PLATFORMS[1], &python), (&PLATFORMS[2], &js)] {
             self.add_sent(p.name, job.emitted);

@@ -124,12 +124,17 @@ def continue_trace(traceparent: str | None = None) -> Iterator[str]:
         _trace.reset(token)
 
 
+# Looked up once: an import attempt per event costs more than the emit itself.
+try:
+    from opentelemetry import trace as _otel  # type: ignore[import-not-found]
+except ImportError:
+    _otel = None
+
+
 def _otel_context() -> tuple[str, str] | None:
-    try:
-        from opentelemetry import trace as otel  # type: ignore[import-not-found]
-    except ImportError:
+    if _otel is None:
         return None
-    span = otel.get_current_span().get_span_context()
+    span = _otel.get_current_span().get_span_context()
     if not span.is_valid:
         return None
     return f"{span.trace_id:032x}", f"{span.span_id:016x}"
@@ -146,16 +151,8 @@ def current_traceparent() -> str | None:
     return None if context is None else f"00-{context[0]}-{context[1]}-01"
 
 
-def _with_trace(event: Mapping) -> Mapping:
-    if event.get("trace") is not None:
-        return event
-    context = _current_context()
-    if context is None:
-        return event  # the core starts a fresh trace
-    trace_id, parent = context
-    return {**event, "trace": {"trace_id": trace_id, "span_id": secrets.token_hex(8),
-                               "parent_span_id": parent}}
-
+# One encoder, not one per call (json.dumps builds an encoder whenever it is given options).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # --- the emitter ---------------------------------------------------------------------------
 
@@ -228,7 +225,22 @@ class Emitter:
         """Completes, signs and queues `event` (the Avro field names; see `vigil.events`).
         Returns at once; raises `InvalidEventError` for a malformed event, `ClosedError` after
         `close`, `DroppedError` when the queue and the spool are both full."""
-        self._current().emit(json.dumps(_with_trace(event), separators=(",", ":")))
+        native = self._native
+        if native is None or self._closed or os.getpid() != self._pid:
+            native = self._current()
+        try:
+            text = _encode(event)
+        except (TypeError, ValueError) as e:
+            raise InvalidEventError(f"the event is not JSON: {e}") from None
+        # The core gives an event without a trace a span of its own in the current trace, or a
+        # fresh trace outside any.
+        context = _otel_context() if _otel is not None else None
+        if context is None:
+            context = _trace.get()
+        if context is None:
+            native.emit(text)
+        else:
+            native.emit(text, context[0], context[1])
 
     def flush(self, timeout: float = 10.0) -> FlushReport:
         """Waits up to `timeout` seconds until every event so far is acknowledged by the
