@@ -6,15 +6,16 @@
 //! released for everything that may wait: start (registry call), a spill to the spool, flush
 //! and close.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use vigil_producer::FlushReport;
 use vigil_producer::sdk::{self, SdkEmitter, SdkError, SdkOptions};
+use vigil_producer::{FlushReport, draft};
 use vigil_schemas::Trace;
 use vigil_schemas::model::Platform;
 
@@ -78,17 +79,38 @@ fn to_py(e: SdkError) -> PyErr {
 }
 
 /// The emitter a `vigil.Emitter` wraps.
+/// Forks this process has been through, counted in the child by a `pthread_atfork` handler:
+/// comparing it costs a load, where `getpid()` is a system call on every emit.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn fork_generation() -> u64 {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe, as a
+        // child-side fork handler must be.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(count_fork_in_child));
+        }
+    });
+    FORKS.load(Ordering::Relaxed)
+}
+
 #[pyclass(module = "vigil._native", frozen)]
 struct NativeEmitter {
     inner: std::sync::Mutex<Option<Arc<SdkEmitter>>>,
-    /// The process that started it: in a forked child its threads do not exist, so the child
-    /// must neither use nor drop it (dropping would wait for threads that are not there).
-    owner_pid: u32,
+    /// The fork generation it was started in: in a forked child its threads do not exist, so
+    /// the child must neither use nor drop it (dropping would wait for threads that are not
+    /// there).
+    generation: u64,
 }
 
 impl NativeEmitter {
     fn get(&self) -> PyResult<Arc<SdkEmitter>> {
-        if std::process::id() != self.owner_pid {
+        if fork_generation() != self.generation {
             return Err(ClosedError::new_err(
                 "this emitter belongs to the parent process; a forked child starts its own",
             ));
@@ -110,11 +132,15 @@ impl Drop for NativeEmitter {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if std::process::id() != self.owner_pid {
+        if fork_generation() != self.generation {
             // A forked child's copy: its threads and broker connections are the parent's.
             std::mem::forget(inner);
         }
     }
+}
+
+fn draft_error(e: draft::DraftError) -> PyErr {
+    to_py(SdkError::InvalidEvent(e))
 }
 
 fn report(r: FlushReport) -> (u64, u64) {
@@ -132,25 +158,29 @@ impl NativeEmitter {
             .map_err(to_py)?;
         Ok(Self {
             inner: std::sync::Mutex::new(Some(Arc::new(emitter))),
-            owner_pid: std::process::id(),
+            generation: fork_generation(),
         })
     }
 
-    /// Completes, signs and queues one event given as JSON; never waits for the broker. With
+    /// Completes, signs and queues one event given as a `dict` with the Avro field names
+    /// (read straight into the core's typed draft); never waits for the broker. With
     /// `trace_id` and `parent_span_id` (the current trace context), an event without a `trace`
     /// gets a span of its own in that trace.
-    #[pyo3(signature = (event_json, trace_id=None, parent_span_id=None))]
+    #[pyo3(signature = (event, trace_id=None, parent_span_id=None))]
     fn emit(
         &self,
         py: Python<'_>,
-        event_json: &str,
+        event: &Bound<'_, PyAny>,
         trace_id: Option<&str>,
         parent_span_id: Option<&str>,
     ) -> PyResult<()> {
         let emitter = self.get()?;
+        let mut reader = pythonize::Depythonizer::from_object(event);
+        let event =
+            draft::complete_from(&mut reader, Some(emitter.defaults())).map_err(draft_error)?;
         let parent = trace_id.zip(parent_span_id).map(|(t, s)| Trace::new(t, s));
         match emitter
-            .try_emit_json(event_json, parent.as_ref())
+            .try_emit_event(event, parent.as_ref())
             .map_err(to_py)?
         {
             None => Ok(()),
@@ -167,7 +197,7 @@ impl NativeEmitter {
 
     /// Closes (flushes, spools the rest); returns `(in_flight, spooled)`. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
-        if std::process::id() != self.owner_pid {
+        if fork_generation() != self.generation {
             return Ok((0, 0));
         }
         let taken = self
@@ -202,16 +232,19 @@ type PyRecord<'py> = (
     Vec<(String, Bound<'py, PyBytes>)>,
 );
 
-/// Signs an event JSON with a PEM key without an emitter: `(key, value, [(name, value)])`.
+/// Signs an event `dict` with a PEM key without an emitter, reading it as `emit` does:
+/// `(key, value, [(name, value)])`.
 #[pyfunction]
 fn sign_record<'py>(
     py: Python<'py>,
-    event_json: &str,
+    event: &Bound<'py, PyAny>,
     signing_key_pem: &str,
     key_id: &str,
     schema_id: u32,
 ) -> PyResult<PyRecord<'py>> {
-    let r = sdk::sign_json(event_json, signing_key_pem, key_id, schema_id).map_err(to_py)?;
+    let mut reader = pythonize::Depythonizer::from_object(event);
+    let event = draft::complete_from(&mut reader, None).map_err(draft_error)?;
+    let r = sdk::sign_event(&event, signing_key_pem, key_id, schema_id).map_err(to_py)?;
     let headers = r
         .headers
         .iter()

@@ -50,3 +50,9 @@ def test_the_typed_dicts_name_every_schema_field():
     annotated = set(vigil.VerificationEvent.__required_keys__) | set(vigil.VerificationEvent.__optional_keys__)
     assert annotated == fields
     assert vigil.VerificationEvent.__required_keys__ == {"class_uid", "activity_name", "status_id"}
+
+
+def test_what_is_not_an_event_dict_raises_invalid_event():
+    for event in ("not an event", [1, 2], dict(VECTORS["event"], attributes={"n": object()})):
+        with pytest.raises(vigil.InvalidEventError):
+            vigil.sign_record(event, VECTORS["signing_key_pem"], VECTORS["key_id"], 1)

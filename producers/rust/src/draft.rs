@@ -85,6 +85,20 @@ pub fn complete_json(
     draft.complete(defaults)
 }
 
+/// [`complete_json`] for a draft read from any serde deserializer: what a binding uses to read
+/// its language's own objects (the Python SDK reads a `dict` this way, with no JSON between).
+pub fn complete_from<'de, D>(
+    deserializer: D,
+    defaults: Option<&ProducerDefaults>,
+) -> Result<VerificationEvent, DraftError>
+where
+    D: serde::Deserializer<'de>,
+{
+    Draft::deserialize(deserializer)
+        .map_err(|e| DraftError::Event(e.to_string()))?
+        .complete(defaults)
+}
+
 /// A `VerificationEvent` as a caller may write it: everything completion can fill is optional.
 #[derive(Deserialize)]
 struct Draft {

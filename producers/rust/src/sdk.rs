@@ -11,7 +11,9 @@ use std::time::Duration;
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Deserialize;
 use vigil_schemas::model::Platform;
-use vigil_schemas::{EventSigner, KeyId, RecordSigner, SchemaId, SignedRecord, Trace};
+use vigil_schemas::{
+    EventSigner, KeyId, RecordSigner, SchemaId, SignedRecord, Trace, VerificationEvent,
+};
 use vigil_topology::KafkaClientConfig;
 
 use crate::draft::{self, DraftError, ProducerDefaults};
@@ -224,11 +226,26 @@ impl SdkEmitter {
         text: &str,
         parent: Option<&Trace>,
     ) -> Result<Option<QueueFull>, SdkError> {
-        let mut event = draft::complete_json(text, Some(&self.defaults))?;
+        let event = draft::complete_json(text, Some(&self.defaults))?;
+        self.try_emit_event(event, parent)
+    }
+
+    /// [`SdkEmitter::try_emit_json`] for an event a binding completed from its own objects
+    /// ([`draft::complete_from`] with [`SdkEmitter::defaults`]).
+    pub fn try_emit_event(
+        &self,
+        mut event: VerificationEvent,
+        parent: Option<&Trace>,
+    ) -> Result<Option<QueueFull>, SdkError> {
         if let Some(parent) = parent {
             draft::adopt_trace(&mut event, parent)?;
         }
         Ok(self.emitter.try_enqueue(event)?)
+    }
+
+    /// What this emitter fills into a draft's producer block.
+    pub fn defaults(&self) -> &ProducerDefaults {
+        &self.defaults
     }
 
     /// The slow half: signs and spools an event the queue could not take.
@@ -268,13 +285,24 @@ pub fn sign_json(
     key_id: &str,
     schema_id: u32,
 ) -> Result<SignedRecord, SdkError> {
+    let event = draft::complete_json(text, None)?;
+    sign_event(&event, signing_key_pem, key_id, schema_id)
+}
+
+/// [`sign_json`] for an event a binding completed from its own objects
+/// ([`draft::complete_from`]).
+pub fn sign_event(
+    event: &VerificationEvent,
+    signing_key_pem: &str,
+    key_id: &str,
+    schema_id: u32,
+) -> Result<SignedRecord, SdkError> {
     let key_id = KeyId::new(key_id).map_err(|e| SdkError::Config(format!("key_id: {e}")))?;
     let signer = EventSigner::from_pkcs8_pem(signing_key_pem)
         .map_err(|e| SdkError::SigningKey(e.to_string()))?
         .with_key_id(key_id);
-    let event = draft::complete_json(text, None)?;
     RecordSigner::new(signer, SchemaId(schema_id))
-        .and_then(|r| r.sign(&event))
+        .and_then(|r| r.sign(event))
         .map_err(|e| SdkError::Encode(e.to_string()))
 }
 

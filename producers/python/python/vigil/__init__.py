@@ -151,12 +151,13 @@ def current_traceparent() -> str | None:
     return None if context is None else f"00-{context[0]}-{context[1]}-01"
 
 
-# One encoder, not one per call (json.dumps builds an encoder whenever it is given options).
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-
 # --- the emitter ---------------------------------------------------------------------------
 
 _live: "weakref.WeakSet[Emitter]" = weakref.WeakSet()
+# Forks this process has been through (counted in the child by `_after_fork_in_child`): an
+# emitter started in another generation belongs to an ancestor. A compare, where `os.getpid()`
+# would be a system call on every emit.
+_forks = 0
 _live_lock = threading.Lock()
 
 
@@ -199,7 +200,7 @@ class Emitter:
             "host": host,
             "emitter": {"spool_dir": os.fspath(spool_dir), **emitter},
         }
-        self._pid = os.getpid()
+        self._forks = _forks
         self._native: _native.NativeEmitter | None = self._start(self._options)
         self._closed = False
         with _live_lock:
@@ -212,12 +213,12 @@ class Emitter:
     def _current(self) -> _native.NativeEmitter:
         if self._closed:
             raise ClosedError("emitter is closed")
-        if os.getpid() != self._pid:
+        if self._forks != _forks:
             # A forked child: the parent's emitter is not ours to use; start our own spool.
             options = json.loads(json.dumps(self._options))
             options["emitter"]["spool_dir"] = f"{self._spool_dir}.child-{os.getpid()}"
             self._native = self._start(options)
-            self._pid = os.getpid()
+            self._forks = _forks
         assert self._native is not None
         return self._native
 
@@ -226,21 +227,18 @@ class Emitter:
         Returns at once; raises `InvalidEventError` for a malformed event, `ClosedError` after
         `close`, `DroppedError` when the queue and the spool are both full."""
         native = self._native
-        if native is None or self._closed or os.getpid() != self._pid:
+        if native is None or self._closed or self._forks != _forks:
             native = self._current()
-        try:
-            text = _encode(event)
-        except (TypeError, ValueError) as e:
-            raise InvalidEventError(f"the event is not JSON: {e}") from None
         # The core gives an event without a trace a span of its own in the current trace, or a
         # fresh trace outside any.
         context = _otel_context() if _otel is not None else None
         if context is None:
             context = _trace.get()
+        # The dict is read straight into the core's typed draft: no JSON in between.
         if context is None:
-            native.emit(text)
+            native.emit(event)
         else:
-            native.emit(text, context[0], context[1])
+            native.emit(event, context[0], context[1])
 
     def flush(self, timeout: float = 10.0) -> FlushReport:
         """Waits up to `timeout` seconds until every event so far is acknowledged by the
@@ -253,7 +251,7 @@ class Emitter:
         if self._closed:
             return FlushReport(0, 0)
         self._closed = True
-        if self._native is None or os.getpid() != self._pid:
+        if self._native is None or self._forks != _forks:
             return FlushReport(0, 0)
         return FlushReport(*self._native.close())
 
@@ -278,7 +276,7 @@ def sign_record(
     event: VerificationEvent | Mapping, signing_key_pem: str, key_id: str, schema_id: int
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """Signs `event` as the emitter would, without sending it: `(key, value, headers)`."""
-    return _native.sign_record(json.dumps(event), signing_key_pem, key_id, schema_id)
+    return _native.sign_record(event, signing_key_pem, key_id, schema_id)
 
 
 def _close_all() -> None:
@@ -291,9 +289,10 @@ def _close_all() -> None:
 
 def _after_fork_in_child() -> None:
     # A thread of the parent may have held the lock at the fork: the child starts with a free
-    # one. Each emitter notices the new pid itself and starts its own core on first use.
-    global _live_lock
+    # one. Each emitter notices the new generation itself and starts its own core on first use.
+    global _live_lock, _forks
     _live_lock = threading.Lock()
+    _forks += 1
 
 
 atexit.register(_close_all)

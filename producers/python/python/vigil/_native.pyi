@@ -1,5 +1,7 @@
 """Type stubs of the compiled core (`producers/python/src/lib.rs`)."""
 
+from typing import Mapping
+
 SDK_VERSION: str
 
 class VigilError(Exception): ...
@@ -15,7 +17,10 @@ class DroppedError(VigilError): ...
 class NativeEmitter:
     def __init__(self, options_json: str, sdk_version: str) -> None: ...
     def emit(
-        self, event_json: str, trace_id: str | None = None, parent_span_id: str | None = None
+        self,
+        event: Mapping[str, object],
+        trace_id: str | None = None,
+        parent_span_id: str | None = None,
     ) -> None: ...
     def flush(self, timeout: float) -> tuple[int, int]: ...
     def close(self) -> tuple[int, int]: ...
@@ -23,5 +28,5 @@ class NativeEmitter:
     def counters(self) -> tuple[int, int, int, int]: ...
 
 def sign_record(
-    event_json: str, signing_key_pem: str, key_id: str, schema_id: int
+    event: Mapping[str, object], signing_key_pem: str, key_id: str, schema_id: int
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]: ...
