@@ -278,15 +278,16 @@ impl SdkEmitter {
 }
 
 /// Signs a completed draft with a PEM key, without an emitter: what the canonical vectors
-/// check each binding against.
+/// check each binding against. The key is checked before the draft.
 pub fn sign_json(
     text: &str,
     signing_key_pem: &str,
     key_id: &str,
     schema_id: u32,
 ) -> Result<SignedRecord, SdkError> {
+    let signer = record_signer(signing_key_pem, key_id, schema_id)?;
     let event = draft::complete_json(text, None)?;
-    sign_event(&event, signing_key_pem, key_id, schema_id)
+    sign_with(&signer, &event)
 }
 
 /// [`sign_json`] for an event a binding completed from its own objects
@@ -297,12 +298,24 @@ pub fn sign_event(
     key_id: &str,
     schema_id: u32,
 ) -> Result<SignedRecord, SdkError> {
+    sign_with(&record_signer(signing_key_pem, key_id, schema_id)?, event)
+}
+
+fn record_signer(
+    signing_key_pem: &str,
+    key_id: &str,
+    schema_id: u32,
+) -> Result<RecordSigner, SdkError> {
     let key_id = KeyId::new(key_id).map_err(|e| SdkError::Config(format!("key_id: {e}")))?;
     let signer = EventSigner::from_pkcs8_pem(signing_key_pem)
         .map_err(|e| SdkError::SigningKey(e.to_string()))?
         .with_key_id(key_id);
-    RecordSigner::new(signer, SchemaId(schema_id))
-        .and_then(|r| r.sign(event))
+    RecordSigner::new(signer, SchemaId(schema_id)).map_err(|e| SdkError::Encode(e.to_string()))
+}
+
+fn sign_with(signer: &RecordSigner, event: &VerificationEvent) -> Result<SignedRecord, SdkError> {
+    signer
+        .sign(event)
         .map_err(|e| SdkError::Encode(e.to_string()))
 }
 
