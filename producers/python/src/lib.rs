@@ -1,10 +1,13 @@
 //! `vigil._native`: the PyO3 face of `vigil_producer::sdk`. Types are converted here and
-//! nothing else: options and events arrive as JSON text (the Python side dumps them with the
-//! C `json` encoder), completion, signing, queueing and spooling are the Rust core's.
+//! nothing else: options arrive as JSON text, events as the caller's dict, read straight into
+//! the core's typed draft ([`dict`]); completion, signing, queueing and spooling are the Rust
+//! core's.
 //!
 //! The interpreter lock is held for the fast path of `emit` (complete + queue, no I/O) and
 //! released for everything that may wait: start (registry call), a spill to the spool, flush
 //! and close.
+
+mod dict;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
@@ -175,9 +178,8 @@ impl NativeEmitter {
         parent_span_id: Option<&str>,
     ) -> PyResult<()> {
         let emitter = self.get()?;
-        let mut reader = pythonize::Depythonizer::from_object(event);
-        let event =
-            draft::complete_from(&mut reader, Some(emitter.defaults())).map_err(draft_error)?;
+        let event = draft::complete_from(dict::PyReader(event), Some(emitter.defaults()))
+            .map_err(draft_error)?;
         let parent = trace_id.zip(parent_span_id).map(|(t, s)| Trace::new(t, s));
         match emitter
             .try_emit_event(event, parent.as_ref())
@@ -242,8 +244,7 @@ fn sign_record<'py>(
     key_id: &str,
     schema_id: u32,
 ) -> PyResult<PyRecord<'py>> {
-    let mut reader = pythonize::Depythonizer::from_object(event);
-    let event = draft::complete_from(&mut reader, None).map_err(draft_error)?;
+    let event = draft::complete_from(dict::PyReader(event), None).map_err(draft_error)?;
     let r = sdk::sign_event(&event, signing_key_pem, key_id, schema_id).map_err(to_py)?;
     let headers = r
         .headers

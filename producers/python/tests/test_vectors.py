@@ -53,6 +53,14 @@ def test_the_typed_dicts_name_every_schema_field():
 
 
 def test_what_is_not_an_event_dict_raises_invalid_event():
-    for event in ("not an event", [1, 2], dict(VECTORS["event"], attributes={"n": object()})):
+    for event in (
+        "not an event",
+        [1, 2],
+        dict(VECTORS["event"], attributes={"n": object()}),
+        dict(VECTORS["event"], attributes={1: "non-string key"}),
+        dict(VECTORS["event"], occurred_at=True),
+        dict(VECTORS["event"], activity_id=2**70),
+        dict(VECTORS["event"], subject="not a record"),
+    ):
         with pytest.raises(vigil.InvalidEventError):
             vigil.sign_record(event, VECTORS["signing_key_pem"], VECTORS["key_id"], 1)

@@ -101,6 +101,7 @@ where
 
 /// A `VerificationEvent` as a caller may write it: everything completion can fill is optional.
 #[derive(Deserialize)]
+#[serde(rename = "VerificationEvent")]
 struct Draft {
     #[serde(default)]
     event_id: Option<Uuid>,
