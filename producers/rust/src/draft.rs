@@ -227,7 +227,7 @@ impl Draft {
                 let (a, b) = random.split_at(16);
                 (
                     id.unwrap_or_else(|| uuid::Builder::from_random_bytes(to16(a)).into_uuid()),
-                    nonce.unwrap_or_else(|| hex::encode(b)),
+                    nonce.unwrap_or_else(|| lower_hex(b)),
                 )
             }
         };
@@ -249,6 +249,19 @@ impl Draft {
             attributes: self.attributes.unwrap_or_default(),
         })
     }
+}
+
+/// `bytes` as lowercase hex, through a table: `hex::encode` builds its `String` one `char`
+/// at a time, which perf showed as a fifth of the Node.js emit path.
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    // Only ASCII digits were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn to16(bytes: &[u8]) -> [u8; 16] {
@@ -417,5 +430,11 @@ mod tests {
             let err = complete_json(text, Some(&defaults())).unwrap_err();
             assert!(matches!(err, DraftError::Event(_)), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_table_hex_is_hex() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(lower_hex(&bytes), hex::encode(&bytes));
     }
 }
