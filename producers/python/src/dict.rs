@@ -9,7 +9,7 @@
 use std::fmt;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use serde::de::value::StrDeserializer;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
@@ -76,6 +76,14 @@ impl<'de> de::Deserializer<'de> for PyReader<'_, '_> {
         } else if let Ok(t) = obj.cast::<PyTuple>() {
             visitor.visit_seq(ItemsAccess {
                 items: t.iter().collect::<Vec<_>>().into_iter(),
+            })
+        } else if let Ok(m) = obj.cast::<PyMapping>() {
+            // Another Mapping (the type hints allow any): copied into a dict, off the fast path.
+            let d = PyDict::new(obj.py());
+            d.update(m)?;
+            visitor.visit_map(DictAccess {
+                iter: d.iter(),
+                value: None,
             })
         } else {
             Err(ReadError(format!(

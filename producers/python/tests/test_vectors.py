@@ -52,6 +52,14 @@ def test_the_typed_dicts_name_every_schema_field():
     assert vigil.VerificationEvent.__required_keys__ == {"class_uid", "activity_name", "status_id"}
 
 
+def test_any_mapping_is_read_like_a_dict():
+    from types import MappingProxyType
+
+    as_dict = vigil.sign_record(VECTORS["event"], VECTORS["signing_key_pem"], VECTORS["key_id"], 1)
+    proxy = MappingProxyType(dict(VECTORS["event"], subject=MappingProxyType(VECTORS["event"]["subject"])))
+    assert vigil.sign_record(proxy, VECTORS["signing_key_pem"], VECTORS["key_id"], 1) == as_dict
+
+
 def test_what_is_not_an_event_dict_raises_invalid_event():
     for event in (
         "not an event",
