@@ -18,8 +18,8 @@
 //! Logs (the services', librdkafka's) go to a file named after the namespace, so the progress
 //! lines stay readable; `--verbose` prints them on stderr instead.
 //!
-//! [`traffic`] sends (through [`sdk`] for the python and js platforms), [`observe`] reads back what each stage saw, [`audit`] asks ClickHouse,
-//! [`report`] builds the summary.
+//! [`traffic`] sends (through [`sdk`] for the python and js platforms), [`observe`] reads back
+//! what each stage saw, [`audit`] asks ClickHouse, [`report`] builds the summary.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! What the demo sends: each platform's normal traffic through its SDK, one trace across the
-//! three languages, then the scripted attacks (bad-signature burst, replayed nonce, unknown key, use after revocation, poison).
+//! three languages, then the scripted attacks (bad-signature burst, replayed nonce, unknown
+//! key, use after revocation, poison).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
