@@ -6,12 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use rand::RngCore;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::error::Category;
 use uuid::Uuid;
-use vigil_schemas::model::{Platform, now_micros, parse_rfc3339};
+use vigil_schemas::model::{Platform, now_micros, parse_rfc3339, random_event_id, random_nonce};
 use vigil_schemas::{
     DigitalSignature, EventClass, Producer, Severity, Status, Subject, Trace, VerificationEvent,
 };
@@ -60,10 +59,9 @@ pub struct ProducerDefaults {
 /// `attributes`, the producer block from `defaults`; RFC 3339 `occurred_at` text becomes
 /// microseconds. A field the draft gives is kept as it is; null counts as left out.
 ///
-/// The text is read straight into a typed draft (no intermediate `serde_json::Value`), and
-/// the ids come from the thread's CSPRNG (reseeded from the OS, and after a fork), not one
-/// `getrandom` call per id: completion is the first step of every SDK emit
-/// (`cargo bench -p vigil-producer --bench draft`).
+/// The text is read straight into a typed draft (no intermediate `serde_json::Value`), and the
+/// ids are [`random_event_id`] and [`random_nonce`]: completion is the first step of every SDK
+/// emit (`cargo bench -p vigil-producer --bench draft`).
 pub fn complete_json(
     text: &str,
     defaults: Option<&ProducerDefaults>,
@@ -219,20 +217,8 @@ impl Draft {
             },
             (None, None) => return Err(missing("producer")),
         };
-        let (event_id, nonce) = match (self.event_id, self.nonce) {
-            (Some(id), Some(nonce)) => (id, nonce),
-            (id, nonce) => {
-                let mut random = [0_u8; 32];
-                rand::thread_rng().fill_bytes(&mut random);
-                let (a, b) = random.split_at(16);
-                (
-                    id.unwrap_or_else(|| uuid::Builder::from_random_bytes(to16(a)).into_uuid()),
-                    nonce.unwrap_or_else(|| lower_hex(b)),
-                )
-            }
-        };
         Ok(VerificationEvent {
-            event_id,
+            event_id: self.event_id.unwrap_or_else(random_event_id),
             class_uid: self.class_uid.ok_or_else(|| missing("class_uid"))?,
             activity_id: self.activity_id.unwrap_or(0),
             activity_name: self.activity_name.ok_or_else(|| missing("activity_name"))?,
@@ -240,7 +226,7 @@ impl Draft {
             status_detail: self.status_detail,
             severity_id: self.severity_id.unwrap_or(Severity::Informational),
             occurred_at,
-            nonce,
+            nonce: self.nonce.unwrap_or_else(random_nonce),
             message: self.message,
             producer,
             subject: self.subject.unwrap_or_default(),
@@ -249,25 +235,6 @@ impl Draft {
             attributes: self.attributes.unwrap_or_default(),
         })
     }
-}
-
-/// `bytes` as lowercase hex, through a table: `hex::encode` builds its `String` one `char`
-/// at a time, which perf showed as a fifth of the Node.js emit path.
-fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
-    // Only ASCII digits were written.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn to16(bytes: &[u8]) -> [u8; 16] {
-    let mut out = [0_u8; 16];
-    out.copy_from_slice(bytes);
-    out
 }
 
 /// Puts an event that has no `trace` into the trace `parent` names, with a span of its own
@@ -430,11 +397,5 @@ mod tests {
             let err = complete_json(text, Some(&defaults())).unwrap_err();
             assert!(matches!(err, DraftError::Event(_)), "{text}: {err}");
         }
-    }
-
-    #[test]
-    fn the_table_hex_is_hex() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(lower_hex(&bytes), hex::encode(&bytes));
     }
 }
