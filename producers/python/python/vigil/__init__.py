@@ -226,14 +226,10 @@ class Emitter:
         """Completes, signs and queues `event` (the Avro field names; see `vigil.events`).
         Returns at once; raises `InvalidEventError` for a malformed event, `ClosedError` after
         `close`, `DroppedError` when the queue and the spool are both full."""
-        native = self._native
-        if native is None or self._closed or self._forks != _forks:
-            native = self._current()
+        native = self._current()
         # The core gives an event without a trace a span of its own in the current trace, or a
         # fresh trace outside any.
-        context = _otel_context() if _otel is not None else None
-        if context is None:
-            context = _trace.get()
+        context = _current_context()
         # The dict is read straight into the core's typed draft: no JSON in between.
         if context is None:
             native.emit(event)
