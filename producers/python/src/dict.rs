@@ -63,28 +63,19 @@ impl<'de> de::Deserializer<'de> for PyReader<'_, '_> {
                 Err(_) => visitor.visit_u64(obj.extract()?),
             }
         } else if let Ok(d) = obj.cast::<PyDict>() {
-            visitor.visit_map(DictAccess {
-                iter: d.iter(),
-                value: None,
-            })
+            visitor.visit_map(DictAccess::new(d))
         } else if obj.is_instance_of::<PyFloat>() {
             visitor.visit_f64(obj.extract()?)
-        } else if let Ok(l) = obj.cast::<PyList>() {
+        } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+            let items = obj.try_iter()?.collect::<PyResult<Vec<_>>>()?;
             visitor.visit_seq(ItemsAccess {
-                items: l.iter().collect::<Vec<_>>().into_iter(),
-            })
-        } else if let Ok(t) = obj.cast::<PyTuple>() {
-            visitor.visit_seq(ItemsAccess {
-                items: t.iter().collect::<Vec<_>>().into_iter(),
+                items: items.into_iter(),
             })
         } else if let Ok(m) = obj.cast::<PyMapping>() {
             // Another Mapping (the type hints allow any): copied into a dict, off the fast path.
             let d = PyDict::new(obj.py());
             d.update(m)?;
-            visitor.visit_map(DictAccess {
-                iter: d.iter(),
-                value: None,
-            })
+            visitor.visit_map(DictAccess::new(&d))
         } else {
             Err(ReadError(format!(
                 "a Python {} cannot be part of an event",
@@ -134,6 +125,15 @@ impl<'de> de::Deserializer<'de> for PyReader<'_, '_> {
 struct DictAccess<'py> {
     iter: pyo3::types::iter::BoundDictIterator<'py>,
     value: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> DictAccess<'py> {
+    fn new(dict: &Bound<'py, PyDict>) -> Self {
+        DictAccess {
+            iter: dict.iter(),
+            value: None,
+        }
+    }
 }
 
 impl<'de> MapAccess<'de> for DictAccess<'_> {
