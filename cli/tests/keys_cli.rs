@@ -2,37 +2,68 @@
 
 //! `vigil keys` through the built binary, against the real broker and schema registry. Every
 //! test uses its own compacted keys topic (`--topic`), so tests run in parallel on the shared
-//! stack; keys are generated with `openssl`, as an operator would.
+//! stack; keys are generated with `openssl`, as an operator would. Two administrators, alice and
+//! bob, are the trust anchors: alice plans, bob approves; mallory's key is not trusted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use vigil_schemas::KeyStatus;
 use vigil_schemas::model::{now_micros, parse_rfc3339};
 
 const HOUR_US: i64 = 3_600_000_000;
 
-/// One test's keys topic and key directory.
+/// One test's keys topic, key directory and administrators.
 struct Env {
     topic: String,
     dir: tempfile::TempDir,
+    anchors: PathBuf,
+    alice: PathBuf,
+    bob: PathBuf,
+    mallory: PathBuf,
 }
 
 impl Env {
     async fn new(prefix: &str) -> Env {
         let topic = vigil_test_support::unique_name(prefix);
         vigil_test_support::create_compacted_topic(&topic).await;
+        let dir = tempfile::tempdir().unwrap();
+        let key = |name: &str| {
+            let private = dir.path().join(format!("{name}.pem"));
+            let public = dir.path().join(format!("{name}.pub.pem"));
+            openssl_pair(&private, &public);
+            (private, public)
+        };
+        let (alice, alice_pub) = key("alice");
+        let (bob, bob_pub) = key("bob");
+        let (mallory, _) = key("mallory");
+        let anchors = dir.path().join("admins.pem");
+        let text = [alice_pub, bob_pub]
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect::<String>();
+        std::fs::write(&anchors, text).unwrap();
         Env {
             topic,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
+            anchors,
+            alice,
+            bob,
+            mallory,
         }
     }
 
-    /// Runs `vigil keys <args> --topic <topic> --actor cli-test`.
+    /// Runs `vigil keys <args> --topic <topic> --trust-anchors <alice and bob>`.
     fn vigil(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_vigil"))
             .arg("keys")
             .args(args)
-            .args(["--topic", &self.topic, "--actor", "cli-test"])
+            .args([
+                "--topic",
+                &self.topic,
+                "--trust-anchors",
+                path(&self.anchors),
+            ])
             .env(
                 "VIGIL_KAFKA_BOOTSTRAP",
                 vigil_test_support::kafka_bootstrap(),
@@ -50,25 +81,66 @@ impl Env {
     fn openssl_key(&self, name: &str) -> PathBuf {
         let private = self.dir.path().join(format!("{name}.pem"));
         let public = self.dir.path().join(format!("{name}.pub.pem"));
-        openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(&private)]);
-        openssl(&[
-            "pkey",
-            "-in",
-            path(&private),
-            "-pubout",
-            "-out",
-            path(&public),
-        ]);
+        openssl_pair(&private, &public);
         public
     }
 
+    fn plan_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.plan.json"))
+    }
+
+    /// `args` with `--admin-key <admin>` (and `--out <plan>` when given) appended.
+    fn as_admin(&self, args: &[&str], admin: &Path, out: Option<&Path>) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--admin-key", path(admin)]);
+        if let Some(out) = out {
+            all.extend(["--out", path(out)]);
+        }
+        self.vigil(&all)
+    }
+
+    /// Alice plans `args` (register, rotate, plan) into a plan file; returns the command's
+    /// output and the plan's path.
+    fn plan(&self, args: &[&str]) -> (Output, PathBuf) {
+        let plan = self.plan_path(&format!("p{}", rand_suffix()));
+        (self.as_admin(args, &self.alice, Some(&plan)), plan)
+    }
+
+    /// `vigil keys approve <plan>` as `admin`.
+    fn approve(&self, plan: &Path, admin: &Path) -> Output {
+        self.as_admin(&["approve", path(plan)], admin, None)
+    }
+
+    /// Alice plans `args`, bob approves; returns both outputs' stdout.
+    fn planned_and_approved(&self, args: &[&str]) -> String {
+        let (planned, plan) = self.plan(args);
+        let mut out = ok(&planned);
+        out.push_str(&ok(&self.approve(&plan, &self.bob)));
+        out
+    }
+
     fn register(&self, key_id: &str, public: &Path) -> Output {
-        self.vigil(&["register", "--key-id", key_id, "--public-key", path(public)])
+        let (planned, plan) =
+            self.plan(&["register", "--key-id", key_id, "--public-key", path(public)]);
+        if !planned.status.success() {
+            return planned;
+        }
+        self.approve(&plan, &self.bob)
+    }
+
+    fn revoke(&self, args: &[&str]) -> Output {
+        let mut all = vec!["revoke"];
+        all.extend_from_slice(args);
+        self.as_admin(&all, &self.alice, None)
     }
 
     /// Runs `vigil keys list` and returns its rows by key id (header checked).
     fn list(&self) -> Vec<Row> {
-        let text = ok(&self.vigil(&["list"]));
+        self.list_with(&["list"])
+    }
+
+    fn list_with(&self, args: &[&str]) -> Vec<Row> {
+        let text = ok(&self.vigil(args));
         let mut lines = text.lines();
         let header: Vec<&str> = lines
             .next()
@@ -80,9 +152,14 @@ impl Env {
             [
                 "KEY_ID",
                 "STATE",
+                "VERSION",
                 "VALID_FROM",
                 "GRACE_UNTIL",
                 "REVOKED_AT",
+                "NOT_AFTER",
+                "OWNER",
+                "ENVIRONMENT",
+                "SIGNED_BY",
                 "REASON"
             ],
             "{text}"
@@ -104,18 +181,23 @@ impl Env {
 struct Row {
     key_id: String,
     state: String,
+    version: i64,
     valid_from: Option<i64>,
     grace_until: Option<i64>,
     revoked_at: Option<i64>,
+    not_after: Option<i64>,
+    owner: String,
+    environment: String,
+    signed_by: String,
     reason: String,
 }
 
 impl Row {
     fn parse(line: &str) -> Row {
-        // Five single-token columns, then the reason (which may hold spaces).
+        // Ten single-token columns, then the reason (which may hold spaces).
         let mut rest = line;
         let mut cols = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..10 {
             let trimmed = rest.trim_start();
             let end = trimmed
                 .find(' ')
@@ -131,9 +213,14 @@ impl Row {
         Row {
             key_id: cols[0].to_owned(),
             state: cols[1].to_owned(),
-            valid_from: time(cols[2]),
-            grace_until: time(cols[3]),
-            revoked_at: time(cols[4]),
+            version: cols[2].parse().unwrap(),
+            valid_from: time(cols[3]),
+            grace_until: time(cols[4]),
+            revoked_at: time(cols[5]),
+            not_after: time(cols[6]),
+            owner: cols[7].to_owned(),
+            environment: cols[8].to_owned(),
+            signed_by: cols[9].to_owned(),
             reason: rest.trim().to_owned(),
         }
     }
@@ -141,6 +228,22 @@ impl Row {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+fn rand_suffix() -> String {
+    vigil_test_support::unique_name("x")
+}
+
+fn openssl_pair(private: &Path, public: &Path) {
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(private)]);
+    openssl(&[
+        "pkey",
+        "-in",
+        path(private),
+        "-pubout",
+        "-out",
+        path(public),
+    ]);
 }
 
 fn openssl(args: &[&str]) {
@@ -194,14 +297,15 @@ async fn register_refuses_a_second_registration_and_list_shows_every_column() {
 
     let before = now_micros();
     let out = ok(&env.register("k-a", &a));
-    assert!(out.contains("registered k-a"), "{out}");
+    assert!(out.contains("1 statuses written"), "{out}");
 
     let second = env.register("k-a", &b);
     refused(&second, "key k-a already exists (active)");
     assert_eq!(second.status.code(), Some(1), "a refusal exits 1");
 
     let row = env.row("k-a");
-    assert_eq!(row.state, "active");
+    assert_eq!((row.state.as_str(), row.version), ("active", 1));
+    assert!(row.signed_by.starts_with("ed25519-"), "{row:?}");
     // Default valid_from: one hour before the command (the list prints whole seconds).
     near(row.valid_from, before - HOUR_US, 5_000_000);
     assert_eq!(
@@ -214,7 +318,7 @@ async fn register_refuses_a_second_registration_and_list_shows_every_column() {
         "the refused registration wrote nothing"
     );
 
-    let out = ok(&env.vigil(&[
+    let out = env.planned_and_approved(&[
         "register",
         "--key-id",
         "k-b",
@@ -222,8 +326,8 @@ async fn register_refuses_a_second_registration_and_list_shows_every_column() {
         path(&b),
         "--valid-from",
         "2024-01-02T03:04:05Z",
-    ]));
-    assert!(out.contains("registered k-b"), "{out}");
+    ]);
+    assert!(out.contains("register k-b"), "{out}");
     let row = env.row("k-b");
     assert_eq!(
         (row.state.as_str(), row.valid_from),
@@ -243,8 +347,7 @@ async fn rotate_with_grace_keeps_the_old_key_until_the_grace_ends() {
     let new = env.openssl_key("new");
     ok(&env.register("k-old", &old));
 
-    let before = now_micros();
-    let out = ok(&env.vigil(&[
+    let (planned, plan) = env.plan(&[
         "rotate",
         "--key-id",
         "k-old",
@@ -256,17 +359,20 @@ async fn rotate_with_grace_keeps_the_old_key_until_the_grace_ends() {
         "24h",
         "--reason",
         "quarterly rotation",
-    ]));
+    ]);
+    let out = ok(&planned);
+    assert!(out.contains("retire k-old (v1) -> k-new"), "{out}");
+    assert_eq!(env.row("k-old").state, "active", "a plan changes nothing");
+    let before = now_micros();
+    let out = ok(&env.approve(&plan, &env.bob));
     let after = now_micros();
-    assert!(
-        out.contains("rotated k-old -> k-new; k-old accepted until "),
-        "{out}"
-    );
+    assert!(out.contains("2 statuses written"), "{out}");
 
     let rows = env.list();
     let old_row = rows.iter().find(|r| r.key_id == "k-old").unwrap();
     assert_eq!(old_row.state, "rotated", "{rows:?}");
     assert_eq!(old_row.reason, "quarterly rotation");
+    assert_eq!(old_row.version, 2);
     let grace = old_row.grace_until.unwrap();
     assert!(
         grace >= before + 24 * HOUR_US - 1_000_000 && grace <= after + 24 * HOUR_US,
@@ -276,12 +382,13 @@ async fn rotate_with_grace_keeps_the_old_key_until_the_grace_ends() {
     let new_row = rows.iter().find(|r| r.key_id == "k-new").unwrap();
     assert_eq!(new_row.state, "active", "{rows:?}");
     assert_eq!(new_row.grace_until, None);
-    near(new_row.valid_from, before, 5_000_000);
+    // Like a registration: valid from an hour before the approval (events already in flight).
+    near(new_row.valid_from, before - HOUR_US, 5_000_000);
 
     // The new key id is taken, the old one cannot be rotated into it again.
     let third = env.openssl_key("third");
     refused(
-        &env.vigil(&[
+        &env.plan(&[
             "rotate",
             "--key-id",
             "k-old",
@@ -291,11 +398,12 @@ async fn rotate_with_grace_keeps_the_old_key_until_the_grace_ends() {
             path(&third),
             "--grace",
             "1h",
-        ]),
+        ])
+        .0,
         "key k-new already exists",
     );
     refused(
-        &env.vigil(&[
+        &env.plan(&[
             "rotate",
             "--key-id",
             "k-missing",
@@ -305,7 +413,8 @@ async fn rotate_with_grace_keeps_the_old_key_until_the_grace_ends() {
             path(&third),
             "--grace",
             "1h",
-        ]),
+        ])
+        .0,
         "key k-missing is not registered",
     );
 }
@@ -319,22 +428,9 @@ async fn revoke_with_and_without_emergency() {
     ok(&env.register("k-stolen", &b));
 
     let before = now_micros();
-    let out = ok(&env.vigil(&[
-        "revoke",
-        "--key-id",
-        "k-plain",
-        "--reason",
-        "decommissioned host",
-    ]));
+    let out = ok(&env.revoke(&["--key-id", "k-plain", "--reason", "decommissioned host"]));
     assert_eq!(out.trim(), "revoked k-plain");
-    let out = ok(&env.vigil(&[
-        "revoke",
-        "--key-id",
-        "k-stolen",
-        "--reason",
-        "leaked",
-        "--emergency",
-    ]));
+    let out = ok(&env.revoke(&["--key-id", "k-stolen", "--reason", "leaked", "--emergency"]));
     assert_eq!(
         out.trim(),
         "revoked k-stolen (emergency: every event rejected)"
@@ -356,7 +452,7 @@ async fn revoke_with_and_without_emergency() {
 
     // A revoked key cannot be rotated; an unknown key cannot be revoked; both exit 1.
     let c = env.openssl_key("c");
-    let out = env.vigil(&[
+    let (out, _) = env.plan(&[
         "rotate",
         "--key-id",
         "k-plain",
@@ -369,7 +465,7 @@ async fn revoke_with_and_without_emergency() {
     ]);
     refused(&out, "key k-plain is revoked");
     assert_eq!(out.status.code(), Some(1));
-    let out = env.vigil(&["revoke", "--key-id", "k-nobody", "--reason", "x"]);
+    let out = env.revoke(&["--key-id", "k-nobody", "--reason", "x"]);
     refused(&out, "key k-nobody is not registered");
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -443,7 +539,7 @@ async fn bad_grace_values_are_refused_by_the_parser() {
         ("1.5h", "unknown unit"),
         ("soon", "expected a number"),
     ] {
-        let out = env.vigil(&[
+        let (out, _) = env.plan(&[
             "rotate",
             "--key-id",
             "k-old",
@@ -461,4 +557,157 @@ async fn bad_grace_values_are_refused_by_the_parser() {
     let row = env.row("k-old");
     assert_eq!(row.state, "active", "no rotation happened");
     assert!(env.list().iter().all(|r| r.key_id != "k-new"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_needs_a_second_trusted_administrator_and_an_untampered_plan() {
+    let env = Env::new("cli-keys-mc").await;
+    let a = env.openssl_key("a");
+    let (planned, plan) = env.plan(&["register", "--key-id", "k-a", "--public-key", path(&a)]);
+    let out = ok(&planned);
+    assert!(
+        out.contains("another administrator runs `vigil keys approve"),
+        "{out}"
+    );
+    assert!(env.list().is_empty(), "a plan alone registers nothing");
+
+    refused(
+        &env.approve(&plan, &env.alice),
+        "approved by another administrator",
+    );
+    refused(
+        &env.approve(&plan, &env.mallory),
+        "is not a trusted administrator",
+    );
+    let by_mallory = env.as_admin(
+        &["register", "--key-id", "k-m", "--public-key", path(&a)],
+        &env.mallory,
+        Some(&env.plan_path("mallory")),
+    );
+    refused(&by_mallory, "is not a trusted administrator");
+
+    // Swap the planned public key for another one: the planner's signature no longer matches.
+    let other = env.openssl_key("other");
+    let tampered = env.plan_path("tampered");
+    let other_hex = {
+        let (o, p) = env.plan(&["register", "--key-id", "k-a", "--public-key", path(&other)]);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v["plan"]["changes"][0]["public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    v["plan"]["changes"][0]["public_key"] = serde_json::Value::String(other_hex);
+    std::fs::write(&tampered, serde_json::to_vec(&v).unwrap()).unwrap();
+    refused(&env.approve(&tampered, &env.bob), "edited after signing");
+    assert!(env.list().is_empty(), "no refused approval wrote anything");
+
+    let dry = ok(&env.as_admin(&["approve", path(&plan), "--dry-run"], &env.bob, None));
+    assert!(
+        dry.contains("register k-a") && dry.contains("nothing written"),
+        "{dry}"
+    );
+    assert!(env.list().is_empty());
+    ok(&env.approve(&plan, &env.bob));
+    assert_eq!(env.row("k-a").state, "active");
+    refused(&env.approve(&plan, &env.bob), "already executed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_plans_the_fleet_and_list_shows_keys_expiring_soon() {
+    let env = Env::new("cli-keys-manifest").await;
+    let held = env.openssl_key("held");
+    ok(&env.register("k-held", &held));
+    let a = env.openssl_key("a");
+    let b = env.openssl_key("b");
+    let soon = vigil_schemas::model::format_rfc3339(now_micros() + 5 * 24 * HOUR_US).unwrap();
+    let later = vigil_schemas::model::format_rfc3339(now_micros() + 60 * 24 * HOUR_US).unwrap();
+    let manifest = env.dir.path().join("fleet.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "keys:\n  - {{id: k-pay, public_key: a.pub.pem, owner: payments, environment: prod, not_after: {soon:?}}}\n  - {{id: k-web, public_key: b.pub.pem, owner: web, environment: staging, not_after: {later:?}}}\n"
+        ),
+    )
+    .unwrap();
+    let (planned, plan) = env.plan(&["plan", path(&manifest)]);
+    let out = ok(&planned);
+    assert!(out.contains("register k-pay"), "{out}");
+    assert!(out.contains("register k-web"), "{out}");
+    assert!(out.contains("unmanaged k-held"), "{out}");
+    ok(&env.approve(&plan, &env.bob));
+    let pay = env.row("k-pay");
+    assert_eq!(
+        (pay.owner.as_str(), pay.environment.as_str()),
+        ("payments", "prod")
+    );
+    near(pay.not_after, parse_rfc3339(&soon).unwrap(), 1_000_000);
+    let expiring: Vec<String> = env
+        .list_with(&["list", "--expiring", "14d"])
+        .into_iter()
+        .map(|r| r.key_id)
+        .collect();
+    assert_eq!(expiring, ["k-pay"]);
+
+    // The same manifest again: nothing to do. A changed owner: an update of that key only.
+    let (again, _) = env.plan(&["plan", path(&manifest)]);
+    assert!(ok(&again).contains("the registry matches"));
+    std::fs::write(
+        &manifest,
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("owner: web", "owner: web-platform"),
+    )
+    .unwrap();
+    let (planned, plan) = env.plan(&["plan", path(&manifest)]);
+    let out = ok(&planned);
+    assert!(
+        out.contains("update k-web (v1) owner=web-platform"),
+        "{out}"
+    );
+    assert!(!out.contains("k-pay"), "{out}");
+    ok(&env.approve(&plan, &env.bob));
+    let web = env.row("k-web");
+    assert_eq!((web.owner.as_str(), web.version), ("web-platform", 2));
+    let _ = (a, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_re_signs_an_unsigned_registry_after_the_operator_checked_it() {
+    let env = Env::new("cli-keys-adopt").await;
+    // A registry written before signatures: a plain, unsigned KeyStatus record.
+    let schema = vigil_test_support::register_schema::<KeyStatus>(&env.topic).await;
+    let public = vigil_schemas::EventSigner::generate()
+        .public_key()
+        .to_owned();
+    let legacy = KeyStatus {
+        version: 0,
+        ..KeyStatus::active("k-legacy", &public, now_micros() - HOUR_US, "ops")
+    };
+    let value = vigil_schemas::Codec::<KeyStatus>::new()
+        .unwrap()
+        .encode_framed(schema, &legacy)
+        .unwrap();
+    let p = vigil_test_support::producer();
+    vigil_test_support::send(&p, &env.topic, b"k-legacy", &value, &[]).await;
+
+    assert!(env.list().is_empty(), "an unsigned status is not trusted");
+    let out = env.as_admin(&["adopt"], &env.alice, None);
+    refused(&out, "run again with --yes");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("k-legacy"));
+    let out = ok(&env.as_admin(&["adopt", "--yes"], &env.alice, None));
+    assert!(out.contains("adopted 1 statuses"), "{out}");
+    let row = env.row("k-legacy");
+    assert_eq!((row.state.as_str(), row.version), ("active", 1));
+    assert!(row.signed_by.starts_with("ed25519-"));
+    let out = ok(&env.as_admin(&["adopt"], &env.alice, None));
+    assert!(out.contains("nothing to adopt"), "{out}");
+    // A new administrator takes over: every status re-signed, one version higher.
+    let out = ok(&env.as_admin(&["adopt", "--all", "--yes"], &env.bob, None));
+    assert!(out.contains("adopted 1 statuses"), "{out}");
+    let again = env.row("k-legacy");
+    assert_eq!(again.version, 2);
+    assert_ne!(again.signed_by, row.signed_by, "signed by bob now");
 }

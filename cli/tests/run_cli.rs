@@ -61,6 +61,7 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
     let registry_url = vigil_test_support::schema_registry_url();
     let schema = vigil_test_support::register_schema::<VerificationEvent>(&raw).await;
     let records = keys.register("k-run-cli", schema).await;
+    let anchors = keys.anchors_path().to_owned();
     let keys = keys.topic();
 
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +69,7 @@ async fn run_verifier_binary_verifies_dead_letters_and_stops_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "group_id = {:?}\nraw_topic = {raw:?}\nverified_topic = {verified:?}\nkeys_topic = {keys:?}\ndlq_topic = {dlq:?}\nretry_topics = []\n",
+            "group_id = {:?}\nraw_topic = {raw:?}\nverified_topic = {verified:?}\nkeys_topic = {keys:?}\ntrust_anchors = {anchors:?}\ndlq_topic = {dlq:?}\nretry_topics = []\n",
             vigil_test_support::unique_name("run-cli-group"),
         ),
     )

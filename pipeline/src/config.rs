@@ -111,9 +111,10 @@ impl PipelineConfig {
         }
     }
 
-    /// Adds the verifier, reading the namespace's raw and keys topics; it has no retry topics,
-    /// so the shared `vigil.retry.*` never sees the namespace's records.
-    pub fn with_verifier(mut self) -> Self {
+    /// Adds the verifier, reading the namespace's raw and keys topics and trusting the
+    /// administrator public keys in `trust_anchors` (a PEM file or folder); it has no retry
+    /// topics, so the shared `vigil.retry.*` never sees the namespace's records.
+    pub fn with_verifier(mut self, trust_anchors: impl Into<PathBuf>) -> Self {
         let defaults = VerifierConfig::default();
         let ns = &self.namespace;
         self.verifier = Some(VerifierConfig {
@@ -121,6 +122,7 @@ impl PipelineConfig {
             raw_topic: ns.raw_topic(),
             verified_topic: ns.verified_topic(),
             keys_topic: ns.keys_topic(),
+            trust_anchors: Some(trust_anchors.into()),
             key_registry_load_timeout_ms: KEY_REGISTRY_LOAD_TIMEOUT_MS,
             verifier_id: Some(ns.group("verifier")),
             ..defaults
@@ -186,13 +188,14 @@ impl PipelineConfig {
         self
     }
 
-    /// Returns a writer of the namespace's key registry topic (`vigil keys` in code): register,
-    /// rotate or revoke the keys the verifier trusts.
-    pub async fn key_writer(&self) -> Result<KeyStatusWriter, PipelineError> {
+    /// Returns a writer of the namespace's key registry topic (`vigil keys` in code) signing as
+    /// administrator `admin`: register, rotate or revoke the keys the verifier trusts.
+    pub async fn key_writer(&self, admin: EventSigner) -> Result<KeyStatusWriter, PipelineError> {
         KeyStatusWriter::new(
             &self.namespace.keys_topic(),
             &self.endpoints.schema_registry_url,
             &self.endpoints.kafka,
+            admin,
         )
         .await
         .map_err(PipelineError::KeyRegistry)
@@ -259,7 +262,7 @@ mod tests {
     #[test]
     fn services_read_and_write_the_namespace_topics() {
         let c = config()
-            .with_verifier()
+            .with_verifier("/etc/vigil/admins.pem")
             .with_correlator("/rules")
             .with_audit_sink(EventSigner::generate());
         assert_eq!(

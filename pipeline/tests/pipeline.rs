@@ -28,8 +28,11 @@ async fn starts_stops_and_tears_down_a_namespace() {
     let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
     let routing = "receivers:\n  - {name: hook, kind: webhook, url: \"http://127.0.0.1:9/hook\"}\n\
                    route: {receivers: [hook]}\n";
+    let anchors = dir.path().join("admins.pem");
+    let admin = vigil_schemas::EventSigner::generate();
+    std::fs::write(&anchors, admin.public_key().to_spki_pem().unwrap()).unwrap();
     let config = PipelineConfig::new(ns.clone(), endpoints.clone())
-        .with_verifier()
+        .with_verifier(&anchors)
         .with_correlator(rules)
         .with_alerter(routing, &token)
         .unwrap();

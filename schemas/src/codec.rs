@@ -321,6 +321,12 @@ mod tests {
             replaced_by: Some("k-2026-02".into()),
             updated_at: 3,
             updated_by: "ops".into(),
+            version: 4,
+            owner: Some("payments".into()),
+            environment: Some("prod".into()),
+            not_after: Some(5),
+            plan_id: Some("plan-1".into()),
+            approved_by: Some("ed25519-0011223344556677".into()),
         }
     }
 
@@ -394,6 +400,7 @@ mod tests {
             origin_topic: topics::EVENTS_RAW.into(),
             origin_partition: 3,
             origin_offset: 123_456,
+            key_emergency: false,
         });
     }
 

@@ -97,29 +97,36 @@ impl RecordSigner {
             self.signer.key_id().as_str().as_bytes().to_vec(),
         ));
         headers.push((ALG.into(), ALGORITHM.as_bytes().to_vec()));
-        if let Some(tp) = event.trace.as_ref().and_then(|t| t.traceparent()) {
-            headers.push((TRACEPARENT.into(), tp.into_bytes()));
-        }
-        headers.push((
-            CE_SPECVERSION.into(),
-            CE_SPECVERSION_VALUE.as_bytes().to_vec(),
-        ));
-        headers.push((
-            CE_ID.into(),
-            event.event_id.hyphenated().to_string().into_bytes(),
-        ));
-        headers.push((CE_TYPE.into(), event.cloud_event_type().into_bytes()));
-        headers.push((CE_SOURCE.into(), event.cloud_event_source().into_bytes()));
-        if let Some(time) = format_rfc3339(event.occurred_at) {
-            headers.push((CE_TIME.into(), time.into_bytes()));
-        }
-        headers.push((CONTENT_TYPE.into(), AVRO_CONTENT_TYPE.as_bytes().to_vec()));
+        headers.extend(
+            event_headers(event)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v)),
+        );
         Ok(SignedRecord {
             key: event.record_key().to_vec(),
             value,
             headers,
         })
     }
+}
+
+/// The trace context and CloudEvents (Kafka binary mode) headers of a record carrying `event`,
+/// derived from the event itself: what producers send, and what the verifier writes on verified
+/// records from the body it checked (never copied from a producer's unchecked headers).
+pub fn event_headers(event: &VerificationEvent) -> Vec<(&'static str, Vec<u8>)> {
+    let mut headers: Vec<(&'static str, Vec<u8>)> = Vec::with_capacity(7);
+    if let Some(tp) = event.trace.as_ref().and_then(|t| t.traceparent()) {
+        headers.push((TRACEPARENT, tp.into_bytes()));
+    }
+    headers.push((CE_SPECVERSION, CE_SPECVERSION_VALUE.as_bytes().to_vec()));
+    headers.push((CE_ID, event.event_id.hyphenated().to_string().into_bytes()));
+    headers.push((CE_TYPE, event.cloud_event_type().into_bytes()));
+    headers.push((CE_SOURCE, event.cloud_event_source().into_bytes()));
+    if let Some(time) = format_rfc3339(event.occurred_at) {
+        headers.push((CE_TIME, time.into_bytes()));
+    }
+    headers.push((CONTENT_TYPE, AVRO_CONTENT_TYPE.as_bytes().to_vec()));
+    headers
 }
 
 /// Failure to read the signature headers of an incoming record; always `bad_data`.

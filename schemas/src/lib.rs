@@ -17,6 +17,7 @@
 //! The crate is pure: no Kafka client and no async runtime. Hostile bytes give typed errors that
 //! carry an [`ErrorClass`], never a panic.
 
+pub mod admin;
 pub mod chain;
 pub mod codec;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod vectors;
 pub mod verdict;
 pub mod wire;
 
+pub use admin::{Refusal, TrustAnchorError, TrustAnchors};
 pub use chain::{ErrorChain, error_chain};
 pub use codec::{AvroRecord, Codec, WriterSchema};
 pub use error::ErrorClass;

@@ -565,6 +565,9 @@ pub struct VerifiedEvent {
     pub origin_partition: i32,
     /// Offset read from.
     pub origin_offset: i64,
+    /// The signing key was revoked as an emergency.
+    #[serde(default)]
+    pub key_emergency: bool,
 }
 
 /// Current status of one signing key (value of compacted `vigil.keys`, record key = key id).
@@ -593,8 +596,27 @@ pub struct KeyStatus {
     pub replaced_by: Option<String>,
     /// When this status was written.
     pub updated_at: TimestampMicros,
-    /// Who wrote this status.
+    /// Key id of the administrator who made the change (the planner of an approved plan).
     pub updated_by: String,
+    /// Per-key version: one more than the status this one replaces (0 only in unsigned records
+    /// from before versions existed).
+    #[serde(default)]
+    pub version: i64,
+    /// Team or service owning the key.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Deployment environment (prod, staging...).
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Expiry: events that occurred after this instant are rejected as expired.
+    #[serde(default)]
+    pub not_after: Option<TimestampMicros>,
+    /// The approved plan this status executes.
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    /// Key id of the administrator who approved the plan.
+    #[serde(default)]
+    pub approved_by: Option<String>,
 }
 
 impl KeyStatus {
@@ -618,6 +640,12 @@ impl KeyStatus {
             replaced_by: None,
             updated_at: now_micros(),
             updated_by: updated_by.into(),
+            version: 1,
+            owner: None,
+            environment: None,
+            not_after: None,
+            plan_id: None,
+            approved_by: None,
         }
     }
 }

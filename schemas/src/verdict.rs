@@ -45,6 +45,8 @@ pub struct VerdictFields<'a> {
     pub origin_partition: i32,
     /// Offset read from.
     pub origin_offset: i64,
+    /// The signing key was revoked as an emergency.
+    pub key_emergency: bool,
 }
 
 impl VerdictFields<'_> {
@@ -62,6 +64,7 @@ impl VerdictFields<'_> {
             origin_topic: self.origin_topic.to_owned(),
             origin_partition: self.origin_partition,
             origin_offset: self.origin_offset,
+            key_emergency: self.key_emergency,
         }
     }
 }
@@ -328,6 +331,7 @@ mod tests {
             origin_topic: "t",
             origin_partition: 0,
             origin_offset: 0,
+            key_emergency: false,
         };
         assert!(!encoder().reuses(&v2));
         assert!(matches!(
@@ -353,6 +357,7 @@ mod tests {
             origin_topic: "t",
             origin_partition: 0,
             origin_offset: 0,
+            key_emergency: false,
         };
         assert!(matches!(
             enc.encode_framed(SchemaId(9), &ours(), &body, &fields),
@@ -398,6 +403,7 @@ mod tests {
                 origin_topic: &origin_topic,
                 origin_partition,
                 origin_offset,
+                key_emergency: false,
             };
             let spliced = encoder()
                 .encode_framed(SchemaId(7), &ours(), &body, &fields)

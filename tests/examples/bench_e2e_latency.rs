@@ -244,7 +244,9 @@ async fn main() {
         .collect();
     let signer = EventSigner::generate().with_key_id(KeyId::new(key_id).unwrap());
     let config = PipelineConfig::new(ns.clone(), endpoints.clone());
-    let keys = config.key_writer().await.unwrap();
+    let admin = EventSigner::generate();
+    let anchors = vigil_test_support::keys::write_anchors(ns.name(), &[&admin]);
+    let keys = config.key_writer(admin).await.unwrap();
     keys.write(&vigil_test_support::keys::active(key_id, &signer))
         .await
         .unwrap();
@@ -272,7 +274,7 @@ async fn main() {
         secret = secret.display().to_string(),
     );
     let config = config
-        .with_verifier()
+        .with_verifier(&anchors)
         .with_correlator(&rules)
         .with_alerter(&routing, &token)
         .unwrap();

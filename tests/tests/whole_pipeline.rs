@@ -105,7 +105,7 @@ async fn signed_sequences_through_the_verifier_give_exactly_the_expected_alerts(
     .await;
 
     let mut config = PipelineConfig::new(ns.clone(), endpoints.clone())
-        .with_verifier()
+        .with_verifier(keys.anchors_path())
         .with_correlator(rules_dir());
     let verifier = config.verifier.as_mut().unwrap();
     verifier.keys_topic = keys.topic().to_owned();

@@ -1,17 +1,25 @@
-//! `vigil keys`: register, rotate, revoke and list signing keys in the compacted `vigil.keys`
-//! topic. Every write is keyed by key id, sent with an idempotent producer, and acknowledged by
-//! the broker before the command returns.
+//! `vigil keys`: the key registry in the compacted `vigil.keys` topic, under maker-checker.
+//!
+//! Registering and rotating a key (one key, or a fleet from a manifest) writes a plan signed by
+//! one administrator (`register`, `rotate`, `plan` with `--admin-key` and `--out`); `approve`
+//! executes it with a different administrator's key. Revocation takes effect at once with one
+//! administrator's key. `adopt` re-signs an unsigned registry (migration). Every record is
+//! signed by the administrator who wrote it, keyed by key id, sent with an idempotent producer,
+//! and acknowledged by the broker before the command returns. Administrators are the trust
+//! anchors of `--trust-anchors`, as every reader of the registry is configured.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use vigil_consumer::key_plan::{ChangeAction, KeyChange, KeyManifest, KeyPlan};
 use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig, KeyStatusWriter, KeyView};
+use vigil_schemas::admin::admin_id;
 use vigil_schemas::model::{format_rfc3339, now_micros, parse_rfc3339};
-use vigil_schemas::{KeyId, KeyState, KeyStatus, PublicKey};
+use vigil_schemas::{EventSigner, KeyId, KeyState, KeyStatus, PublicKey, TrustAnchors};
 use vigil_topology::KafkaClientConfig;
 
 /// How long a command waits to read the registry before acting on it.
@@ -47,14 +55,29 @@ pub struct KeysArgs {
         default_value = "http://127.0.0.1:8081"
     )]
     schema_registry: String,
-    /// Who makes the change (written to `updated_by`); defaults to $USER.
-    #[arg(long, global = true)]
-    actor: Option<String>,
+    /// Administrator public keys (SPKI PEM file or folder): whose records are trusted, and who
+    /// may plan, approve and revoke.
+    #[arg(long, global = true, env = "VIGIL_TRUST_ANCHORS")]
+    trust_anchors: Option<PathBuf>,
+}
+
+/// Lifecycle metadata of a key.
+#[derive(Debug, Args)]
+struct Metadata {
+    /// Team or service owning the key.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Deployment environment (prod, staging...).
+    #[arg(long)]
+    environment: Option<String>,
+    /// Expiry (RFC 3339): events that occurred after it are rejected as expired.
+    #[arg(long)]
+    not_after: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Registers a new active key; refuses a key id that already exists.
+    /// Plans the registration of a new active key (approve with `vigil keys approve`).
     Register {
         /// Key id, as producers send it in `vigil-key-id`.
         #[arg(long)]
@@ -62,11 +85,20 @@ enum KeysCommand {
         /// Ed25519 public key, SPKI PEM (`openssl pkey -pubout`).
         #[arg(long)]
         public_key: PathBuf,
-        /// Earliest accepted `occurred_at` (RFC 3339); default: one hour ago.
+        /// Earliest accepted `occurred_at` (RFC 3339); default: one hour before approval.
         #[arg(long)]
         valid_from: Option<String>,
+        #[command(flatten)]
+        metadata: Metadata,
+        /// The planning administrator's Ed25519 key (PKCS#8 PEM).
+        #[arg(long)]
+        admin_key: PathBuf,
+        /// Where to write the signed plan.
+        #[arg(long)]
+        out: PathBuf,
     },
-    /// Replaces a key: the new key becomes active, the old one is accepted until the grace ends.
+    /// Plans a rotation: the new key becomes active, the old one is accepted until the grace
+    /// ends (counted from approval).
     Rotate {
         /// The key being replaced.
         #[arg(long)]
@@ -83,8 +115,43 @@ enum KeysCommand {
         /// Why the key is rotated.
         #[arg(long)]
         reason: Option<String>,
+        /// The new key's metadata (default: the old key's).
+        #[command(flatten)]
+        metadata: Metadata,
+        /// The planning administrator's Ed25519 key (PKCS#8 PEM).
+        #[arg(long)]
+        admin_key: PathBuf,
+        /// Where to write the signed plan.
+        #[arg(long)]
+        out: PathBuf,
     },
-    /// Revokes a key: events occurring from now on are rejected (`--emergency`: all events).
+    /// Plans the changes that make the registry match a manifest of a fleet's keys; prints
+    /// the difference.
+    Plan {
+        /// YAML: `keys: [{id, public_key (PEM text or file), owner, environment, not_after}]`.
+        manifest: PathBuf,
+        /// The planning administrator's Ed25519 key (PKCS#8 PEM).
+        #[arg(long)]
+        admin_key: PathBuf,
+        /// Where to write the signed plan.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Shows a plan's changes and executes them, signed by a second administrator.
+    Approve {
+        /// The plan file.
+        plan: PathBuf,
+        /// The approving administrator's Ed25519 key (PKCS#8 PEM); not the planner's.
+        #[arg(long)]
+        admin_key: PathBuf,
+        /// Oldest plan accepted: `24h`, `30m`, `7d`.
+        #[arg(long, value_parser = parse_grace, default_value = "24h")]
+        max_age: Duration,
+        /// Check and show the plan without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Revokes a key at once: events occurring from now on are rejected (`--emergency`: all).
     Revoke {
         /// The key to revoke.
         #[arg(long)]
@@ -95,9 +162,31 @@ enum KeysCommand {
         /// The key is compromised: reject every event signed with it, whatever its time.
         #[arg(long)]
         emergency: bool,
+        /// The revoking administrator's Ed25519 key (PKCS#8 PEM).
+        #[arg(long)]
+        admin_key: PathBuf,
+    },
+    /// Re-signs the registry's unsigned statuses (migration to a signed registry), or with
+    /// `--all` every status (a new administrator taking over, a replayed record to supersede):
+    /// prints them, and with `--yes` writes each one again, unchanged but for its version,
+    /// signed by `--admin-key`.
+    Adopt {
+        /// The adopting administrator's Ed25519 key (PKCS#8 PEM).
+        #[arg(long)]
+        admin_key: PathBuf,
+        /// Every status, signed ones too, not only the unsigned ones.
+        #[arg(long)]
+        all: bool,
+        /// The statuses printed have been checked: sign them.
+        #[arg(long)]
+        yes: bool,
     },
     /// Prints every key with its state.
-    List,
+    List {
+        /// Only keys still accepted whose `not_after` is within this window (`14d`).
+        #[arg(long, value_parser = parse_grace)]
+        expiring: Option<Duration>,
+    },
 }
 
 /// Parses `24h`, `30m`, `90s` or `7d`.
@@ -128,24 +217,36 @@ fn parse_grace(text: &str) -> Result<Duration, String> {
 pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let mut kafka = KafkaClientConfig::new(args.bootstrap.clone());
     kafka.client_id = "vigil-keys".into();
-    let actor = args
-        .actor
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into());
-    let registry = load(&args, &kafka).await?;
-    let now = now_micros();
-    match args.command {
-        KeysCommand::List => {
-            print_table(&registry.snapshot());
+    let anchors = Arc::new(load_anchors(args.trust_anchors.as_deref())?);
+    let ctx = Ctx {
+        args: &args,
+        kafka,
+        anchors,
+    };
+    match &args.command {
+        KeysCommand::List { expiring } => {
+            let registry = ctx.load(false).await?;
+            let now = now_micros();
+            let keys: Vec<Arc<KeyView>> = registry
+                .snapshot()
+                .into_iter()
+                .filter(|v| expiring.is_none_or(|w| expires_within(&v.status, now, w)))
+                .collect();
+            print_table(&keys);
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Register {
-            ref key_id,
-            ref public_key,
-            ref valid_from,
+            key_id,
+            public_key,
+            valid_from,
+            metadata,
+            admin_key,
+            out,
         } => {
             KeyId::new(key_id.as_str()).context("invalid --key-id")?;
+            let key = read_key(public_key)?;
+            let planner = ctx.admin(admin_key)?;
+            let registry = ctx.load(false).await?;
             if let Some(existing) = registry.get(key_id) {
                 eprintln!(
                     "key {key_id} already exists ({}); use `vigil keys rotate` to replace it",
@@ -153,25 +254,29 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::FAILURE);
             }
-            let key = read_key(public_key)?;
-            let valid_from = match valid_from {
-                Some(t) => parse_rfc3339(t)
-                    .with_context(|| format!("--valid-from {t:?} is not RFC 3339"))?,
-                None => now - 3_600_000_000,
+            let change = KeyChange {
+                valid_from: valid_from
+                    .as_deref()
+                    .map(rfc3339("--valid-from"))
+                    .transpose()?,
+                ..metadata.apply(KeyChange::register(key_id, &key))?
             };
-            let status = active(key_id, &key, valid_from, now, &actor, None);
-            writer(&args, &kafka).await?.write(&status).await?;
-            println!("registered {key_id}");
-            Ok(ExitCode::SUCCESS)
+            ctx.write_plan(vec![change], Vec::new(), &planner, out)
         }
         KeysCommand::Rotate {
-            ref key_id,
-            ref new_key_id,
-            ref public_key,
+            key_id,
+            new_key_id,
+            public_key,
             grace,
-            ref reason,
+            reason,
+            metadata,
+            admin_key,
+            out,
         } => {
             KeyId::new(new_key_id.as_str()).context("invalid --new-key-id")?;
+            let key = read_key(public_key)?;
+            let planner = ctx.admin(admin_key)?;
+            let registry = ctx.load(false).await?;
             let Some(old) = registry.get(key_id) else {
                 eprintln!("key {key_id} is not registered");
                 return Ok(ExitCode::FAILURE);
@@ -184,47 +289,128 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("key {new_key_id} already exists");
                 return Ok(ExitCode::FAILURE);
             }
-            let key = read_key(public_key)?;
-            let grace_us = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
-            let grace_until = now.saturating_add(grace_us);
-            let w = writer(&args, &kafka).await?;
-            // The new key first, so there is no instant at which neither key is accepted.
-            w.write(&active(new_key_id, &key, now, now, &actor, reason.clone()))
-                .await?;
-            let mut rotated = old.status.clone();
-            rotated.state = KeyState::Rotated;
-            rotated.grace_until = Some(grace_until);
-            rotated.replaced_by = Some(new_key_id.clone());
-            rotated.reason = reason.clone().or(Some("rotated".into()));
-            rotated.updated_at = now;
-            rotated.updated_by = actor.clone();
-            w.write(&rotated).await?;
+            let o = &old.status;
+            let inherited = KeyChange {
+                owner: o.owner.clone(),
+                environment: o.environment.clone(),
+                not_after: o.not_after,
+                reason: reason.clone(),
+                ..KeyChange::register(new_key_id, &key)
+            };
+            // The new key is valid from an hour before the approval, as a registration: its
+            // producer may start signing before the approval reaches every verifier.
+            let new = KeyChange {
+                valid_from: None,
+                ..metadata.apply(inherited)?
+            };
+            let retire = KeyChange {
+                action: ChangeAction::Retire,
+                expected_version: o.version,
+                grace_ms: Some(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX)),
+                replaced_by: Some(new_key_id.clone()),
+                reason: reason.clone().or(Some("rotated".into())),
+                owner: o.owner.clone(),
+                environment: o.environment.clone(),
+                not_after: o.not_after,
+                valid_from: Some(o.valid_from),
+                ..KeyChange::register(key_id, &old.public_key)
+            };
+            ctx.write_plan(vec![new, retire], Vec::new(), &planner, out)
+        }
+        KeysCommand::Plan {
+            manifest,
+            admin_key,
+            out,
+        } => {
+            let m = KeyManifest::read(manifest)?;
+            let planner = ctx.admin(admin_key)?;
+            let registry = ctx.load(false).await?;
+            let current: Vec<KeyStatus> = registry
+                .snapshot()
+                .iter()
+                .map(|v| v.status.clone())
+                .collect();
+            let base = manifest.parent().unwrap_or(Path::new("."));
+            let (changes, unmanaged) = m.diff(base, &current)?;
+            for id in &unmanaged {
+                println!("  unmanaged {id} (in the registry, not in the manifest: left alone)");
+            }
+            if changes.is_empty() {
+                println!("the registry matches {}", manifest.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            ctx.write_plan(changes, unmanaged, &planner, out)
+        }
+        KeysCommand::Approve {
+            plan,
+            admin_key,
+            max_age,
+            dry_run,
+        } => {
+            let plan = KeyPlan::read(plan)?;
+            let approver = ctx.admin(admin_key)?;
+            let now = now_micros();
+            let max_age = i64::try_from(max_age.as_micros()).unwrap_or(i64::MAX);
+            plan.verify(&ctx.anchors, &approver, &args.topic, now, max_age)?;
             println!(
-                "rotated {key_id} -> {new_key_id}; {key_id} accepted until {}",
-                format_rfc3339(grace_until).unwrap_or_default()
+                "plan {} by {}, made {}:",
+                plan.plan.plan_id,
+                plan.plan.planner_key_id,
+                format_rfc3339(plan.plan.created_at).unwrap_or_default()
+            );
+            for c in &plan.plan.changes {
+                println!("  {}", c.describe());
+            }
+            let registry = ctx.load(false).await?;
+            let statuses = plan.statuses(
+                |id| registry.get(id).map(|v| v.status.clone()),
+                &approver,
+                now,
+            )?;
+            if *dry_run {
+                println!("dry run: nothing written");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let writer = ctx.writer(approver).await?;
+            for s in &statuses {
+                writer.write(s).await?;
+            }
+            println!(
+                "approved by {}: {} statuses written",
+                writer.admin_id(),
+                statuses.len()
             );
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke {
-            ref key_id,
-            ref reason,
+            key_id,
+            reason,
             emergency,
+            admin_key,
         } => {
+            let admin = ctx.admin(admin_key)?;
+            let registry = ctx.load(false).await?;
             let Some(old) = registry.get(key_id) else {
                 eprintln!("key {key_id} is not registered");
                 return Ok(ExitCode::FAILURE);
             };
-            let mut revoked = old.status.clone();
-            revoked.state = KeyState::Revoked;
-            revoked.revoked_at = Some(now);
-            revoked.reason = Some(reason.clone());
-            revoked.emergency = emergency;
-            revoked.updated_at = now;
-            revoked.updated_by = actor.clone();
-            writer(&args, &kafka).await?.write(&revoked).await?;
+            let now = now_micros();
+            let revoked = KeyStatus {
+                state: KeyState::Revoked,
+                revoked_at: Some(now),
+                reason: Some(reason.clone()),
+                emergency: *emergency,
+                updated_at: now,
+                updated_by: admin_id(&admin).as_str().to_owned(),
+                version: old.status.version + 1,
+                plan_id: None,
+                approved_by: None,
+                ..old.status.clone()
+            };
+            ctx.writer(admin).await?.write(&revoked).await?;
             println!(
                 "revoked {key_id}{}",
-                if emergency {
+                if *emergency {
                     " (emergency: every event rejected)"
                 } else {
                     ""
@@ -232,55 +418,174 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        KeysCommand::Adopt {
+            admin_key,
+            all,
+            yes,
+        } => {
+            let admin = ctx.admin(admin_key)?;
+            // Re-signing everything reads only what is already trusted; the migration reads the
+            // unsigned statuses too, for the operator to check.
+            let registry = ctx.load(!*all).await?;
+            let unsigned: Vec<Arc<KeyView>> = registry
+                .snapshot()
+                .into_iter()
+                .filter(|v| *all || v.signed_by.is_none())
+                .collect();
+            if unsigned.is_empty() {
+                println!("every status in {} is signed: nothing to adopt", args.topic);
+                return Ok(ExitCode::SUCCESS);
+            }
+            print_table(&unsigned);
+            if !yes {
+                eprintln!(
+                    "{} statuses above; check them, then run again with --yes to sign them as {}",
+                    unsigned.len(),
+                    admin_id(&admin)
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let now = now_micros();
+            let updated_by = admin_id(&admin).as_str().to_owned();
+            let writer = ctx.writer(admin).await?;
+            for v in &unsigned {
+                writer
+                    .write(&KeyStatus {
+                        version: v.status.version.max(0) + 1,
+                        updated_at: now,
+                        updated_by: updated_by.clone(),
+                        ..v.status.clone()
+                    })
+                    .await?;
+            }
+            println!(
+                "adopted {} statuses, signed by {updated_by}",
+                unsigned.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-async fn load(args: &KeysArgs, kafka: &KafkaClientConfig) -> anyhow::Result<Arc<KeyRegistry>> {
-    let (registry, task) = KeyRegistry::start(
-        &KeyRegistryConfig {
-            topic: args.topic.clone(),
-            schema_registry_url: args.schema_registry.clone(),
-        },
-        kafka,
-        None,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "reading {} (does it exist? `vigil topology apply`)",
-            args.topic
-        )
-    })?;
-    let loaded = registry.wait_loaded(LOAD_TIMEOUT).await;
-    task.abort();
-    loaded.with_context(|| format!("reading {}", args.topic))?;
-    Ok(registry)
+/// What every subcommand needs.
+struct Ctx<'a> {
+    args: &'a KeysArgs,
+    kafka: KafkaClientConfig,
+    anchors: Arc<TrustAnchors>,
 }
 
-async fn writer(args: &KeysArgs, kafka: &KafkaClientConfig) -> anyhow::Result<KeyStatusWriter> {
-    KeyStatusWriter::new(&args.topic, &args.schema_registry, kafka)
+impl Ctx<'_> {
+    /// Reads the whole registry (with `accept_unsigned`: unsigned statuses too, for `adopt`).
+    async fn load(&self, accept_unsigned: bool) -> anyhow::Result<Arc<KeyRegistry>> {
+        let topic = &self.args.topic;
+        let (registry, task) = KeyRegistry::start(
+            &KeyRegistryConfig {
+                topic: topic.clone(),
+                schema_registry_url: self.args.schema_registry.clone(),
+                anchors: self.anchors.clone(),
+                accept_unsigned,
+            },
+            &self.kafka,
+            None,
+        )
+        .await
+        .with_context(|| format!("reading {topic} (does it exist? `vigil topology apply`)"))?;
+        let loaded = registry.wait_loaded(LOAD_TIMEOUT).await;
+        task.abort();
+        loaded.with_context(|| format!("reading {topic}"))?;
+        Ok(registry)
+    }
+
+    /// Reads an administrator's private key and checks it is a trust anchor.
+    fn admin(&self, path: &Path) -> anyhow::Result<EventSigner> {
+        let admin = EventSigner::from_pkcs8_pem_file(path)
+            .with_context(|| format!("reading administrator key {}", path.display()))?;
+        if !self.anchors.contains(admin.public_key()) {
+            bail!(
+                "{} ({}) is not a trusted administrator: its public key is not in {}",
+                path.display(),
+                admin_id(&admin),
+                self.anchors.source()
+            );
+        }
+        Ok(admin)
+    }
+
+    async fn writer(&self, admin: EventSigner) -> anyhow::Result<KeyStatusWriter> {
+        KeyStatusWriter::new(
+            &self.args.topic,
+            &self.args.schema_registry,
+            &self.kafka,
+            admin,
+        )
         .await
         .context("preparing the key status producer")
+    }
+
+    fn write_plan(
+        &self,
+        changes: Vec<KeyChange>,
+        unmanaged: Vec<String>,
+        planner: &EventSigner,
+        out: &Path,
+    ) -> anyhow::Result<ExitCode> {
+        let plan = KeyPlan::create(&self.args.topic, changes, unmanaged, planner, now_micros())?;
+        plan.write(out)?;
+        for c in &plan.plan.changes {
+            println!("  {}", c.describe());
+        }
+        println!(
+            "planned {} ({} changes) as {}; another administrator runs `vigil keys approve {}`",
+            plan.plan.plan_id,
+            plan.plan.changes.len(),
+            plan.plan.planner_key_id,
+            out.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Metadata {
+    /// `change` with the metadata given on the command line replacing its own.
+    fn apply(&self, change: KeyChange) -> anyhow::Result<KeyChange> {
+        Ok(KeyChange {
+            owner: self.owner.clone().or(change.owner),
+            environment: self.environment.clone().or(change.environment),
+            not_after: match &self.not_after {
+                Some(t) => Some(rfc3339("--not-after")(t)?),
+                None => change.not_after,
+            },
+            ..change
+        })
+    }
+}
+
+fn rfc3339(option: &'static str) -> impl Fn(&str) -> anyhow::Result<i64> {
+    move |t| parse_rfc3339(t).with_context(|| format!("{option} {t:?} is not RFC 3339"))
+}
+
+fn load_anchors(path: Option<&Path>) -> anyhow::Result<TrustAnchors> {
+    let path = path.context(
+        "--trust-anchors (or VIGIL_TRUST_ANCHORS) is required: the PEM file or folder of \
+         administrator public keys that sign the key registry",
+    )?;
+    TrustAnchors::load(path).context("reading --trust-anchors")
+}
+
+/// Whether a key still accepted at `now` reaches its `not_after` within `window`.
+fn expires_within(s: &KeyStatus, now: i64, window: Duration) -> bool {
+    let accepted = match s.state {
+        KeyState::Active => true,
+        KeyState::Rotated => s.grace_until.is_some_and(|g| now <= g),
+        KeyState::Revoked => false,
+    };
+    let window = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+    accepted && s.not_after.is_some_and(|t| t.saturating_sub(now) <= window)
 }
 
 fn read_key(path: &PathBuf) -> anyhow::Result<PublicKey> {
     PublicKey::from_spki_pem_file(path)
         .with_context(|| format!("reading public key {}", path.display()))
-}
-
-fn active(
-    key_id: &str,
-    key: &PublicKey,
-    valid_from: i64,
-    now: i64,
-    actor: &str,
-    reason: Option<String>,
-) -> KeyStatus {
-    KeyStatus {
-        reason,
-        updated_at: now,
-        ..KeyStatus::active(key_id, key, valid_from, actor)
-    }
 }
 
 fn state_name(v: &KeyView) -> &'static str {
@@ -294,25 +599,37 @@ fn state_name(v: &KeyView) -> &'static str {
 
 fn print_table(keys: &[Arc<KeyView>]) {
     let time = |t: Option<i64>| t.and_then(format_rfc3339).unwrap_or_else(|| "-".into());
-    let rows: Vec<[String; 6]> = keys
+    let text = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 11]> = keys
         .iter()
         .map(|v| {
+            let s = &v.status;
             [
-                v.status.key_id.clone(),
+                s.key_id.clone(),
                 state_name(v).to_owned(),
-                time(Some(v.status.valid_from)),
-                time(v.status.grace_until),
-                time(v.status.revoked_at),
-                v.status.reason.clone().unwrap_or_else(|| "-".into()),
+                s.version.to_string(),
+                time(Some(s.valid_from)),
+                time(s.grace_until),
+                time(s.revoked_at),
+                time(s.not_after),
+                text(&s.owner),
+                text(&s.environment),
+                text(&v.signed_by),
+                text(&s.reason),
             ]
         })
         .collect();
     let header = [
         "KEY_ID",
         "STATE",
+        "VERSION",
         "VALID_FROM",
         "GRACE_UNTIL",
         "REVOKED_AT",
+        "NOT_AFTER",
+        "OWNER",
+        "ENVIRONMENT",
+        "SIGNED_BY",
         "REASON",
     ];
     let mut widths = header.map(str::len);

@@ -106,6 +106,7 @@ fn verified_event(
         origin_topic: "vigil.events.raw".into(),
         origin_partition: (i % 12) as i32,
         origin_offset: i as i64,
+        key_emergency: false,
     }
 }
 

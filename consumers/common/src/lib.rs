@@ -57,6 +57,7 @@ mod context;
 pub mod dead_letter;
 mod handler;
 mod internal_events;
+pub mod key_plan;
 pub mod key_registry;
 mod metrics;
 mod outcome;

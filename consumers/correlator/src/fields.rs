@@ -75,6 +75,7 @@ pub fn event_fields(v: &VerifiedEvent) -> Value {
     }
     put(&mut m, "state", v.state.as_str());
     put_opt(&mut m, "reason", v.reason.as_deref());
+    put(&mut m, "key_emergency", v.key_emergency);
     put(&mut m, "verifier", v.verifier.as_str());
     put(&mut m, "verified_at", v.verified_at);
     put(&mut m, "origin_topic", v.origin_topic.as_str());

@@ -357,6 +357,7 @@ fn a_future_stamped_event_cannot_blind_the_correlator() {
             origin_topic: "raw".into(),
             origin_partition: 0,
             origin_offset: 0,
+            key_emergency: false,
         }
     };
     let mut c = engine(
@@ -389,4 +390,66 @@ fn a_future_stamped_event_cannot_blind_the_correlator() {
     assert_eq!(crate::engine::event_time(&verdict(t0 + 2_000, t0)), t0);
     assert_eq!(crate::engine::event_time(&verdict(t0, 0)), t0);
     assert_eq!(crate::engine::event_time(&verdict(t0, t0 + 9)), t0);
+}
+
+#[test]
+fn the_emergency_rule_matches_the_verdict_field_not_the_reason_text() {
+    use vigil_schemas::model::{EventClass, Producer, Status, Subject, VerificationEvent};
+    use vigil_schemas::{SignatureState, VerifiedEvent};
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../rules/key-revocation.yml"
+    ))
+    .unwrap_or_else(|e| panic!("rules/key-revocation.yml: {e}"));
+    let pack = RulePack::from_sources(&[(PathBuf::from("key-revocation.yml"), text)])
+        .unwrap_or_else(|e| panic!("pack: {e}"));
+    let mut c = Correlator::new(Arc::new(pack), EngineSettings::default())
+        .unwrap_or_else(|e| panic!("engine: {e}"));
+    let verdict = |key: &str, emergency: bool, reason: &str| {
+        let event = VerificationEvent::new(
+            EventClass::Authentication,
+            "login",
+            Status::Success,
+            Producer::rust("payments-api"),
+        )
+        .with_subject(Subject::principal("svc").with_key_id(key));
+        VerifiedEvent {
+            event,
+            state: SignatureState::Revoked,
+            reason: Some(format!("key revoked: {reason}")),
+            verified_at: 1_800_000_000_000_000,
+            verifier: "test".into(),
+            key_id: Some(key.into()),
+            signed_value: Vec::new(),
+            signature: vec![0; 64],
+            origin_topic: "raw".into(),
+            origin_partition: 0,
+            origin_offset: 0,
+            key_emergency: emergency,
+        }
+    };
+    let fired = |c: &mut Correlator, v: &VerifiedEvent| -> Vec<String> {
+        let mut ids: Vec<String> = c.process(v).into_iter().map(|a| a.rule_id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        fired(
+            &mut c,
+            &verdict("k-leaked", true, "key found in a public build log")
+        ),
+        [
+            "vigil-key-used-after-revocation",
+            "vigil-use-after-emergency-revocation"
+        ]
+    );
+    // The word alone in a normal revocation's reason is not an emergency.
+    assert_eq!(
+        fired(
+            &mut c,
+            &verdict("k-retired", false, "emergency drill finished")
+        ),
+        ["vigil-key-used-after-revocation"]
+    );
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use common::*;
 use vigil_schemas::model::{Severity, Trace, now_micros};
-use vigil_schemas::{EventClass, Producer, SignatureState, Status, Subject, VerificationEvent};
+use vigil_schemas::{
+    EventClass, Producer, SignatureState, Status, Subject, VerificationEvent, VerifiedEvent,
+};
 
 const MINUTE_US: i64 = 60_000_000;
 
@@ -152,15 +154,18 @@ async fn verdict_scenarios_give_exactly_the_expected_alerts_and_near_misses_none
         sent += 1;
     }
 
-    // Use after an emergency revocation: both revocation rules.
+    // Use after an emergency revocation: both revocation rules, whatever the reason says.
     let emergency = event("k-leaked");
     feeder
-        .send(&feeder.verdict(
-            emergency.clone(),
-            SignatureState::Revoked,
-            Some("key revoked: emergency: key leaked"),
-            "k-leaked",
-        ))
+        .send(&VerifiedEvent {
+            key_emergency: true,
+            ..feeder.verdict(
+                emergency.clone(),
+                SignatureState::Revoked,
+                Some("key revoked: key found in a public build log"),
+                "k-leaked",
+            )
+        })
         .await;
     sent += 1;
 

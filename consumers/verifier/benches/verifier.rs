@@ -207,6 +207,7 @@ async fn bench() {
         raw_topic: raw.clone(),
         verified_topic: verified.clone(),
         keys_topic: keys.clone(),
+        trust_anchors: Some(registry.anchors_path().to_owned()),
         verify_batch_max: batch_max,
         ..defaults
     };
@@ -302,6 +303,8 @@ async fn bench() {
         let returned_at = match &vigil_bin {
             Some(bin) => {
                 let (bin, key_id, keys) = (bin.clone(), key_id.clone(), keys.clone());
+                let admin = registry.admin_key_path().to_owned();
+                let anchors = registry.anchors_path().to_owned();
                 let out = tokio::task::spawn_blocking(move || {
                     std::process::Command::new(bin)
                         .args([
@@ -315,6 +318,10 @@ async fn bench() {
                             "--topic",
                             &keys,
                         ])
+                        .arg("--admin-key")
+                        .arg(&admin)
+                        .arg("--trust-anchors")
+                        .arg(&anchors)
                         .output()
                 })
                 .await

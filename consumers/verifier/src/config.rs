@@ -1,6 +1,6 @@
 //! `VerifierConfig`: one TOML file per deployment, `VIGIL_*` overrides for addresses.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use vigil_consumer::{ConsumerConfig, ConsumerDefaults, RuntimeConfig};
@@ -35,6 +35,15 @@ pub struct VerifierConfig {
     /// Compacted key registry topic.
     #[serde(default = "default_keys_topic")]
     pub keys_topic: String,
+    /// Administrator public keys whose signatures make key registry records trusted: an SPKI
+    /// PEM file of one or more keys, or a folder of `*.pem` / `*.pub` files. Required
+    /// (`VIGIL_TRUST_ANCHORS` overrides it).
+    #[serde(default)]
+    pub trust_anchors: Option<PathBuf>,
+    /// Migration window only: also apply unsigned key registry records, until `vigil keys
+    /// adopt` has re-signed them (docs/operations.md, "Signed key registry").
+    #[serde(default)]
+    pub accept_unsigned_key_records: bool,
     /// Largest accepted distance between an event's `occurred_at` and the verifier's clock.
     #[serde(default = "default_max_clock_skew_ms")]
     pub max_clock_skew_ms: u64,
@@ -127,8 +136,12 @@ impl VerifierConfig {
         Ok(config)
     }
 
-    /// Applies `VIGIL_KAFKA_BOOTSTRAP` and `VIGIL_SCHEMA_REGISTRY_URL` from `get`.
+    /// Applies `VIGIL_KAFKA_BOOTSTRAP`, `VIGIL_SCHEMA_REGISTRY_URL` and `VIGIL_TRUST_ANCHORS`
+    /// from `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(path) = get("VIGIL_TRUST_ANCHORS").filter(|p| !p.trim().is_empty()) {
+            self.trust_anchors = Some(PathBuf::from(path));
+        }
         self.consumer.apply_address_env(get);
     }
 
@@ -200,6 +213,13 @@ impl VerifierConfig {
                 ),
             ));
         }
+        if self.trust_anchors.is_none() {
+            return Err(invalid(
+                "trust_anchors",
+                "is required: the PEM file or folder of administrator public keys that sign the \
+                 key registry (or set VIGIL_TRUST_ANCHORS)",
+            ));
+        }
         if !(100..=3_600_000).contains(&self.key_registry_load_timeout_ms) {
             return Err(invalid(
                 "key_registry_load_timeout_ms",
@@ -220,7 +240,10 @@ mod tests {
 
     #[test]
     fn defaults_validate_and_name_the_real_topics() {
-        let c = VerifierConfig::default();
+        let mut c = VerifierConfig::default();
+        let err = c.validate().expect_err("trust anchors have no default");
+        assert!(err.to_string().contains("trust_anchors"), "{err}");
+        c.apply_env(|k| (k == "VIGIL_TRUST_ANCHORS").then(|| "/etc/vigil/admins".into()));
         c.validate().expect("defaults are valid");
         assert_eq!(c.raw_topic, "vigil.events.raw");
         assert_eq!(c.max_clock_skew_ms, 300_000);

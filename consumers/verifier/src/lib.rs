@@ -27,7 +27,10 @@ use rdkafka::producer::FutureProducer;
 use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig, KeyRegistryError};
 use vigil_consumer::{ConsumerRuntime, RunSummary, RuntimeError};
 use vigil_schemas::topics::value_subject;
-use vigil_schemas::{AvroRecord, Codec, SchemaRegistry, VerdictEncoder, VerifiedEvent, WireError};
+use vigil_schemas::{
+    AvroRecord, Codec, SchemaRegistry, TrustAnchorError, TrustAnchors, VerdictEncoder,
+    VerifiedEvent, WireError,
+};
 use vigil_topology::Telemetry;
 
 pub use config::{ConfigError, VerifierConfig};
@@ -45,6 +48,9 @@ pub enum VerifierError {
     /// The key registry could not be loaded.
     #[error("key registry")]
     KeyRegistry(#[from] KeyRegistryError),
+    /// The trust anchors could not be read.
+    #[error("trust anchors")]
+    TrustAnchors(#[from] TrustAnchorError),
     /// The schema registry refused or could not be reached at start-up.
     #[error("schema registry")]
     Registry(#[source] vigil_schemas::RegistryError),
@@ -82,10 +88,18 @@ pub async fn build(
         )
         .await
         .map_err(VerifierError::Registry)?;
+    let anchors = match &config.trust_anchors {
+        Some(path) => Arc::new(TrustAnchors::load(path)?),
+        None => {
+            return Err(ConfigError::invalid("verifier", "trust_anchors", "is required").into());
+        }
+    };
     let (registry, registry_task) = KeyRegistry::start(
         &KeyRegistryConfig {
             topic: config.keys_topic.clone(),
             schema_registry_url: config.consumer.schema_registry_url.clone(),
+            anchors,
+            accept_unsigned: config.accept_unsigned_key_records,
         },
         &config.consumer.kafka,
         Some(&telemetry.registry),

@@ -26,17 +26,6 @@ use crate::signature::SignatureChecker;
 /// Header carrying the verdict on verified records, so routers need not decode.
 pub const STATE_HEADER: &str = "vigil-signature-state";
 
-/// Headers copied from the raw record to the verified one.
-const COPIED_HEADERS: &[&str] = &[
-    headers::TRACEPARENT,
-    headers::CE_SPECVERSION,
-    headers::CE_ID,
-    headers::CE_TYPE,
-    headers::CE_SOURCE,
-    headers::CE_TIME,
-    headers::CONTENT_TYPE,
-];
-
 /// Everything a verdict needs besides the record.
 pub struct Verifier {
     pub(crate) registry: Arc<KeyRegistry>,
@@ -68,6 +57,8 @@ pub struct Verdict {
     pub state: SignatureState,
     /// Why it is not valid.
     pub reason: Option<String>,
+    /// The key was revoked as an emergency.
+    pub key_emergency: bool,
 }
 
 impl Verdict {
@@ -75,6 +66,7 @@ impl Verdict {
         Self {
             state,
             reason: Some(reason.into()),
+            key_emergency: false,
         }
     }
 }
@@ -120,8 +112,11 @@ impl Verifier {
         }
         match decide(Some(&view), event.occurred_at, now) {
             KeyDecision::Valid => {}
-            KeyDecision::Revoked { reason } => {
-                return Verdict::reject(SignatureState::Revoked, format!("key revoked: {reason}"));
+            KeyDecision::Revoked { reason, emergency } => {
+                return Verdict {
+                    key_emergency: emergency,
+                    ..Verdict::reject(SignatureState::Revoked, format!("key revoked: {reason}"))
+                };
             }
             KeyDecision::Untrusted { reason } => {
                 return Verdict::reject(SignatureState::Untrusted, reason);
@@ -131,6 +126,13 @@ impl Verifier {
                 return Verdict::reject(
                     SignatureState::Untrusted,
                     format!("key rotated; grace ended at {at}"),
+                );
+            }
+            KeyDecision::PastNotAfter { not_after } => {
+                let at = format_rfc3339(not_after).unwrap_or_else(|| not_after.to_string());
+                return Verdict::reject(
+                    SignatureState::Untrusted,
+                    format!("key expired at {at} (not_after)"),
                 );
             }
         }
@@ -169,6 +171,7 @@ impl Verifier {
         Verdict {
             state: SignatureState::Valid,
             reason: None,
+            key_emergency: false,
         }
     }
 
@@ -200,20 +203,21 @@ impl Verifier {
 
     /// Hands the verdict to the producer (queued in call order, which the idempotent producer
     /// keeps per partition) and returns the acknowledgement to wait for.
+    /// The trace and CloudEvents headers come from the decoded event (`derived`), not from the
+    /// producer's headers, which nothing checked.
     async fn enqueue(
         &self,
         record: &InboundRecord,
         state: SignatureState,
+        derived: &[(&'static str, Vec<u8>)],
         value: Vec<u8>,
     ) -> Result<DeliveryFuture, HandleError> {
-        let mut hdrs = OwnedHeaders::new_with_capacity(COPIED_HEADERS.len() + 1);
-        for name in COPIED_HEADERS {
-            if let Some(v) = record.header(name) {
-                hdrs = hdrs.insert(Header {
-                    key: name,
-                    value: Some(v),
-                });
-            }
+        let mut hdrs = OwnedHeaders::new_with_capacity(derived.len() + 1);
+        for (name, v) in derived {
+            hdrs = hdrs.insert(Header {
+                key: name,
+                value: Some(v),
+            });
         }
         hdrs = hdrs.insert(Header {
             key: STATE_HEADER,
@@ -314,9 +318,13 @@ impl Handler for Verifier {
             origin_topic: &record.topic,
             origin_partition: record.partition,
             origin_offset: record.offset,
+            key_emergency: verdict.key_emergency,
         };
+        let derived = headers::event_headers(&event);
         let encoded = self.encode_verdict(&writer, body, event, &fields)?;
-        let delivery = self.enqueue(record, verdict.state, encoded).await?;
+        let delivery = self
+            .enqueue(record, verdict.state, &derived, encoded)
+            .await?;
         turn.pass().await;
         match delivery.await {
             Ok(Ok(_)) => {}

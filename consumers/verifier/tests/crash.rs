@@ -44,12 +44,13 @@ async fn kill_9_mid_stream_loses_nothing() {
     std::fs::write(
         &path,
         format!(
-            "schema_registry_url = {:?}\ngroup_id = {:?}\nraw_topic = {:?}\nverified_topic = {:?}\nkeys_topic = {:?}\ndlq_topic = {:?}\nretry_topics = []\ncommit_interval_ms = 200\nverify_batch_max = 16\n[kafka]\nbootstrap_servers = {:?}\nlinger_ms = 1\n",
+            "schema_registry_url = {:?}\ngroup_id = {:?}\nraw_topic = {:?}\nverified_topic = {:?}\nkeys_topic = {:?}\ntrust_anchors = {:?}\ndlq_topic = {:?}\nretry_topics = []\ncommit_interval_ms = 200\nverify_batch_max = 16\n[kafka]\nbootstrap_servers = {:?}\nlinger_ms = 1\n",
             config.consumer.schema_registry_url,
             config.consumer.group_id,
             config.raw_topic,
             config.verified_topic,
             config.keys_topic,
+            topics.keys.anchors_path(),
             config.consumer.dlq_topic,
             config.consumer.kafka.bootstrap_servers
         ),

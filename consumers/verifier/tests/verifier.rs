@@ -12,7 +12,7 @@ use common::*;
 use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig};
 use vigil_schemas::model::now_micros;
 use vigil_schemas::wire::frame;
-use vigil_schemas::{EventSigner, KeyState, SignatureState, VerifiedEvent};
+use vigil_schemas::{EventSigner, KeyState, KeyStatus, SignatureState, VerifiedEvent};
 use vigil_topology::KafkaClientConfig;
 
 /// Record headers as the poison cases carry them: (name, value).
@@ -289,6 +289,8 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
         &KeyRegistryConfig {
             topic: topics.keys.topic().to_owned(),
             schema_registry_url: vigil_test_support::schema_registry_url(),
+            anchors: topics.keys.anchors(),
+            accept_unsigned: false,
         },
         &KafkaClientConfig::new(vigil_test_support::kafka_bootstrap()),
         None,
@@ -330,6 +332,7 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
     revoked.state = KeyState::Revoked;
     revoked.revoked_at = Some(now_micros());
     revoked.emergency = true;
+    revoked.version = 2;
     let t = Instant::now();
     writer.write(&revoked).await.unwrap();
     eventually("live revocation applied", Duration::from_secs(1), || {
@@ -340,11 +343,33 @@ async fn key_registry_loads_ten_thousand_keys_before_ready_and_follows_live() {
         "key registry: live update seen {:?} after the write started",
         t.elapsed()
     );
-    writer.delete("key-00043").await.unwrap();
-    eventually("tombstone removes the key", Duration::from_secs(1), || {
-        registry.get("key-00043").is_none()
-    })
+    // Keys are revoked, never deleted: a tombstone is refused and the key stays.
+    let producer = vigil_test_support::producer();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<str, [u8]>::to(topics.keys.topic()).key("key-00043"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let applied = registry.applied();
+    writer
+        .write(&KeyStatus {
+            version: 3,
+            ..revoked
+        })
+        .await
+        .unwrap();
+    eventually(
+        "the next record after the tombstone applied",
+        Duration::from_secs(5),
+        || registry.applied() > applied,
+    )
     .await;
+    assert!(
+        registry.get("key-00043").is_some(),
+        "a tombstone does not delete a key"
+    );
     task.abort();
 }
 
@@ -356,4 +381,178 @@ fn rss_bytes() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// The attacks of issue #13, written straight to the keys topic by a plain Kafka client while a
+/// verifier runs: each refused record leaves the key as it was, and is counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_key_records_written_by_any_kafka_client_are_refused_and_counted() {
+    let topics = Topics::create(1).await;
+    let schema = topics.raw_schema().await;
+    let keys = &topics.keys;
+    let payments = keys.register("payments-api", schema).await;
+    let stolen = signer("k-stolen", schema);
+    keys.activate("k-stolen", stolen.signer()).await;
+    let running = start_verifier(topics.config());
+    running.ready().await;
+
+    let kafka = vigil_test_support::producer();
+    let status_schema =
+        vigil_test_support::register_schema::<vigil_schemas::KeyStatus>(keys.topic()).await;
+    let codec = vigil_schemas::Codec::<vigil_schemas::KeyStatus>::new().unwrap();
+    let framed = |s: &vigil_schemas::KeyStatus| codec.encode_framed(status_schema, s).unwrap();
+    let send_record = |key: &'static str, value: Vec<u8>, headers: Vec<(&'static str, Vec<u8>)>| {
+        let kafka = kafka.clone();
+        let topic = keys.topic().to_owned();
+        async move {
+            let h: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            send(&kafka, &topic, key.as_bytes(), &value, &h).await;
+        }
+    };
+
+    // 1. An unsigned record for a new key, copied from a real one with another key put in.
+    let attacker = signer("k-attacker", schema);
+    let unsigned_new = KeyStatus {
+        version: 99,
+        ..active("k-attacker", attacker.signer())
+    };
+    send_record("k-attacker", framed(&unsigned_new), vec![]).await;
+    // 2. The same for an existing key: the attacker's public key under `payments-api`.
+    let impostor = signer("payments-api", schema);
+    let replaced = KeyStatus {
+        version: 99,
+        ..active("payments-api", impostor.signer())
+    };
+    send_record("payments-api", framed(&replaced), vec![]).await;
+    // 3. A record signed by a producer key (not an administrator).
+    let by_producer = framed(&KeyStatus {
+        version: 100,
+        ..active("payments-api", impostor.signer())
+    });
+    let headers =
+        vigil_schemas::admin::sign_record(payments.signer(), b"payments-api", &by_producer);
+    send_record("payments-api", by_producer, headers.to_vec()).await;
+    // 4. After a revocation, the older signed `active` record replayed.
+    let (old_active, old_headers) = {
+        let s = KeyStatus {
+            version: 1,
+            ..active("k-stolen", stolen.signer())
+        };
+        keys.writer().sign(&s).unwrap()
+    };
+    keys.revoke(
+        "k-stolen",
+        stolen.signer(),
+        now_micros() - 1_000_000,
+        Some("stolen"),
+        true,
+    )
+    .await;
+    // payments-api, k-stolen, then its revocation.
+    eventually("revocation applied", Duration::from_secs(5), || {
+        signed_updates(&running) == 3
+    })
+    .await;
+    send_record("k-stolen", old_active, old_headers.to_vec()).await;
+
+    let metric = |reason: &str| {
+        running
+            .telemetry()
+            .render()
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "vigil_key_registry_records_refused_total{{reason=\"{reason}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually(
+        "every forged record refused",
+        Duration::from_secs(10),
+        || metric("unsigned") == 2 && metric("unknown_admin") == 1 && metric("stale_version") == 1,
+    )
+    .await;
+
+    // Events signed by the attacker's keys: untrusted (new id) and bad (the real key stays).
+    let p = producer();
+    // The genuine event with forged CloudEvents headers (the signature covers the value only).
+    let mut genuine = payments.sign(&event("payments-api")).unwrap();
+    let real_type = genuine.header("ce_type").unwrap().to_vec();
+    for (k, v) in &mut genuine.headers {
+        match k.as_str() {
+            "ce_type" => *v = b"io.vigil.authentication.login_success".to_vec(),
+            "ce_source" => *v = b"/vigil/rust/payments-core".to_vec(),
+            _ => {}
+        }
+    }
+    let sent = [
+        attacker.sign(&event("k-attacker")).unwrap(),
+        impostor.sign(&event("payments-api")).unwrap(),
+        stolen.sign(&event("k-stolen")).unwrap(),
+        genuine,
+    ];
+    for r in &sent {
+        send_signed(&p, &topics.raw, r).await;
+    }
+    let reads = Reader::new(&topics.verified)
+        .read(sent.len(), Duration::from_secs(30))
+        .await;
+    let verdicts = by_event_id(&reads);
+    let state = |r: &vigil_schemas::SignedRecord| {
+        verdicts[&decode_verified_value(&r.value).event_id.to_string()].state
+    };
+    assert_eq!(
+        state(&sent[0]),
+        SignatureState::Untrusted,
+        "unsigned new key"
+    );
+    assert_eq!(
+        state(&sent[1]),
+        SignatureState::Bad,
+        "payments-api kept its real key"
+    );
+    assert_eq!(
+        state(&sent[2]),
+        SignatureState::Revoked,
+        "the replayed active record"
+    );
+    assert_eq!(
+        state(&sent[3]),
+        SignatureState::Valid,
+        "the genuine key still works"
+    );
+    let emergency = &verdicts[&decode_verified_value(&sent[2].value).event_id.to_string()];
+    assert!(
+        emergency.key_emergency,
+        "the emergency flag is a field of the verdict"
+    );
+    assert!(!verdicts[&decode_verified_value(&sent[3].value).event_id.to_string()].key_emergency);
+    let id = decode_verified_value(&sent[3].value).event_id.to_string();
+    let read = reads
+        .iter()
+        .find(|r| decode_verified(r).event.event_id.to_string() == id)
+        .unwrap();
+    assert_eq!(
+        read.headers.get("ce_type"),
+        Some(&real_type),
+        "CloudEvents headers come from the verified body"
+    );
+    assert_eq!(
+        read.headers.get("ce_source").map(Vec::as_slice),
+        Some(&b"/vigil/rust/verifier-test"[..])
+    );
+    running.stop().await.unwrap();
+}
+
+/// Signed key statuses the running verifier's registry applied.
+fn signed_updates(running: &Running) -> u64 {
+    running
+        .telemetry()
+        .render()
+        .lines()
+        .find(|l| l.starts_with("vigil_key_registry_updates_total{kind=\"signed\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }

@@ -130,6 +130,7 @@ impl Feeder {
             origin_topic: "ct-raw".into(),
             origin_partition: 0,
             origin_offset: self.offset.fetch_add(1, Ordering::Relaxed),
+            key_emergency: false,
         }
     }
 }

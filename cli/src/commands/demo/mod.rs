@@ -187,6 +187,8 @@ struct Demo {
     stages: Vec<StageResult>,
     key_seeds: BTreeMap<&'static str, [u8; 32]>,
     sink_seed: [u8; 32],
+    /// The administrator who signs the run's key registry records.
+    admin_seed: [u8; 32],
     audit_rows: Option<u64>,
     verify: Option<Value>,
     soc: BTreeMap<&'static str, Value>,
@@ -238,6 +240,7 @@ pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCo
         stages: Vec::new(),
         key_seeds: PLATFORMS.iter().map(|p| (p.key_id, seed())).collect(),
         sink_seed: seed(),
+        admin_seed: seed(),
         audit_rows: None,
         verify: None,
         soc: BTreeMap::new(),
@@ -391,7 +394,7 @@ impl Demo {
     async fn keys(&mut self) -> anyhow::Result<KeyStatusWriter> {
         let t0 = Instant::now();
         let writer = PipelineConfig::new(self.ns.clone(), self.endpoints.clone())
-            .key_writer()
+            .key_writer(self.admin())
             .await?;
         for p in &PLATFORMS {
             let signer = self.signer(p.key_id)?;
@@ -402,6 +405,18 @@ impl Demo {
         let ids: Vec<&str> = PLATFORMS.iter().map(|p| p.key_id).collect();
         self.record("keys", true, format!("registered {}", ids.join(", ")), t0);
         Ok(writer)
+    }
+
+    /// The run's administrator.
+    fn admin(&self) -> EventSigner {
+        EventSigner::from_seed(&self.admin_seed)
+    }
+
+    /// Writes the administrator's public key where the verifier reads its trust anchors.
+    fn write_trust_anchors(&self) -> anyhow::Result<std::path::PathBuf> {
+        let path = self.workdir.path().join("admins.pem");
+        std::fs::write(&path, self.admin().public_key().to_spki_pem()?)?;
+        Ok(path)
     }
 
     fn signer(&self, key_id: &str) -> anyhow::Result<EventSigner> {
@@ -437,8 +452,9 @@ impl Demo {
             url = format!("http://{hook_addr}/hooks/vigil"),
             secret = secret_path.display().to_string(),
         );
+        let anchors = self.write_trust_anchors()?;
         let config = PipelineConfig::new(self.ns.clone(), self.endpoints.clone())
-            .with_verifier()
+            .with_verifier(anchors)
             .with_correlator(rules_dir)
             .with_alerter(&routing, &token_path)?
             .with_audit_sink(EventSigner::from_seed(&self.sink_seed));

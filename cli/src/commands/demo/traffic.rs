@@ -257,7 +257,8 @@ impl Demo {
         );
         revoked.revoked_at = Some(now_micros());
         revoked.reason = Some("key found in a public build log".to_owned());
-        revoked.updated_by = "vigil demo".to_owned();
+        revoked.updated_by = writer.admin_id();
+        revoked.version = 2;
         writer.write(&revoked).await?;
         let registry = self
             .pipeline

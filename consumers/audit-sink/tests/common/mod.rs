@@ -100,6 +100,7 @@ pub fn verified_event(i: u64, signer: &EventSigner) -> VerifiedEvent {
         origin_topic: "raw".into(),
         origin_partition: 0,
         origin_offset: i as i64,
+        key_emergency: false,
     }
 }
 

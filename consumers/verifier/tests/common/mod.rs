@@ -68,6 +68,7 @@ impl Topics {
             raw_topic: self.raw.clone(),
             verified_topic: self.verified.clone(),
             keys_topic: self.keys.topic().to_owned(),
+            trust_anchors: Some(self.keys.anchors_path().to_owned()),
             max_clock_skew_ms: 60_000,
             key_registry_load_timeout_ms: 30_000,
             ..defaults
