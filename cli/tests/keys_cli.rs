@@ -16,6 +16,7 @@ const HOUR_US: i64 = 3_600_000_000;
 /// One test's keys topic, key directory and administrators.
 struct Env {
     topic: String,
+    raw: String,
     dir: tempfile::TempDir,
     anchors: PathBuf,
     alice: PathBuf,
@@ -27,6 +28,8 @@ impl Env {
     async fn new(prefix: &str) -> Env {
         let topic = vigil_test_support::unique_name(prefix);
         vigil_test_support::create_compacted_topic(&topic).await;
+        let raw = vigil_test_support::unique_name(&format!("{prefix}-raw"));
+        vigil_test_support::create_topic(&raw, 1).await;
         let dir = tempfile::tempdir().unwrap();
         let key = |name: &str| {
             let private = dir.path().join(format!("{name}.pem"));
@@ -45,6 +48,7 @@ impl Env {
         std::fs::write(&anchors, text).unwrap();
         Env {
             topic,
+            raw,
             dir,
             anchors,
             alice,
@@ -63,6 +67,8 @@ impl Env {
                 &self.topic,
                 "--trust-anchors",
                 path(&self.anchors),
+                "--raw-topic",
+                &self.raw,
             ])
             .env(
                 "VIGIL_KAFKA_BOOTSTRAP",
@@ -710,4 +716,77 @@ async fn adopt_re_signs_an_unsigned_registry_after_the_operator_checked_it() {
     let again = env.row("k-legacy");
     assert_eq!(again.version, 2);
     assert_ne!(again.signed_by, row.signed_by, "signed by bob now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_operation_is_an_event_signed_by_the_administrator_who_did_it() {
+    let env = Env::new("cli-keys-events").await;
+    let a = env.openssl_key("a");
+    let b = env.openssl_key("b");
+    ok(&env.register("k-a", &a));
+    env.planned_and_approved(&[
+        "rotate",
+        "--key-id",
+        "k-a",
+        "--new-key-id",
+        "k-b",
+        "--public-key",
+        path(&b),
+        "--grace",
+        "1h",
+    ]);
+    ok(&env.revoke(&["--key-id", "k-b", "--reason", "leaked", "--emergency"]));
+
+    let admin_pub = |p: &Path| {
+        vigil_schemas::PublicKey::from_spki_pem_file(p.with_extension("pub.pem")).unwrap()
+    };
+    let (alice, bob) = (admin_pub(&env.alice), admin_pub(&env.bob));
+    let id = |k: &vigil_schemas::PublicKey| vigil_schemas::KeyId::for_public_key(k).to_string();
+    let records =
+        vigil_test_support::read_records(&env.raw, 7, std::time::Duration::from_secs(20)).await;
+    let codec = vigil_schemas::Codec::<vigil_schemas::VerificationEvent>::new().unwrap();
+    let mut seen = Vec::new();
+    for r in &records {
+        let sig = vigil_schemas::SignatureHeaders::parse(
+            r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+        )
+        .unwrap();
+        let signer = [&alice, &bob]
+            .into_iter()
+            .find(|k| id(k) == sig.key_id.as_str())
+            .unwrap_or_else(|| panic!("signed by {}, not an administrator", sig.key_id.as_str()));
+        let value = r.value.as_deref().unwrap();
+        signer.verify(value, &sig.signature).unwrap();
+        let (_, body) = vigil_schemas::wire::split_frame(value).unwrap();
+        let e = codec.decode(body).unwrap();
+        assert_eq!(e.class_uid, vigil_schemas::EventClass::KeyLifecycle);
+        seen.push((
+            e.activity_name.clone(),
+            e.attributes.get("key_id").cloned().unwrap_or_default(),
+            sig.key_id.as_str() == id(&bob),
+        ));
+        if e.activity_name == "key_registered" && e.attributes["key_id"] == "k-a" {
+            assert_eq!(e.attributes["version"], "1");
+            assert_eq!(e.attributes["planner_key_id"], id(&alice));
+            assert_eq!(e.attributes["approver_key_id"], id(&bob));
+            assert!(!e.attributes["plan_id"].is_empty());
+        }
+        if e.activity_name == "key_revoked" {
+            assert_eq!(e.attributes["emergency"], "true");
+            assert_eq!(e.severity_id, vigil_schemas::Severity::High);
+        }
+    }
+    let s = |a: &str, k: &str, by_bob: bool| (a.to_owned(), k.to_owned(), by_bob);
+    assert_eq!(
+        seen,
+        [
+            s("key_registered", "k-a", true),
+            s("plan_approved", "", true),
+            s("rotation_started", "k-a", true),
+            s("key_registered", "k-b", true),
+            s("rotation_completed", "k-a", true),
+            s("plan_approved", "", true),
+            s("key_revoked", "k-b", false),
+        ]
+    );
 }

@@ -7,6 +7,11 @@
 //! signed by the administrator who wrote it, keyed by key id, sent with an idempotent producer,
 //! and acknowledged by the broker before the command returns. Administrators are the trust
 //! anchors of `--trust-anchors`, as every reader of the registry is configured.
+//!
+//! Every operation is also recorded as a `key_lifecycle` event on the raw topic, signed by the
+//! administrator who did it (`vigil_consumer::key_plan::key_event`), after its status was
+//! acknowledged: a rotation as `rotation_started` before its two statuses and
+//! `rotation_completed` after them, an approval as `plan_approved`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,11 +20,17 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use vigil_consumer::key_plan::{ChangeAction, KeyChange, KeyManifest, KeyPlan};
+use rdkafka::producer::FutureProducer;
+use vigil_consumer::key_plan::{
+    ChangeAction, KeyActivity, KeyChange, KeyManifest, KeyPlan, key_event, plan_event,
+};
 use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig, KeyStatusWriter, KeyView};
 use vigil_schemas::admin::admin_id;
 use vigil_schemas::model::{format_rfc3339, now_micros, parse_rfc3339};
-use vigil_schemas::{EventSigner, KeyId, KeyState, KeyStatus, PublicKey, TrustAnchors};
+use vigil_schemas::{
+    EventSigner, KeyId, KeyState, KeyStatus, PublicKey, RecordSigner, SchemaRegistry, TrustAnchors,
+    VerificationEvent,
+};
 use vigil_topology::KafkaClientConfig;
 
 /// How long a command waits to read the registry before acting on it.
@@ -59,6 +70,14 @@ pub struct KeysArgs {
     /// may plan, approve and revoke.
     #[arg(long, global = true, env = "VIGIL_TRUST_ANCHORS")]
     trust_anchors: Option<PathBuf>,
+    /// The raw events topic the key operation events are written to.
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIL_RAW_TOPIC",
+        default_value = "vigil.events.raw"
+    )]
+    raw_topic: String,
 }
 
 /// Lifecycle metadata of a key.
@@ -371,13 +390,38 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 println!("dry run: nothing written");
                 return Ok(ExitCode::SUCCESS);
             }
+            let approver_id = admin_id(&approver).as_str().to_owned();
+            let events = ctx.events(&approver).await?;
             let writer = ctx.writer(approver).await?;
-            for s in &statuses {
-                writer.write(s).await?;
+            let changes = &plan.plan.changes;
+            let retired: Vec<&KeyStatus> = changes
+                .iter()
+                .zip(&statuses)
+                .filter(|(c, _)| c.action == ChangeAction::Retire)
+                .map(|(_, s)| s)
+                .collect();
+            for s in &retired {
+                events
+                    .send(&key_event(KeyActivity::RotationStarted, s, &approver_id))
+                    .await?;
             }
+            for (c, s) in changes.iter().zip(&statuses) {
+                writer.write(s).await?;
+                let activity = match c.action {
+                    ChangeAction::Register => KeyActivity::Registered,
+                    ChangeAction::Update => KeyActivity::Updated,
+                    ChangeAction::Retire => continue,
+                };
+                events.send(&key_event(activity, s, &approver_id)).await?;
+            }
+            for s in &retired {
+                events
+                    .send(&key_event(KeyActivity::RotationCompleted, s, &approver_id))
+                    .await?;
+            }
+            events.send(&plan_event(&plan, &approver_id)).await?;
             println!(
-                "approved by {}: {} statuses written",
-                writer.admin_id(),
+                "approved by {approver_id}: {} statuses written",
                 statuses.len()
             );
             Ok(ExitCode::SUCCESS)
@@ -407,7 +451,12 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 approved_by: None,
                 ..old.status.clone()
             };
+            let actor = admin_id(&admin).as_str().to_owned();
+            let events = ctx.events(&admin).await?;
             ctx.writer(admin).await?.write(&revoked).await?;
+            events
+                .send(&key_event(KeyActivity::Revoked, &revoked, &actor))
+                .await?;
             println!(
                 "revoked {key_id}{}",
                 if *emergency {
@@ -447,15 +496,18 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             }
             let now = now_micros();
             let updated_by = admin_id(&admin).as_str().to_owned();
+            let events = ctx.events(&admin).await?;
             let writer = ctx.writer(admin).await?;
             for v in &unsigned {
-                writer
-                    .write(&KeyStatus {
-                        version: v.status.version.max(0) + 1,
-                        updated_at: now,
-                        updated_by: updated_by.clone(),
-                        ..v.status.clone()
-                    })
+                let adopted = KeyStatus {
+                    version: v.status.version.max(0) + 1,
+                    updated_at: now,
+                    updated_by: updated_by.clone(),
+                    ..v.status.clone()
+                };
+                writer.write(&adopted).await?;
+                events
+                    .send(&key_event(KeyActivity::Adopted, &adopted, &updated_by))
                     .await?;
             }
             println!(
@@ -511,6 +563,28 @@ impl Ctx<'_> {
         Ok(admin)
     }
 
+    /// A writer of key operation events signed by `admin` to the raw topic.
+    async fn events(&self, admin: &EventSigner) -> anyhow::Result<KeyEvents> {
+        let topic = &self.args.raw_topic;
+        let schema = SchemaRegistry::new(&self.args.schema_registry)?
+            .register(
+                &vigil_schemas::topics::value_subject(topic),
+                vigil_schemas::schema::VERIFICATION_EVENT_AVSC,
+            )
+            .await
+            .with_context(|| format!("registering the event schema of {topic}"))?;
+        let signer = admin.clone().with_key_id(admin_id(admin));
+        let mut config = self.kafka.producer();
+        config
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", "30000");
+        Ok(KeyEvents {
+            producer: config.create().context("creating the key event producer")?,
+            signer: RecordSigner::new(signer, schema)?,
+            topic: topic.clone(),
+        })
+    }
+
     async fn writer(&self, admin: EventSigner) -> anyhow::Result<KeyStatusWriter> {
         KeyStatusWriter::new(
             &self.args.topic,
@@ -542,6 +616,40 @@ impl Ctx<'_> {
             out.display()
         );
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Writes key operation events to the raw topic, signed by one administrator.
+struct KeyEvents {
+    producer: FutureProducer,
+    signer: RecordSigner,
+    topic: String,
+}
+
+impl KeyEvents {
+    /// Signs `event` and returns once the broker acknowledged it.
+    async fn send(&self, event: &VerificationEvent) -> anyhow::Result<()> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let record = self.signer.sign(event)?;
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (k, v) in &record.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        self.producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&self.topic)
+                    .key(&record.key)
+                    .payload(&record.value)
+                    .headers(headers),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("writing the key operation event to {}", self.topic))?;
+        Ok(())
     }
 }
 

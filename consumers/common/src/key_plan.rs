@@ -11,13 +11,22 @@
 //! above the planned one, naming the plan, its planner and its approver.
 //!
 //! Revocations do not go through plans: an emergency cannot wait for a second person.
+//!
+//! Every key operation is also a `key_lifecycle` event ([`key_event`]) that the acting
+//! administrator signs onto the raw topic, so it is verified, correlated and kept in the audit
+//! trail with everything needed to re-check later events against the key history.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use vigil_schemas::admin::admin_id;
-use vigil_schemas::model::{TimestampMicros, format_rfc3339, parse_rfc3339};
-use vigil_schemas::{EventSigner, KeyId, KeyState, KeyStatus, PublicKey, Signature, TrustAnchors};
+use vigil_schemas::model::{
+    EventClass, Platform, Producer, Severity, Status, Subject, TimestampMicros, format_rfc3339,
+    parse_rfc3339,
+};
+use vigil_schemas::{
+    EventSigner, KeyId, KeyState, KeyStatus, PublicKey, Signature, TrustAnchors, VerificationEvent,
+};
 
 /// Format version of plan files.
 pub const KEY_PLAN_VERSION: u32 = 1;
@@ -361,6 +370,136 @@ impl KeyPlan {
             out.push(s);
         }
         Ok(out)
+    }
+}
+
+/// What a key operation event records (its `activity_name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyActivity {
+    /// A key was registered (an approved plan).
+    Registered,
+    /// A key's metadata changed (an approved plan).
+    Updated,
+    /// An approved rotation is being written (before either status).
+    RotationStarted,
+    /// Both statuses of a rotation were acknowledged.
+    RotationCompleted,
+    /// A key was revoked (one administrator).
+    Revoked,
+    /// An unsigned or old status was signed again (`vigil keys adopt`).
+    Adopted,
+    /// A plan was approved and executed.
+    PlanApproved,
+}
+
+impl KeyActivity {
+    /// The event's `activity_name`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyActivity::Registered => "key_registered",
+            KeyActivity::Updated => "key_updated",
+            KeyActivity::RotationStarted => "rotation_started",
+            KeyActivity::RotationCompleted => "rotation_completed",
+            KeyActivity::Revoked => "key_revoked",
+            KeyActivity::Adopted => "key_adopted",
+            KeyActivity::PlanApproved => "plan_approved",
+        }
+    }
+}
+
+/// Service name in the `producer` of key operation events.
+pub const KEY_EVENT_SERVICE: &str = "vigil-keys";
+
+/// The `key_lifecycle` event recording `activity` on `status` by administrator `actor` (who
+/// signs it): the subject is the actor (principal) and the key (key id), the attributes the
+/// whole status, so the audit trail can rebuild the key history from these events alone.
+pub fn key_event(activity: KeyActivity, status: &KeyStatus, actor: &str) -> VerificationEvent {
+    let time = |t: Option<TimestampMicros>| t.and_then(format_rfc3339).unwrap_or_default();
+    let state = match status.state {
+        KeyState::Active => "active",
+        KeyState::Rotated => "rotated",
+        KeyState::Revoked => "revoked",
+    };
+    let severity = match (activity, status.emergency) {
+        (KeyActivity::Revoked, true) => Severity::High,
+        (KeyActivity::Revoked, false) => Severity::Medium,
+        _ => Severity::Informational,
+    };
+    let text = |t: &Option<String>| t.clone().unwrap_or_default();
+    let mut e = VerificationEvent::new(
+        EventClass::KeyLifecycle,
+        activity.as_str(),
+        Status::Success,
+        Producer::new(Platform::Cli, env!("CARGO_PKG_VERSION"), KEY_EVENT_SERVICE),
+    )
+    .with_severity(severity)
+    .with_subject(Subject::principal(actor).with_key_id(status.key_id.clone()))
+    .with_message(format!(
+        "{} {} v{} ({state}) by {actor}",
+        activity.as_str(),
+        status.key_id,
+        status.version
+    ));
+    for (k, v) in [
+        ("key_id", status.key_id.clone()),
+        ("version", status.version.to_string()),
+        ("state", state.to_owned()),
+        ("public_key", hex::encode(&status.public_key)),
+        ("valid_from", time(Some(status.valid_from))),
+        ("grace_until", time(status.grace_until)),
+        ("revoked_at", time(status.revoked_at)),
+        ("not_after", time(status.not_after)),
+        ("emergency", status.emergency.to_string()),
+        ("reason", text(&status.reason)),
+        ("replaced_by", text(&status.replaced_by)),
+        ("owner", text(&status.owner)),
+        ("environment", text(&status.environment)),
+        ("plan_id", text(&status.plan_id)),
+        ("planner_key_id", status.updated_by.clone()),
+        ("approver_key_id", text(&status.approved_by)),
+        ("admin_key_id", actor.to_owned()),
+    ] {
+        e = e.with_attribute(k, v);
+    }
+    e
+}
+
+/// The `plan_approved` event of `plan`, executed by `approver`.
+pub fn plan_event(plan: &KeyPlan, approver: &str) -> VerificationEvent {
+    let body = &plan.plan;
+    let changes: Vec<String> = body
+        .changes
+        .iter()
+        .map(|c| format!("{}:{}", action_name(c.action), c.key_id))
+        .collect();
+    VerificationEvent::new(
+        EventClass::KeyLifecycle,
+        KeyActivity::PlanApproved.as_str(),
+        Status::Success,
+        Producer::new(Platform::Cli, env!("CARGO_PKG_VERSION"), KEY_EVENT_SERVICE),
+    )
+    .with_subject(Subject::principal(approver).with_key_id(approver))
+    .with_message(format!(
+        "plan {} by {} approved by {approver}: {}",
+        body.plan_id,
+        body.planner_key_id,
+        changes.join(", ")
+    ))
+    .with_attribute("plan_id", body.plan_id.clone())
+    .with_attribute("planner_key_id", body.planner_key_id.clone())
+    .with_attribute("approver_key_id", approver)
+    .with_attribute("changes", changes.join(","))
+    .with_attribute(
+        "planned_at",
+        format_rfc3339(body.created_at).unwrap_or_default(),
+    )
+}
+
+fn action_name(a: ChangeAction) -> &'static str {
+    match a {
+        ChangeAction::Register => "register",
+        ChangeAction::Retire => "retire",
+        ChangeAction::Update => "update",
     }
 }
 

@@ -113,6 +113,9 @@ pub struct KeyView {
     /// Key id of the administrator whose signature was checked; `None` for an unsigned status
     /// accepted during the migration window.
     pub signed_by: Option<String>,
+    /// The key is a trust anchor (an administrator), not a registered producer key: it may
+    /// sign only key lifecycle and configuration events.
+    pub administrator: bool,
 }
 
 /// The verdict on a key for one event.
@@ -365,6 +368,8 @@ impl RegistryMetrics {
 pub struct KeyRegistry {
     keys: RwLock<HashMap<String, Arc<KeyView>>>,
     anchors: Arc<TrustAnchors>,
+    /// One view per trust anchor, for events administrators sign (key operations).
+    administrators: HashMap<String, Arc<KeyView>>,
     accept_unsigned: bool,
     loaded: watch::Sender<bool>,
     is_loaded: AtomicBool,
@@ -399,8 +404,27 @@ impl KeyRegistry {
         accept_unsigned: bool,
     ) -> Self {
         let (loaded, _) = watch::channel(false);
+        let administrators = anchors
+            .ids()
+            .filter_map(|id| Some((id, *anchors.get(id)?)))
+            .map(|(id, public_key)| {
+                let status = KeyStatus {
+                    reason: Some("trust anchor".into()),
+                    ..KeyStatus::active(id, &public_key, i64::MIN, id)
+                };
+                let view = KeyView {
+                    public_key,
+                    status,
+                    seen_at: 0,
+                    signed_by: Some(id.to_owned()),
+                    administrator: true,
+                };
+                (id.to_owned(), Arc::new(view))
+            })
+            .collect();
         Self {
             keys: RwLock::new(HashMap::new()),
+            administrators,
             anchors,
             accept_unsigned,
             loaded,
@@ -503,9 +527,19 @@ impl KeyRegistry {
         self.is_loaded.load(Ordering::Acquire)
     }
 
-    /// Returns the current view of `key_id`.
+    /// Returns the current view of registered key `key_id`.
     pub fn get(&self, key_id: &str) -> Option<Arc<KeyView>> {
         read(&self.keys).get(key_id).cloned()
+    }
+
+    /// Returns the key that signs as `key_id`: an administrator (trust anchor) first, then a
+    /// registered key. Administrators come from configuration, so no registry record can
+    /// shadow one.
+    pub fn signer(&self, key_id: &str) -> Option<Arc<KeyView>> {
+        self.administrators
+            .get(key_id)
+            .cloned()
+            .or_else(|| self.get(key_id))
     }
 
     /// Returns the number of keys held.
@@ -615,6 +649,7 @@ impl KeyRegistry {
             status,
             seen_at: vigil_schemas::model::now_micros(),
             signed_by,
+            administrator: false,
         });
         {
             let mut keys = write(&self.keys);
@@ -1138,6 +1173,7 @@ mod tests {
             status: s,
             seen_at: 0,
             signed_by: Some("admin".into()),
+            administrator: false,
         }
     }
 

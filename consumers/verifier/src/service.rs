@@ -14,8 +14,8 @@ use vigil_schemas::codec::WriterSchema;
 use vigil_schemas::model::{TimestampMicros, format_rfc3339, now_micros};
 use vigil_schemas::wire::split_frame_with_limit;
 use vigil_schemas::{
-    Codec, ErrorClass, SchemaId, SchemaRegistry, SignatureHeaders, SignatureState, VerdictEncoder,
-    VerdictFields, VerificationEvent, VerifiedEvent, headers,
+    Codec, ErrorClass, EventClass, SchemaId, SchemaRegistry, SignatureHeaders, SignatureState,
+    VerdictEncoder, VerdictFields, VerificationEvent, VerifiedEvent, headers,
 };
 use vigil_topology::InternalEvent;
 
@@ -82,7 +82,7 @@ impl Verifier {
         value: &[u8],
         sig: &SignatureHeaders,
     ) -> Result<Option<(Arc<KeyView>, bool)>, HandleError> {
-        let Some(view) = self.registry.get(sig.key_id.as_str()) else {
+        let Some(view) = self.registry.signer(sig.key_id.as_str()) else {
             return Ok(None);
         };
         let ok = self
@@ -109,6 +109,17 @@ impl Verifier {
         };
         if !ok {
             return Verdict::reject(SignatureState::Bad, "signature does not verify");
+        }
+        if view.administrator
+            && !matches!(
+                event.class_uid,
+                EventClass::KeyLifecycle | EventClass::Configuration
+            )
+        {
+            return Verdict::reject(
+                SignatureState::Untrusted,
+                "administrator keys sign only key lifecycle and configuration events",
+            );
         }
         match decide(Some(&view), event.occurred_at, now) {
             KeyDecision::Valid => {}

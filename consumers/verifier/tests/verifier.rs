@@ -487,11 +487,28 @@ async fn forged_key_records_written_by_any_kafka_client_are_refused_and_counted(
             _ => {}
         }
     }
+    // The administrator signs key operation events, and nothing else.
+    let admin = keys.writer().admin().clone();
+    let admin = vigil_schemas::RecordSigner::new(
+        admin
+            .clone()
+            .with_key_id(vigil_schemas::admin::admin_id(&admin)),
+        schema,
+    )
+    .unwrap();
+    let key_op = vigil_schemas::VerificationEvent::new(
+        vigil_schemas::EventClass::KeyLifecycle,
+        "key_revoked",
+        vigil_schemas::Status::Success,
+        vigil_schemas::Producer::rust("vigil-keys"),
+    );
     let sent = [
         attacker.sign(&event("k-attacker")).unwrap(),
         impostor.sign(&event("payments-api")).unwrap(),
         stolen.sign(&event("k-stolen")).unwrap(),
         genuine,
+        admin.sign(&key_op).unwrap(),
+        admin.sign(&event("payments-api")).unwrap(),
     ];
     for r in &sent {
         send_signed(&p, &topics.raw, r).await;
@@ -522,6 +539,16 @@ async fn forged_key_records_written_by_any_kafka_client_are_refused_and_counted(
         state(&sent[3]),
         SignatureState::Valid,
         "the genuine key still works"
+    );
+    assert_eq!(
+        state(&sent[4]),
+        SignatureState::Valid,
+        "a key operation by an administrator"
+    );
+    assert_eq!(
+        state(&sent[5]),
+        SignatureState::Untrusted,
+        "an administrator key signing anything else"
     );
     let emergency = &verdicts[&decode_verified_value(&sent[2].value).event_id.to_string()];
     assert!(

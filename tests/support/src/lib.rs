@@ -207,3 +207,48 @@ pub async fn send_signed(
         .collect();
     send(p, topic, &r.key, &r.value, &headers).await;
 }
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Value; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Headers in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Reads `topic` from the beginning until `n` records arrived or `timeout` passed.
+pub async fn read_records(topic: &str, n: usize, timeout: Duration) -> Vec<ReadRecord> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let mut c = client_config();
+    c.set("group.id", unique_name("read"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = c.create().expect("reader for the test broker");
+    consumer
+        .subscribe(&[topic])
+        .unwrap_or_else(|e| panic!("subscribing to {topic}: {e}"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let Ok(Ok(m)) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        out.push(ReadRecord {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    out
+}
