@@ -105,15 +105,16 @@ fn demo_ci_passes_and_cleans_up() {
         assert_eq!(st["ok"], true, "{st}");
     }
     // 3 platforms × 50 normal events + 3 trace hops + 8 forged + 2 replayed + 2 unknown-key
-    // + 3 revoked + 1 poison.
-    assert_eq!(s["events"]["sent"], 169);
-    assert_eq!(s["events"]["verified"], 168);
-    assert_eq!(s["events"]["by_state"]["valid"], 154);
+    // + 3 revoked + 1 poison, and 5 key operation events signed by the administrators (3 keys
+    // registered, the plan approved, one key revoked).
+    assert_eq!(s["events"]["sent"], 174);
+    assert_eq!(s["events"]["verified"], 173);
+    assert_eq!(s["events"]["by_state"]["valid"], 159);
     assert_eq!(s["events"]["by_state"]["bad"], 9);
     assert_eq!(s["events"]["by_state"]["revoked"], 3);
     assert_eq!(s["events"]["by_state"]["untrusted"], 2);
     assert_eq!(s["events"]["by_reason"]["nonce replayed"], 1);
-    for p in ["rust", "python", "js"] {
+    for p in ["rust", "python", "js", "cli"] {
         let v = &s["events"]["per_platform"][p];
         assert_eq!(v["sent"], v["verified"], "{p}: {v}");
     }
@@ -140,10 +141,12 @@ fn demo_ci_passes_and_cleans_up() {
     assert_eq!(s["dlq"]["entries"], 1);
     assert_eq!(s["dlq"]["by_class"]["bad_data"], 1);
 
-    assert_eq!(s["audit"]["rows"], 168);
+    assert_eq!(s["audit"]["rows"], 173);
+    // Every valid event re-verified against the key the trail's own key operations registered.
     assert_eq!(s["audit"]["verify"]["clean"], true);
-    assert_eq!(s["audit"]["verify"]["rows"], 168);
-    assert_eq!(s["audit"]["verify"]["signatures_valid"], 154);
+    assert_eq!(s["audit"]["verify"]["rows"], 173);
+    assert_eq!(s["audit"]["verify"]["signatures_valid"], 159);
+    assert_eq!(s["audit"]["verify"]["signatures_unchecked"], 0);
 
     // One trace: a Python process started it, a Node.js process continued it, the Rust
     // emitter ended it; the SOC timeline query gives the three hops in order, all verified.
@@ -179,6 +182,25 @@ fn demo_ci_passes_and_cleans_up() {
         .find(|r| r["key_id"] == "demo-python")
         .unwrap();
     assert_eq!(python["bad"], 8);
+    // Who changed which key: the three registrations, each planned by one administrator and
+    // approved by the other, and the revocation of the js key.
+    let ops = s["soc_queries"]["key_operations"]["rows"]
+        .as_array()
+        .unwrap();
+    let registered: Vec<&Value> = ops
+        .iter()
+        .filter(|r| r["activity"] == "key_registered")
+        .collect();
+    assert_eq!(registered.len(), 3, "{ops:?}");
+    for r in registered {
+        assert_eq!(r["state"], "valid", "{r}");
+        assert_ne!(r["planned_by"], r["approved_by"], "{r}");
+        assert_eq!(r["signed_by"], r["approved_by"], "{r}");
+    }
+    assert!(
+        ops.iter()
+            .any(|r| r["activity"] == "key_revoked" && r["key_id"] == "demo-js")
+    );
     let top = s["soc_queries"]["top_rejected_producers"]["rows"]
         .as_array()
         .unwrap();

@@ -11,7 +11,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use vigil_audit_sink::AuditStore;
 use vigil_audit_sink::export::{ExportFormat, read_jsonl};
 use vigil_audit_sink::migrations::Shorten;
-use vigil_audit_sink::verify::{VerifyOptions, Walker, verify_store};
+use vigil_audit_sink::row::AuditRow;
+use vigil_audit_sink::verify::{KeyHistory, VerifyOptions, Walker, verify_store};
+use vigil_schemas::TrustAnchors;
 use vigil_schemas::model::{now_micros, parse_rfc3339};
 use vigil_schemas::signing::PublicKey;
 
@@ -69,7 +71,12 @@ pub struct VerifyArgs {
     /// The sink's digest-signing public key (SPKI PEM).
     #[arg(long, env = "VIGIL_AUDIT_PUBLIC_KEY_FILE")]
     pub sink_public_key: PathBuf,
-    /// Folder of producer public keys, `<key_id>.pem` (SPKI), to re-verify event signatures.
+    /// Administrator public keys (SPKI PEM file or folder): the trail's own key operation
+    /// events signed by them give the key every `valid` event is re-verified against.
+    #[arg(long, env = "VIGIL_TRUST_ANCHORS")]
+    pub trust_anchors: Option<PathBuf>,
+    /// Folder of producer public keys, `<key_id>.pem` (SPKI), to re-verify event signatures of
+    /// keys the trail holds no registration for (registered before key operations were audited).
     #[arg(long)]
     pub keys_dir: Option<PathBuf>,
     /// Rows older than this must be covered by a signed digest.
@@ -164,9 +171,16 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 async fn verify(database: &str, v: VerifyArgs) -> anyhow::Result<ExitCode> {
     let sink_key = PublicKey::from_spki_pem_file(&v.sink_public_key)
         .with_context(|| format!("sink public key {}", v.sink_public_key.display()))?;
+    let history = match &v.trust_anchors {
+        Some(path) => Some(KeyHistory::new(
+            &TrustAnchors::load(path).context("reading --trust-anchors")?,
+        )),
+        None => None,
+    };
     let opts = VerifyOptions {
         sink_key,
         producer_keys: load_keys(v.keys_dir.as_deref())?,
+        history,
         anchored: v.from.is_some(),
         max_digest_lag_micros: v.max_digest_lag_secs.saturating_mul(1_000_000),
         now_micros: now_micros(),
@@ -183,6 +197,14 @@ async fn verify(database: &str, v: VerifyArgs) -> anyhow::Result<ExitCode> {
             .first()
             .map(|r| r.kafka_topic.clone())
             .unwrap_or_default();
+        let mut opts = opts;
+        if let Some(history) = opts.history.as_mut() {
+            let mut by_time: Vec<&AuditRow> = rows.iter().collect();
+            by_time.sort_by_key(|r| r.occurred_at);
+            for r in by_time {
+                history.learn(r);
+            }
+        }
         let mut walker = Walker::new(
             &topic,
             VerifyOptions {

@@ -393,33 +393,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             let approver_id = admin_id(&approver).as_str().to_owned();
             let events = ctx.events(&approver).await?;
             let writer = ctx.writer(approver).await?;
-            let changes = &plan.plan.changes;
-            let retired: Vec<&KeyStatus> = changes
-                .iter()
-                .zip(&statuses)
-                .filter(|(c, _)| c.action == ChangeAction::Retire)
-                .map(|(_, s)| s)
-                .collect();
-            for s in &retired {
-                events
-                    .send(&key_event(KeyActivity::RotationStarted, s, &approver_id))
-                    .await?;
-            }
-            for (c, s) in changes.iter().zip(&statuses) {
-                writer.write(s).await?;
-                let activity = match c.action {
-                    ChangeAction::Register => KeyActivity::Registered,
-                    ChangeAction::Update => KeyActivity::Updated,
-                    ChangeAction::Retire => continue,
-                };
-                events.send(&key_event(activity, s, &approver_id)).await?;
-            }
-            for s in &retired {
-                events
-                    .send(&key_event(KeyActivity::RotationCompleted, s, &approver_id))
-                    .await?;
-            }
-            events.send(&plan_event(&plan, &approver_id)).await?;
+            execute(&plan, &statuses, &writer, &events).await?;
             println!(
                 "approved by {approver_id}: {} statuses written",
                 statuses.len()
@@ -565,24 +539,13 @@ impl Ctx<'_> {
 
     /// A writer of key operation events signed by `admin` to the raw topic.
     async fn events(&self, admin: &EventSigner) -> anyhow::Result<KeyEvents> {
-        let topic = &self.args.raw_topic;
-        let schema = SchemaRegistry::new(&self.args.schema_registry)?
-            .register(
-                &vigil_schemas::topics::value_subject(topic),
-                vigil_schemas::schema::VERIFICATION_EVENT_AVSC,
-            )
-            .await
-            .with_context(|| format!("registering the event schema of {topic}"))?;
-        let signer = admin.clone().with_key_id(admin_id(admin));
-        let mut config = self.kafka.producer();
-        config
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", "30000");
-        Ok(KeyEvents {
-            producer: config.create().context("creating the key event producer")?,
-            signer: RecordSigner::new(signer, schema)?,
-            topic: topic.clone(),
-        })
+        KeyEvents::new(
+            &self.args.schema_registry,
+            &self.kafka,
+            &self.args.raw_topic,
+            admin,
+        )
+        .await
     }
 
     async fn writer(&self, admin: EventSigner) -> anyhow::Result<KeyStatusWriter> {
@@ -619,16 +582,82 @@ impl Ctx<'_> {
     }
 }
 
+/// Writes an approved plan: its statuses (signed by `writer`'s administrator, the approver)
+/// and their key operation events, a rotation between `rotation_started` and
+/// `rotation_completed`, then `plan_approved`.
+pub(crate) async fn execute(
+    plan: &KeyPlan,
+    statuses: &[KeyStatus],
+    writer: &KeyStatusWriter,
+    events: &KeyEvents,
+) -> anyhow::Result<()> {
+    let approver = writer.admin_id();
+    let changes = &plan.plan.changes;
+    let retired: Vec<&KeyStatus> = changes
+        .iter()
+        .zip(statuses)
+        .filter(|(c, _)| c.action == ChangeAction::Retire)
+        .map(|(_, s)| s)
+        .collect();
+    for s in &retired {
+        events
+            .send(&key_event(KeyActivity::RotationStarted, s, &approver))
+            .await?;
+    }
+    for (c, s) in changes.iter().zip(statuses) {
+        writer.write(s).await?;
+        let activity = match c.action {
+            ChangeAction::Register => KeyActivity::Registered,
+            ChangeAction::Update => KeyActivity::Updated,
+            ChangeAction::Retire => continue,
+        };
+        events.send(&key_event(activity, s, &approver)).await?;
+    }
+    for s in &retired {
+        events
+            .send(&key_event(KeyActivity::RotationCompleted, s, &approver))
+            .await?;
+    }
+    events.send(&plan_event(plan, &approver)).await
+}
+
 /// Writes key operation events to the raw topic, signed by one administrator.
-struct KeyEvents {
+pub(crate) struct KeyEvents {
     producer: FutureProducer,
     signer: RecordSigner,
     topic: String,
 }
 
 impl KeyEvents {
+    /// Registers the event schema under `topic`'s subject and builds a producer whose events
+    /// `admin` signs (as its administrator id).
+    pub(crate) async fn new(
+        schema_registry_url: &str,
+        kafka: &KafkaClientConfig,
+        topic: &str,
+        admin: &EventSigner,
+    ) -> anyhow::Result<Self> {
+        let schema = SchemaRegistry::new(schema_registry_url)?
+            .register(
+                &vigil_schemas::topics::value_subject(topic),
+                vigil_schemas::schema::VERIFICATION_EVENT_AVSC,
+            )
+            .await
+            .with_context(|| format!("registering the event schema of {topic}"))?;
+        let signer = admin.clone().with_key_id(admin_id(admin));
+        let mut config = kafka.producer();
+        config
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", "30000");
+        Ok(KeyEvents {
+            producer: config.create().context("creating the key event producer")?,
+            signer: RecordSigner::new(signer, schema)?,
+            topic: topic.to_owned(),
+        })
+    }
+
     /// Signs `event` and returns once the broker acknowledged it.
-    async fn send(&self, event: &VerificationEvent) -> anyhow::Result<()> {
+    pub(crate) async fn send(&self, event: &VerificationEvent) -> anyhow::Result<()> {
         use rdkafka::message::{Header, OwnedHeaders};
         let record = self.signer.sign(event)?;
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());

@@ -1,11 +1,13 @@
 -- Question: which keys were used to sign events after they were revoked, and by whom?
--- A key's revocation time is its earliest key_lifecycle/revoke event; any other event naming
--- the key later than that is a use after revocation (whatever the verifier's verdict was).
+-- A key's revocation time is its earliest verified key_revoked event (`vigil keys revoke`,
+-- which names the key in attributes['key_id']); any other event naming the key later than that
+-- is a use after revocation (whatever the verifier's verdict was).
 WITH revocations AS
 (
-    SELECT key_id, min(occurred_at) AS revoked_at
+    SELECT attributes['key_id'] AS key_id, min(occurred_at) AS revoked_at
     FROM audit_events
-    WHERE class = 'key_lifecycle' AND activity = 'revoke' AND key_id != ''
+    WHERE class = 'key_lifecycle' AND activity = 'key_revoked' AND state = 'valid'
+      AND attributes['key_id'] != ''
     GROUP BY key_id
 )
 SELECT

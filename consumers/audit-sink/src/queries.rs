@@ -22,6 +22,7 @@ pub const PACK: &[SocQuery] = pack![
     "trace_timeline",
     "keys_used_after_revocation",
     "keys_past_rotation_policy",
+    "key_operations",
     "event_volume_by_platform_hour",
     "top_rejected_producers",
 ];

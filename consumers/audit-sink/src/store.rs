@@ -263,6 +263,23 @@ impl AuditStore {
             .map_err(|e| AuditError::clickhouse("list topics", e))
     }
 
+    /// The verifier-valid key operation events of `topic`, oldest first (for the key history
+    /// `vigil audit verify` checks event signatures against).
+    pub fn key_events(
+        &self,
+        topic: &str,
+    ) -> Result<clickhouse::query::RowCursor<AuditRow>, AuditError> {
+        self.client
+            .query(
+                "SELECT ?fields FROM audit_events WHERE kafka_topic = ? \
+                 AND class = 'key_lifecycle' AND state = 'valid' \
+                 ORDER BY occurred_at, kafka_partition, seq",
+            )
+            .bind(topic)
+            .fetch::<AuditRow>()
+            .map_err(|e| AuditError::clickhouse("read key events", e))
+    }
+
     /// Streams the rows of `topic` in chain order, optionally one partition and an
     /// `ingested_at` window in microseconds.
     pub fn rows(

@@ -9,11 +9,16 @@
 //! - recomputed chain: the signed digest heads no longer match the table;
 //! - forged or missing digest: a bad signature, a gap in `digest_seq`, a broken
 //!   `prev_digest_hash`, or rows older than the allowed lag that no digest covers.
+//! - injected verdict: a `valid` row whose signature does not verify under the key the trail's
+//!   own history holds for it ([`KeyHistory`]: administrators from the trust anchors, and every
+//!   key an administrator registered in a `key_lifecycle` event the trail holds), or whose key
+//!   the history does not know, or that was judged valid after its key's emergency revocation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use uuid::Uuid;
+use vigil_schemas::TrustAnchors;
 use vigil_schemas::signing::{PublicKey, Signature};
 
 use crate::chain::{GENESIS, link_hash};
@@ -31,6 +36,9 @@ pub enum FindingKind {
     ReorderedRow,
     /// A row the verifier marked valid carries a signature that does not verify.
     BadEventSignature,
+    /// A row the verifier marked valid names a key that neither the trail's key history nor
+    /// the given key set holds, or that was emergency-revoked before the verdict.
+    UnknownEventKey,
     /// A digest's signature or hash does not check out.
     ForgedDigest,
     /// A digest is missing from the digest chain, or rows are not covered by any digest.
@@ -47,6 +55,7 @@ impl FindingKind {
             FindingKind::AlteredRow => "altered_row",
             FindingKind::ReorderedRow => "reordered_row",
             FindingKind::BadEventSignature => "bad_event_signature",
+            FindingKind::UnknownEventKey => "unknown_event_key",
             FindingKind::ForgedDigest => "forged_digest",
             FindingKind::MissingDigest => "missing_digest",
             FindingKind::DigestMismatch => "digest_mismatch",
@@ -95,8 +104,11 @@ impl fmt::Display for Finding {
 pub struct VerifyOptions {
     /// The sink's digest-signing public key.
     pub sink_key: PublicKey,
-    /// Producer public keys by key id, to re-verify event signatures.
+    /// Producer public keys by key id, to re-verify event signatures (an external key set:
+    /// keys registered before key operations were audited).
     pub producer_keys: BTreeMap<String, PublicKey>,
+    /// The key history read from the trail itself, checked against the trust anchors.
+    pub history: Option<KeyHistory>,
     /// Whether the walk starts at an arbitrary row (a `--from` window): the first row of each
     /// partition anchors the walk instead of genesis.
     pub anchored: bool,
@@ -398,8 +410,20 @@ impl Walker {
         }
 
         if row.state == "valid" {
-            match self.opts.producer_keys.get(&row.key_id) {
-                Some(key) => {
+            let key = match self.opts.producer_keys.get(&row.key_id) {
+                Some(k) => Ok(*k),
+                None => match &self.opts.history {
+                    Some(h) => h.key_for(&row.key_id, row.verified_at),
+                    None => Err(format!(
+                        "no key to re-verify {}: give the trust anchors (--trust-anchors, \
+                         VIGIL_TRUST_ANCHORS) so the key history is read from the trail, or \
+                         --keys-dir",
+                        row.key_id
+                    )),
+                },
+            };
+            match key {
+                Ok(key) => {
                     let ok = Signature::from_slice(&row.signature)
                         .is_ok_and(|s| key.verify(&row.signed_value, &s).is_ok());
                     if ok {
@@ -411,7 +435,10 @@ impl Walker {
                         ));
                     }
                 }
-                None => self.report.signatures_unchecked += 1,
+                Err(why) => {
+                    self.report.signatures_unchecked += 1;
+                    self.find(rf(FindingKind::UnknownEventKey, why));
+                }
             }
         } else {
             self.report.signatures_skipped += 1;
@@ -472,6 +499,126 @@ impl Walker {
     }
 }
 
+/// How long after an emergency revocation a verifier may still have judged an event valid: the
+/// revocation's propagation to every verifier (about 50 ms measured) with a wide margin.
+const EMERGENCY_PROPAGATION_MICROS: i64 = 10_000_000;
+
+/// The keys the trail itself vouches for: the administrators (trust anchors, from
+/// configuration), and every key an administrator registered in a `key_lifecycle` event that
+/// the trail holds and whose signature verifies under that administrator's key.
+#[derive(Debug, Clone, Default)]
+pub struct KeyHistory {
+    anchors: BTreeMap<String, PublicKey>,
+    keys: BTreeMap<String, HistoricKey>,
+    /// Key operation events learned from.
+    pub learned: u64,
+    /// Key operation events refused: not signed by a trust anchor, or malformed.
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone)]
+struct HistoricKey {
+    public_key: PublicKey,
+    /// When an emergency revocation of the key was recorded (the event's `occurred_at`).
+    emergency_revoked_at: Option<i64>,
+}
+
+impl KeyHistory {
+    /// An empty history trusting `anchors`.
+    pub fn new(anchors: &TrustAnchors) -> Self {
+        Self {
+            anchors: anchors
+                .ids()
+                .filter_map(|id| Some((id.to_owned(), *anchors.get(id)?)))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Learns from one row if it is a `valid` key operation event signed by a trust anchor;
+    /// rows must come in `occurred_at` order. Returns whether the row was a key event.
+    pub fn learn(&mut self, row: &AuditRow) -> bool {
+        if row.class != "key_lifecycle" || row.state != "valid" {
+            return false;
+        }
+        let signed_by_anchor = self.anchors.get(&row.key_id).is_some_and(|k| {
+            Signature::from_slice(&row.signature)
+                .is_ok_and(|s| k.verify(&row.signed_value, &s).is_ok())
+        });
+        let attr = |name: &str| {
+            row.attributes
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let key = attr("public_key")
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|raw| PublicKey::from_slice(&raw).ok());
+        let (Some(key_id), Some(public_key), true) = (attr("key_id"), key, signed_by_anchor) else {
+            // plan_approved events name no key; anything else unusable is counted.
+            if attr("key_id").is_some() || !signed_by_anchor {
+                self.refused += 1;
+            }
+            return true;
+        };
+        self.learned += 1;
+        let emergency = attr("state") == Some("revoked") && attr("emergency") == Some("true");
+        let entry = self
+            .keys
+            .entry(key_id.to_owned())
+            .or_insert_with(|| HistoricKey {
+                public_key,
+                emergency_revoked_at: None,
+            });
+        // A key id keeps its key for life: a later event naming another key is not learned.
+        if entry.public_key != public_key {
+            self.refused += 1;
+            return true;
+        }
+        if emergency && entry.emergency_revoked_at.is_none() {
+            entry.emergency_revoked_at = Some(row.occurred_at);
+        }
+        true
+    }
+
+    /// The key that may have signed a verdict of `key_id` judged at `verified_at`.
+    pub fn key_for(&self, key_id: &str, verified_at: i64) -> Result<PublicKey, String> {
+        if let Some(k) = self.anchors.get(key_id) {
+            return Ok(*k);
+        }
+        let Some(h) = self.keys.get(key_id) else {
+            return Err(format!(
+                "key {key_id} has no administrator-signed registration in the trail (a verdict \
+                 injected on the verified topic, or a key registered before key operations were \
+                 audited: give it with --keys-dir)"
+            ));
+        };
+        match h.emergency_revoked_at {
+            Some(at) if verified_at > at.saturating_add(EMERGENCY_PROPAGATION_MICROS) => Err(
+                format!("judged valid after key {key_id} was revoked as an emergency"),
+            ),
+            _ => Ok(h.public_key),
+        }
+    }
+
+    /// Reads the key operation events of `topic` (in `occurred_at` order) into this history.
+    pub async fn load(
+        &mut self,
+        store: &crate::store::AuditStore,
+        topic: &str,
+    ) -> Result<(), crate::error::AuditError> {
+        let mut cursor = store.key_events(topic)?;
+        while let Some(row) = cursor
+            .next()
+            .await
+            .map_err(|e| crate::error::AuditError::clickhouse("read key events", e))?
+        {
+            self.learn(&row);
+        }
+        Ok(())
+    }
+}
+
 /// Verifies one topic in ClickHouse: streams its rows in chain order through a [`Walker`].
 pub async fn verify_store(
     store: &crate::store::AuditStore,
@@ -482,6 +629,10 @@ pub async fn verify_store(
     to_micros: Option<i64>,
 ) -> Result<VerifyReport, crate::error::AuditError> {
     let digests = store.digests(topic).await?;
+    let mut opts = opts;
+    if let Some(history) = opts.history.as_mut() {
+        history.load(store, topic).await?;
+    }
     let mut walker = Walker::new(
         topic,
         VerifyOptions {
@@ -526,6 +677,7 @@ mod tests {
         let opts = VerifyOptions {
             sink_key: *key.public_key(),
             producer_keys: BTreeMap::new(),
+            history: None,
             anchored: false,
             max_digest_lag_micros: 0,
             now_micros: i64::MAX / 2,
@@ -552,6 +704,78 @@ mod tests {
                 head: last.chain_hash,
             }],
         )
+    }
+
+    fn key_row(admin: &EventSigner, activity: &str, attrs: &[(&str, String)], at: i64) -> AuditRow {
+        let mut r = sample_row(0);
+        r.class = "key_lifecycle".into();
+        r.activity = activity.into();
+        r.state = "valid".into();
+        r.key_id = vigil_schemas::admin::admin_id(admin).to_string();
+        r.occurred_at = at;
+        r.attributes = attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        r.signed_value = format!("{activity}{at}").into_bytes();
+        r.signature = admin.sign(&r.signed_value).to_bytes().to_vec();
+        r
+    }
+
+    #[test]
+    fn the_key_history_trusts_only_administrator_signed_registrations_and_emergencies_end_it() {
+        let admin = EventSigner::from_seed(&[1; 32]);
+        let stranger = EventSigner::from_seed(&[2; 32]);
+        let key = EventSigner::from_seed(&[3; 32]);
+        let pk = hex::encode(key.public_key().to_bytes());
+        let anchors = vigil_schemas::TrustAnchors::new([*admin.public_key()]);
+        let mut h = KeyHistory::new(&anchors);
+        let reg = |signer: &EventSigner, id: &str, at| {
+            key_row(
+                signer,
+                "key_registered",
+                &[
+                    ("key_id", id.into()),
+                    ("public_key", pk.clone()),
+                    ("state", "active".into()),
+                ],
+                at,
+            )
+        };
+        assert!(h.learn(&reg(&admin, "k1", 100)));
+        assert!(h.learn(&reg(&stranger, "k2", 100)), "a key event, refused");
+        assert_eq!((h.learned, h.refused), (1, 1));
+        assert_eq!(h.key_for("k1", 200), Ok(*key.public_key()));
+        assert!(
+            h.key_for("k2", 200)
+                .unwrap_err()
+                .contains("no administrator-signed")
+        );
+        let admin_id = vigil_schemas::admin::admin_id(&admin).to_string();
+        assert_eq!(h.key_for(&admin_id, 0), Ok(*admin.public_key()));
+        let revoke = key_row(
+            &admin,
+            "key_revoked",
+            &[
+                ("key_id", "k1".into()),
+                ("public_key", pk.clone()),
+                ("state", "revoked".into()),
+                ("emergency", "true".into()),
+            ],
+            1_000_000,
+        );
+        assert!(h.learn(&revoke));
+        assert!(
+            h.key_for("k1", 1_000_000 + EMERGENCY_PROPAGATION_MICROS)
+                .is_ok()
+        );
+        assert!(
+            h.key_for("k1", 2_000_000 + EMERGENCY_PROPAGATION_MICROS)
+                .is_err()
+        );
+        let mut plain = sample_row(9);
+        plain.class = "authentication".into();
+        assert!(!h.learn(&plain), "not a key event");
     }
 
     #[test]

@@ -249,16 +249,18 @@ async fn every_soc_query_returns_the_expected_rows() {
     produce(&topic, 70, 0).await;
     run_until(config(&topic, &db), 70).await;
     let store = AuditStore::from_env(&db).unwrap();
-    // Seed lifecycle facts the pack looks for: a revocation of k-test an hour ago (so every
-    // later use counts) and an old key never rotated.
+    // Seed lifecycle facts the pack looks for, as `vigil keys` writes them (the affected key in
+    // attributes, the signing administrator as key_id): a revocation of k-test two hours ago
+    // (so every later use counts), an old key never rotated, and a registration approved by a
+    // second administrator.
     let now = vigil_schemas::model::now_micros();
     store
         .client()
         .query_raw(&format!(
-            "INSERT INTO audit_events (event_id, occurred_at, verified_at, ingested_at, class, activity, status, severity, state, key_id, platform, kafka_topic, prev_hash, chain_hash) VALUES \
-             (generateUUIDv4(), fromUnixTimestamp64Micro({r}), now64(6), now64(6), 'key_lifecycle', 'revoke', 'success', 'high', 'valid', 'k-test', 'cli', 'seed', '', ''), \
-             (generateUUIDv4(), fromUnixTimestamp64Micro({old}), now64(6), now64(6), 'key_lifecycle', 'create', 'success', 'low', 'valid', 'k-old', 'cli', 'seed', '', ''), \
-             (generateUUIDv4(), fromUnixTimestamp64Micro({n}), now64(6), now64(6), 'authentication', 'logon', 'success', 'low', 'valid', 'k-old', 'rust', 'seed', '', '')",
+            "INSERT INTO audit_events (event_id, occurred_at, verified_at, ingested_at, class, activity, status, severity, state, key_id, platform, kafka_topic, prev_hash, chain_hash, attributes) VALUES \
+             (generateUUIDv4(), fromUnixTimestamp64Micro({r}), now64(6), now64(6), 'key_lifecycle', 'key_revoked', 'success', 'high', 'valid', 'admin-a', 'cli', 'seed', '', '', {{'key_id': 'k-test', 'version': '2', 'state': 'revoked', 'emergency': 'true'}}), \
+             (generateUUIDv4(), fromUnixTimestamp64Micro({old}), now64(6), now64(6), 'key_lifecycle', 'key_registered', 'success', 'low', 'valid', 'admin-b', 'cli', 'seed', '', '', {{'key_id': 'k-old', 'version': '1', 'state': 'active', 'planner_key_id': 'admin-a', 'approver_key_id': 'admin-b', 'plan_id': 'p-1'}}), \
+             (generateUUIDv4(), fromUnixTimestamp64Micro({n}), now64(6), now64(6), 'authentication', 'logon', 'success', 'low', 'valid', 'k-old', 'rust', 'seed', '', '', map())",
             r = now - 3_600_000_000i64 * 2,
             old = now - 86_400_000_000i64 * 400,
             n = now - 60_000_000,
@@ -360,7 +362,7 @@ async fn every_soc_query_returns_the_expected_rows() {
         .client()
         .query_raw(&pick(
             "keys_past_rotation_policy",
-            "key_id, toInt64(age_days) AS age_days",
+            "key AS key_id, toInt64(age_days) AS age_days",
         ))
         .param("max_age_days", 90u32)
         .fetch_all()
@@ -369,6 +371,45 @@ async fn every_soc_query_returns_the_expected_rows() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].key_id, "k-old");
     assert!(rows[0].age_days >= 399, "{rows:?}");
+
+    #[derive(Debug, clickhouse::Row, serde::Deserialize)]
+    struct KeyOp {
+        activity: String,
+        key_id: String,
+        signed_by: String,
+        planned_by: String,
+        approved_by: String,
+        emergency: bool,
+    }
+    let rows: Vec<KeyOp> = store
+        .client()
+        .query_raw(&pick(
+            "key_operations",
+            "activity, key_id, signed_by, planned_by, approved_by, emergency",
+        ))
+        .param("days", 500u32)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // Newest first: the revocation, then the registration with its approver.
+    assert_eq!(
+        (
+            rows[0].activity.as_str(),
+            rows[0].key_id.as_str(),
+            rows[0].emergency
+        ),
+        ("key_revoked", "k-test", true)
+    );
+    assert_eq!(
+        (
+            rows[1].key_id.as_str(),
+            rows[1].signed_by.as_str(),
+            rows[1].planned_by.as_str(),
+            rows[1].approved_by.as_str()
+        ),
+        ("k-old", "admin-b", "admin-a", "admin-b")
+    );
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
     struct Volume {
@@ -528,4 +569,106 @@ async fn encoded_rows_read_back_as_the_crate_rows_and_type_drift_is_refused() {
         error.contains("activity_id"),
         "a type mismatch must fail the insert naming the column: {error}"
     );
+}
+
+/// A verdict written straight to the verified topic (never through the verifier) fails
+/// `verify_store` when the key history comes from the trail itself: the only keys it trusts are
+/// the administrators' and those an administrator registered in a key operation event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_verdicts_fail_verification_against_the_trails_own_key_history() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use vigil_audit_sink::verify::{KeyHistory, VerifyOptions};
+    use vigil_consumer::key_plan::{KeyActivity, key_event};
+    use vigil_schemas::model::now_micros;
+    use vigil_schemas::wire::SchemaId;
+    use vigil_schemas::{
+        Codec, EventSigner, KeyStatus, SignatureState, TrustAnchors, VerificationEvent,
+        VerifiedEvent,
+    };
+
+    let topic = vigil_test_support::unique_name("audit-keys");
+    vigil_test_support::create_topic(&topic, 1).await;
+    vigil_test_support::create_topic(&format!("{topic}-dlq"), 1).await;
+    let db = fresh_db("audit_keys");
+    let admin = EventSigner::from_seed(&[33; 32]);
+    let admin_id = vigil_schemas::admin::admin_id(&admin).to_string();
+    let producer_key = producer_key();
+    let attacker = EventSigner::from_seed(&[44; 32]);
+    let events = Codec::<VerificationEvent>::new().unwrap();
+    let verdict = |event: VerificationEvent, key_id: &str, signer: &EventSigner| {
+        let raw = events.encode_framed(SchemaId(1), &event).unwrap();
+        VerifiedEvent {
+            signature: signer.sign(&raw).to_bytes().to_vec(),
+            signed_value: raw,
+            event,
+            state: SignatureState::Valid,
+            reason: None,
+            verified_at: now_micros(),
+            verifier: "test".into(),
+            key_id: Some(key_id.to_owned()),
+            origin_topic: "raw".into(),
+            origin_partition: 0,
+            origin_offset: 0,
+            key_emergency: false,
+        }
+    };
+    // The registration of k-test, as `vigil keys approve` records it.
+    let status = KeyStatus::active("k-test", producer_key.public_key(), 0, &admin_id);
+    let mut registration = key_event(KeyActivity::Registered, &status, &admin_id);
+    registration.occurred_at = now_micros() - 5_000_000;
+    let genuine = verified_event(1, &producer_key).event;
+    let forged = verified_event(2, &attacker).event;
+    let unknown = verified_event(3, &attacker).event;
+    let verdicts = [
+        verdict(registration, &admin_id, &admin),
+        verdict(genuine, "k-test", &producer_key),
+        // Claims k-test, signed by someone else.
+        verdict(forged, "k-test", &attacker),
+        // A key nobody registered.
+        verdict(unknown, "k-injected", &attacker),
+    ];
+    let producer: FutureProducer = vigil_topology::KafkaClientConfig::from_env()
+        .producer()
+        .create()
+        .unwrap();
+    let codec = Codec::<VerifiedEvent>::new().unwrap();
+    for v in &verdicts {
+        let value = codec.encode_framed(SchemaId(1), v).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&topic).key("k").payload(&value),
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+    }
+    run_until(config(&topic, &db), verdicts.len() as u64).await;
+    let store = AuditStore::from_env(&db).unwrap();
+    let anchors = TrustAnchors::new([*admin.public_key()]);
+    let opts = VerifyOptions {
+        producer_keys: Default::default(),
+        history: Some(KeyHistory::new(&anchors)),
+        ..verify_options()
+    };
+    let report = verify_store(&store, &topic, opts, None, None, None)
+        .await
+        .unwrap();
+    assert!(!report.is_clean(), "{report}");
+    // The registration (signed by the administrator) and the genuine event verify.
+    assert_eq!(report.signatures_valid, 2, "{report}");
+    let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&FindingKind::BadEventSignature), "{report}");
+    assert!(kinds.contains(&FindingKind::UnknownEventKey), "{report}");
+    assert_eq!(report.total_findings, 2, "{report}");
+
+    // Without trust anchors nothing can vouch for a key: every valid row is a finding.
+    let blind = VerifyOptions {
+        producer_keys: Default::default(),
+        ..verify_options()
+    };
+    let report = verify_store(&store, &topic, blind, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(report.signatures_unchecked, 4, "{report}");
+    assert!(!report.is_clean());
 }

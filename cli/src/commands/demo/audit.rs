@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use vigil_audit_sink::AuditStore;
 use vigil_audit_sink::queries::SocQuery;
-use vigil_audit_sink::verify::{VerifyOptions, verify_store};
+use vigil_audit_sink::verify::{KeyHistory, VerifyOptions, verify_store};
 use vigil_schemas::EventSigner;
 use vigil_schemas::model::now_micros;
 use vigil_schemas::signing::PublicKey;
@@ -75,14 +75,13 @@ impl Demo {
         let t0 = Instant::now();
         let result = async {
             let store = self.store()?;
-            let mut producer_keys = BTreeMap::new();
-            for p in &PLATFORMS {
-                producer_keys.insert(p.key_id.to_owned(), *self.signer(p.key_id)?.public_key());
-            }
+            // No producer key is given: every valid event is re-verified against the key the
+            // trail's own administrator-signed key operations registered.
             let sink_key: PublicKey = *EventSigner::from_seed(&self.sink_seed).public_key();
             let opts = VerifyOptions {
                 sink_key,
-                producer_keys,
+                producer_keys: BTreeMap::new(),
+                history: Some(KeyHistory::new(&self.anchors())),
                 anchored: false,
                 max_digest_lag_micros: 300_000_000,
                 now_micros: now_micros(),
@@ -137,9 +136,15 @@ impl Demo {
                 errors.push(format!("{name}: not in the pack"));
                 continue;
             };
-            let limit = q.sql.contains("{limit:UInt32}").then_some(("limit", 5));
+            let param = if q.sql.contains("{limit:UInt32}") {
+                Some(("limit", 5))
+            } else if q.sql.contains("{days:UInt32}") {
+                Some(("days", 1))
+            } else {
+                None
+            };
             let answer = match self.store() {
-                Ok(store) => query_json(&store, &q.statement(), limit).await,
+                Ok(store) => query_json(&store, &q.statement(), param).await,
                 Err(e) => Err(e),
             };
             match answer {
@@ -183,13 +188,36 @@ impl Demo {
                 (String::new(), false)
             }
         };
+        // Who changed which key: every platform key registered, planned by one administrator
+        // and approved by the other, and the js key revoked.
+        let ops = self
+            .soc
+            .get("key_operations")
+            .and_then(|v| v["rows"].as_array().cloned())
+            .unwrap_or_default();
+        let approved = ops
+            .iter()
+            .filter(|r| {
+                r["activity"] == "key_registered"
+                    && r["state"] == "valid"
+                    && r["approved_by"] != r["planned_by"]
+                    && r["approved_by"].as_str().is_some_and(|a| !a.is_empty())
+            })
+            .count();
+        let revocations = ops
+            .iter()
+            .filter(|r| r["activity"] == "key_revoked")
+            .count();
         let ok = errors.is_empty()
             && python_bad == BRUTE_FORCE_EVENTS
             && js_revoked == REVOKED_EVENTS
-            && timeline_ok;
+            && timeline_ok
+            && approved == PLATFORMS.len()
+            && revocations == 1;
         let mut detail = format!(
             "failed verifications by key: demo-python bad {python_bad}, demo-js revoked \
-             {js_revoked}; trace timeline: {hops}"
+             {js_revoked}; trace timeline: {hops}; key operations: {approved} registrations \
+             approved by a second administrator, {revocations} revocation"
         );
         if !errors.is_empty() {
             detail.push_str(&format!("; errors: {}", errors.join("; ")));

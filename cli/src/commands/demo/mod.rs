@@ -32,16 +32,19 @@ use clap::Args;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vigil_consumer::key_plan::{KeyChange, KeyPlan};
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_pipeline::{Endpoints, Namespace, Pipeline, PipelineConfig, PipelineError, TopologyStep};
 use vigil_producer::Emitter;
 use vigil_schemas::model::Platform;
-use vigil_schemas::{EventSigner, KeyId, KeyState, SchemaId};
+use vigil_schemas::model::now_micros;
+use vigil_schemas::{EventSigner, KeyId, SchemaId, TrustAnchors};
+
+use crate::commands::keys::KeyEvents;
 use vigil_topology::{LogFormat, ReplicationOverride};
 
 use observe::{Shared, lock};
 use sdk::{Runtime, SdkRuntimes};
-use traffic::key_status;
 
 mod audit;
 mod logs;
@@ -77,6 +80,9 @@ const BRUTE_FORCE_EVENTS: u64 = 8;
 const REVOKED_EVENTS: u64 = 3;
 /// Events signed by a key nobody registered.
 const UNKNOWN_KEY_EVENTS: u64 = 2;
+/// Key operation events the administrators sign: one registration per platform key, the plan's
+/// approval, the revocation of the js key.
+const KEY_EVENTS: u64 = PLATFORMS.len() as u64 + 2;
 /// Poison (undecodable) records written to the raw topic.
 const POISON_RECORDS: u64 = 1;
 /// Events of the cross-platform trace: one failed login per platform.
@@ -92,7 +98,11 @@ const EXPECTED_RULES: [(&str, &str); 4] = [
 const DEMO_PARTITIONS: i32 = 3;
 /// The saved SOC queries whose answers the summary shows (`trace_timeline` is asked for the
 /// cross-platform trace as well).
-const SOC_QUERIES: [&str; 2] = ["failed_verifications_by_key_24h", "top_rejected_producers"];
+const SOC_QUERIES: [&str; 3] = [
+    "failed_verifications_by_key_24h",
+    "top_rejected_producers",
+    "key_operations",
+];
 
 /// The built-in rule pack, embedded so the demo runs from any directory.
 const RULES: [(&str, &str); 6] = [
@@ -187,8 +197,9 @@ struct Demo {
     stages: Vec<StageResult>,
     key_seeds: BTreeMap<&'static str, [u8; 32]>,
     sink_seed: [u8; 32],
-    /// The administrator who signs the run's key registry records.
+    /// The administrators: the first plans key registrations, the second approves them.
     admin_seed: [u8; 32],
+    checker_seed: [u8; 32],
     audit_rows: Option<u64>,
     verify: Option<Value>,
     soc: BTreeMap<&'static str, Value>,
@@ -241,6 +252,7 @@ pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCo
         key_seeds: PLATFORMS.iter().map(|p| (p.key_id, seed())).collect(),
         sink_seed: seed(),
         admin_seed: seed(),
+        checker_seed: seed(),
         audit_rows: None,
         verify: None,
         soc: BTreeMap::new(),
@@ -345,11 +357,11 @@ impl Demo {
     /// Every stage in order; an `Err` ends the run early (teardown still runs).
     async fn stages(&mut self) -> anyhow::Result<()> {
         self.topology().await?;
-        let writer = self.keys().await?;
+        let (writer, events) = self.keys().await?;
         self.start_services().await?;
         self.normal_traffic().await?;
         self.cross_platform_trace().await?;
-        self.attacks(&writer).await?;
+        self.attacks(&writer, &events).await?;
         self.observe().await;
         self.audit_rows_settle().await;
         self.stop_services().await;
@@ -390,32 +402,76 @@ impl Demo {
         Ok(())
     }
 
-    /// Registers one Ed25519 key per platform in the run's key registry topic.
-    async fn keys(&mut self) -> anyhow::Result<KeyStatusWriter> {
+    /// Registers one Ed25519 key per platform in the run's key registry topic, as an operator
+    /// does: one administrator plans, the other approves; every status and its key operation
+    /// event is signed by the approver. Returns the approver's writer (the attacks stage
+    /// revokes a key with it).
+    async fn keys(&mut self) -> anyhow::Result<(KeyStatusWriter, KeyEvents)> {
         let t0 = Instant::now();
-        let writer = PipelineConfig::new(self.ns.clone(), self.endpoints.clone())
-            .key_writer(self.admin())
-            .await?;
+        let (planner, approver) = (self.admin(), self.checker());
+        let keys_topic = self.ns.keys_topic();
+        let mut changes = Vec::new();
         for p in &PLATFORMS {
-            let signer = self.signer(p.key_id)?;
-            writer
-                .write(&key_status(p.key_id, signer.public_key(), KeyState::Active))
-                .await?;
+            changes.push(KeyChange {
+                owner: Some(p.service.to_owned()),
+                environment: Some("demo".to_owned()),
+                ..KeyChange::register(p.key_id, self.signer(p.key_id)?.public_key())
+            });
         }
+        let now = now_micros();
+        let plan = KeyPlan::create(&keys_topic, changes, Vec::new(), &planner, now)?;
+        let anchors = TrustAnchors::new([*planner.public_key(), *approver.public_key()]);
+        plan.verify(&anchors, &approver, &keys_topic, now, 3_600_000_000)?;
+        let statuses = plan.statuses(|_| None, &approver, now)?;
+        let events = KeyEvents::new(
+            &self.endpoints.schema_registry_url,
+            &self.endpoints.kafka,
+            &self.ns.raw_topic(),
+            &approver,
+        )
+        .await?;
+        let writer = PipelineConfig::new(self.ns.clone(), self.endpoints.clone())
+            .key_writer(approver)
+            .await?;
+        super::keys::execute(&plan, &statuses, &writer, &events).await?;
+        // One key_registered event per key and the plan_approved event, all verified as `cli`.
+        self.add_sent("cli", statuses.len() as u64 + 1);
         let ids: Vec<&str> = PLATFORMS.iter().map(|p| p.key_id).collect();
-        self.record("keys", true, format!("registered {}", ids.join(", ")), t0);
-        Ok(writer)
+        self.record(
+            "keys",
+            true,
+            format!(
+                "registered {} (planned by {}, approved by {})",
+                ids.join(", "),
+                plan.plan.planner_key_id,
+                writer.admin_id()
+            ),
+            t0,
+        );
+        Ok((writer, events))
     }
 
-    /// The run's administrator.
+    /// The run's first administrator, who plans.
     fn admin(&self) -> EventSigner {
         EventSigner::from_seed(&self.admin_seed)
     }
 
-    /// Writes the administrator's public key where the verifier reads its trust anchors.
+    /// The run's second administrator, who approves.
+    fn checker(&self) -> EventSigner {
+        EventSigner::from_seed(&self.checker_seed)
+    }
+
+    /// The two administrators' public keys: the trust anchors of the verifier and the audit.
+    fn anchors(&self) -> TrustAnchors {
+        TrustAnchors::new([*self.admin().public_key(), *self.checker().public_key()])
+    }
+
+    /// Writes the administrators' public keys where the verifier reads its trust anchors.
     fn write_trust_anchors(&self) -> anyhow::Result<std::path::PathBuf> {
         let path = self.workdir.path().join("admins.pem");
-        std::fs::write(&path, self.admin().public_key().to_spki_pem()?)?;
+        let pem = self.admin().public_key().to_spki_pem()?
+            + &self.checker().public_key().to_spki_pem()?;
+        std::fs::write(&path, pem)?;
         Ok(path)
     }
 

@@ -19,8 +19,8 @@ use vigil_schemas::{Alert, Codec, VerifiedEvent};
 
 use super::report::count_by;
 use super::{
-    BRUTE_FORCE_EVENTS, DEMO_PARTITIONS, Demo, EXPECTED_RULES, PLATFORMS, POISON_RECORDS,
-    REVOKED_EVENTS, TRACE_HOPS, UNKNOWN_KEY_EVENTS,
+    BRUTE_FORCE_EVENTS, DEMO_PARTITIONS, Demo, EXPECTED_RULES, KEY_EVENTS, PLATFORMS,
+    POISON_RECORDS, REVOKED_EVENTS, TRACE_HOPS, UNKNOWN_KEY_EVENTS,
 };
 
 /// One verdict read back from the verified topic.
@@ -223,7 +223,9 @@ impl Demo {
         let n = self.per_platform * PLATFORMS.len() as u64;
         let by_state = count_by(s.verdicts.iter().map(|v| v.state.as_str()));
         let want: BTreeMap<&str, u64> = [
-            ("valid", n + 1 + TRACE_HOPS),
+            // The platforms' events, the replayed record's first copy, the trace hops, and the
+            // administrators' key operation events (registrations, the approval, a revocation).
+            ("valid", n + 1 + TRACE_HOPS + KEY_EVENTS),
             ("bad", BRUTE_FORCE_EVENTS + 1),
             ("revoked", REVOKED_EVENTS),
             ("untrusted", UNKNOWN_KEY_EVENTS),

@@ -11,6 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
+use vigil_consumer::key_plan::{KeyActivity, key_event};
 use vigil_consumer::key_registry::KeyStatusWriter;
 use vigil_pipeline::Pipeline;
 use vigil_producer::{Emitter, EmitterConfig, FlushReport, child_span};
@@ -27,9 +28,10 @@ use super::{
     BRUTE_FORCE_EVENTS, Demo, PLATFORMS, POISON_RECORDS, PlatformSpec, REVOKED_EVENTS, TRACE_HOPS,
     UNKNOWN_KEY_EVENTS,
 };
+use crate::commands::keys::KeyEvents;
 
 impl Demo {
-    fn add_sent(&mut self, platform: &str, n: u64) {
+    pub(super) fn add_sent(&mut self, platform: &str, n: u64) {
         *self
             .sent_by_platform
             .entry(platform.to_owned())
@@ -182,7 +184,11 @@ impl Demo {
 
     /// Sends the scripted attacks: a bad-signature burst, a replayed nonce, unknown-key events,
     /// use of a key after its revocation, and one poison record.
-    pub(super) async fn attacks(&mut self, writer: &KeyStatusWriter) -> anyhow::Result<()> {
+    pub(super) async fn attacks(
+        &mut self,
+        writer: &KeyStatusWriter,
+        events: &KeyEvents,
+    ) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let schema = self
             .schema
@@ -227,11 +233,14 @@ impl Demo {
         send_signed(&producer, &raw, &record).await?;
         self.add_sent(rust.name, 2);
 
-        // Events signed by a key nobody registered.
+        // Events signed by a key nobody registered, after the attacker wrote its status to the
+        // keys topic with a plain Kafka client (unsigned): the registry refuses the record.
         let rogue = RecordSigner::new(
             EventSigner::generate().with_key_id(KeyId::new("demo-rogue")?),
             schema,
         )?;
+        self.forge_key_record(&producer, rogue.signer().public_key())
+            .await?;
         for i in 0..UNKNOWN_KEY_EVENTS {
             let e = VerificationEvent::new(
                 EventClass::SignatureVerification,
@@ -260,6 +269,14 @@ impl Demo {
         revoked.updated_by = writer.admin_id();
         revoked.version = 2;
         writer.write(&revoked).await?;
+        events
+            .send(&key_event(
+                KeyActivity::Revoked,
+                &revoked,
+                &writer.admin_id(),
+            ))
+            .await?;
+        self.add_sent("cli", 1);
         let registry = self
             .pipeline
             .as_ref()
@@ -375,6 +392,50 @@ fn failed_login(p: &PlatformSpec) -> VerificationEvent {
 async fn flush(emitter: &Arc<Emitter>) -> anyhow::Result<FlushReport> {
     let emitter = emitter.clone();
     Ok(tokio::task::spawn_blocking(move || emitter.flush(Duration::from_secs(20))).await?)
+}
+
+impl Demo {
+    /// Writes an unsigned `active` status for `demo-rogue` straight to the keys topic, as any
+    /// client able to write the topic could, and waits for the verifier to refuse it.
+    async fn forge_key_record(
+        &mut self,
+        producer: &FutureProducer,
+        public_key: &PublicKey,
+    ) -> anyhow::Result<()> {
+        let topic = self.ns.keys_topic();
+        let schema = vigil_schemas::SchemaRegistry::new(&self.endpoints.schema_registry_url)?
+            .register(
+                &value_subject(&topic),
+                vigil_schemas::schema::KEY_STATUS_AVSC,
+            )
+            .await?;
+        let forged = KeyStatus {
+            version: 1_000,
+            ..key_status("demo-rogue", public_key, KeyState::Active)
+        };
+        let value = vigil_schemas::Codec::<KeyStatus>::new()?.encode_framed(schema, &forged)?;
+        producer
+            .send(
+                FutureRecord::to(&topic).key("demo-rogue").payload(&value),
+                Duration::from_secs(20),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        let telemetry = self
+            .pipeline
+            .as_ref()
+            .and_then(|p| p.telemetry(vigil_pipeline::ServiceKind::Verifier))
+            .ok_or_else(|| anyhow!("verifier telemetry missing"))?;
+        let refused = "vigil_key_registry_records_refused_total{reason=\"unsigned\"} 1";
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !telemetry.render().lines().any(|l| l == refused) {
+            if Instant::now() > deadline {
+                bail!("the verifier did not refuse the forged key record within 15s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
 }
 
 /// A key registry entry for `public_key`, valid from an hour ago.

@@ -191,6 +191,7 @@ pub fn verify_options() -> VerifyOptions {
     VerifyOptions {
         sink_key: *sink_key().public_key(),
         producer_keys: keys,
+        history: None,
         anchored: false,
         max_digest_lag_micros: 0,
         now_micros: now_micros(),
