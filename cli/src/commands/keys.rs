@@ -94,6 +94,17 @@ struct Metadata {
     not_after: Option<String>,
 }
 
+/// Who plans, and where the signed plan goes.
+#[derive(Debug, Args)]
+struct Planner {
+    /// The planning administrator's Ed25519 key (PKCS#8 PEM).
+    #[arg(long)]
+    admin_key: PathBuf,
+    /// Where to write the signed plan.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Plans the registration of a new active key (approve with `vigil keys approve`).
@@ -109,12 +120,8 @@ enum KeysCommand {
         valid_from: Option<String>,
         #[command(flatten)]
         metadata: Metadata,
-        /// The planning administrator's Ed25519 key (PKCS#8 PEM).
-        #[arg(long)]
-        admin_key: PathBuf,
-        /// Where to write the signed plan.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        planner: Planner,
     },
     /// Plans a rotation: the new key becomes active, the old one is accepted until the grace
     /// ends (counted from approval).
@@ -137,24 +144,16 @@ enum KeysCommand {
         /// The new key's metadata (default: the old key's).
         #[command(flatten)]
         metadata: Metadata,
-        /// The planning administrator's Ed25519 key (PKCS#8 PEM).
-        #[arg(long)]
-        admin_key: PathBuf,
-        /// Where to write the signed plan.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        planner: Planner,
     },
     /// Plans the changes that make the registry match a manifest of a fleet's keys; prints
     /// the difference.
     Plan {
         /// YAML: `keys: [{id, public_key (PEM text or file), owner, environment, not_after}]`.
         manifest: PathBuf,
-        /// The planning administrator's Ed25519 key (PKCS#8 PEM).
-        #[arg(long)]
-        admin_key: PathBuf,
-        /// Where to write the signed plan.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        planner: Planner,
     },
     /// Shows a plan's changes and executes them, signed by a second administrator.
     Approve {
@@ -259,12 +258,11 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             public_key,
             valid_from,
             metadata,
-            admin_key,
-            out,
+            planner,
         } => {
             KeyId::new(key_id.as_str()).context("invalid --key-id")?;
             let key = read_key(public_key)?;
-            let planner = ctx.admin(admin_key)?;
+            let (out, planner) = (&planner.out, ctx.admin(&planner.admin_key)?);
             let registry = ctx.load(false).await?;
             if let Some(existing) = registry.get(key_id) {
                 eprintln!(
@@ -289,12 +287,11 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             grace,
             reason,
             metadata,
-            admin_key,
-            out,
+            planner,
         } => {
             KeyId::new(new_key_id.as_str()).context("invalid --new-key-id")?;
             let key = read_key(public_key)?;
-            let planner = ctx.admin(admin_key)?;
+            let (out, planner) = (&planner.out, ctx.admin(&planner.admin_key)?);
             let registry = ctx.load(false).await?;
             let Some(old) = registry.get(key_id) else {
                 eprintln!("key {key_id} is not registered");
@@ -336,13 +333,9 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             };
             ctx.write_plan(vec![new, retire], Vec::new(), &planner, out)
         }
-        KeysCommand::Plan {
-            manifest,
-            admin_key,
-            out,
-        } => {
+        KeysCommand::Plan { manifest, planner } => {
             let m = KeyManifest::read(manifest)?;
-            let planner = ctx.admin(admin_key)?;
+            let (out, planner) = (&planner.out, ctx.admin(&planner.admin_key)?);
             let registry = ctx.load(false).await?;
             let current: Vec<KeyStatus> = registry
                 .snapshot()
@@ -407,7 +400,13 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             admin_key,
         } => {
             let admin = ctx.admin(admin_key)?;
-            let registry = ctx.load(false).await?;
+            // An emergency is measured from the moment the command starts: read the registry
+            // and prepare both producers at once.
+            let (registry, events, writer) = tokio::try_join!(
+                ctx.load(false),
+                ctx.events(&admin),
+                ctx.writer(admin.clone())
+            )?;
             let Some(old) = registry.get(key_id) else {
                 eprintln!("key {key_id} is not registered");
                 return Ok(ExitCode::FAILURE);
@@ -426,8 +425,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 ..old.status.clone()
             };
             let actor = admin_id(&admin).as_str().to_owned();
-            let events = ctx.events(&admin).await?;
-            ctx.writer(admin).await?.write(&revoked).await?;
+            writer.write(&revoked).await?;
             events
                 .send(&key_event(KeyActivity::Revoked, &revoked, &actor))
                 .await?;

@@ -211,6 +211,12 @@ pub async fn send_signed(
 /// A record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct ReadRecord {
+    /// Partition read from.
+    pub partition: i32,
+    /// Offset read from.
+    pub offset: i64,
+    /// The record's timestamp, ms.
+    pub timestamp_ms: Option<i64>,
     /// Record key.
     pub key: Option<Vec<u8>>,
     /// Value; `None` for a tombstone.
@@ -219,12 +225,13 @@ pub struct ReadRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// Reads `topic` from the beginning until `n` records arrived or `timeout` passed.
+/// Reads `topic` from the beginning with a throwaway group until `n` records arrived or
+/// `timeout` passed.
 pub async fn read_records(topic: &str, n: usize, timeout: Duration) -> Vec<ReadRecord> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
     let mut c = client_config();
-    c.set("group.id", unique_name("read"))
+    c.set("group.id", unique_name("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false");
     let consumer: StreamConsumer = c.create().expect("reader for the test broker");
@@ -238,6 +245,9 @@ pub async fn read_records(topic: &str, n: usize, timeout: Duration) -> Vec<ReadR
             break;
         };
         out.push(ReadRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().map(<[u8]>::to_vec),
             headers: m

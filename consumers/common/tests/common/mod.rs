@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use vigil_consumer::{
     ConsumerRuntime, HandleError, Handler, InboundRecord, Outcome, RecordHeader, RetryPolicy,
@@ -199,50 +199,17 @@ pub async fn produce(
     (d.partition, d.offset)
 }
 
-/// A record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct ReadRecord {
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<RecordHeader>,
-}
+pub use vigil_test_support::ReadRecord;
 
 /// Reads `n` records of `topic` from the beginning with a throwaway group.
 pub async fn read(topic: &str, n: usize) -> Vec<ReadRecord> {
-    let consumer: StreamConsumer = vigil_test_support::client_config()
-        .set("group.id", vigil_test_support::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    consumer.subscribe(&[topic]).expect("subscribe reader");
-    let mut out = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while out.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let m = tokio::time::timeout(left, consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("read {} of {n} records from {topic}", out.len()))
-            .expect("read record");
-        out.push(ReadRecord {
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-            headers: m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        });
-    }
+    let out = vigil_test_support::read_records(topic, n, WAIT).await;
+    assert_eq!(
+        out.len(),
+        n,
+        "read {} of {n} records from {topic}",
+        out.len()
+    );
     out
 }
 
