@@ -2,8 +2,9 @@
 //! `vigil.keys` topic into memory, and the rule that turns a status into a [`KeyDecision`].
 //!
 //! **Loading.** [`KeyRegistry::start`] assigns every partition of the keys topic to a consumer of
-//! its own (no group membership, no commits), captures the high watermarks, and reads from the
-//! beginning; [`KeyRegistry::wait_loaded`] returns once every partition has been read up to the
+//! its own (no group membership, no commits), captures the watermarks with that consumer, and
+//! reads from the low watermark (an explicit offset: `Beginning` would cost an offset lookup of
+//! about half a second before the first fetch); [`KeyRegistry::wait_loaded`] returns once every partition has been read up to the
 //! watermark captured at start. The same task then keeps following the topic, so a revocation is
 //! applied within one fetch round trip of being written.
 //!
@@ -48,7 +49,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -473,22 +474,23 @@ impl KeyRegistry {
                 source,
             })?;
         let topic = config.topic.clone();
-        let ends = {
-            let probe: BaseConsumer = kafka
-                .consumer("vigil-key-registry-probe")
-                .create()
-                .map_err(|source| KeyRegistryError::Kafka {
-                    what: "create metadata client",
-                    source,
-                })?;
+        // The watermarks come from the registry's own consumer, which warms its connection
+        // for the first fetch (a second client would cost its own connection set-up).
+        let (consumer, ends) = {
             let topic = topic.clone();
-            tokio::task::spawn_blocking(move || high_watermarks(&probe, &topic))
-                .await
-                .map_err(|_| KeyRegistryError::Invalid("metadata task panicked".into()))??
+            tokio::task::spawn_blocking(move || {
+                let marks = partition_watermarks_of(&consumer, &topic);
+                (consumer, marks)
+            })
+            .await
+            .map_err(|_| KeyRegistryError::Invalid("metadata task panicked".into()))?
         };
+        let ends = ends?;
+        // From the low watermark rather than `Beginning`, which would cost the consumer an
+        // offset lookup (about half a second) before its first fetch.
         let mut tpl = TopicPartitionList::new();
-        for p in ends.keys() {
-            tpl.add_partition_offset(&topic, *p, Offset::Beginning)
+        for (p, (low, _)) in &ends {
+            tpl.add_partition_offset(&topic, *p, Offset::Offset(*low))
                 .map_err(|source| KeyRegistryError::Kafka {
                     what: "assign key registry partitions",
                     source,
@@ -504,7 +506,7 @@ impl KeyRegistry {
             registry.clone(),
             consumer,
             topic,
-            ends,
+            ends.into_iter().map(|(p, (_, high))| (p, high)).collect(),
             schemas,
             own_id,
             codec,
@@ -759,8 +761,8 @@ pub type Watermarks = HashMap<i32, (i64, i64)>;
 /// A topic created moments ago answers "not leader" or "leader not available" until its
 /// partitions have elected a leader; those answers are retried until `timeout` has passed, so a
 /// service started right after `vigil init` does not refuse to start over an election.
-pub fn partition_watermarks(
-    client: &BaseConsumer,
+pub fn partition_watermarks<X: ConsumerContext + 'static>(
+    client: &impl Consumer<X>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<Watermarks>, (&'static str, KafkaError)> {
@@ -790,8 +792,8 @@ fn is_election(e: &KafkaError) -> bool {
     )
 }
 
-fn watermarks_once(
-    client: &BaseConsumer,
+fn watermarks_once<X: ConsumerContext + 'static>(
+    client: &impl Consumer<X>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<Watermarks>, (&'static str, KafkaError)> {
@@ -817,13 +819,13 @@ fn watermarks_once(
     Ok(Some(marks))
 }
 
-/// Returns the high watermark of every partition of `topic`.
-fn high_watermarks(
-    client: &BaseConsumer,
+/// Returns the low and high watermark of every partition of `topic`.
+fn partition_watermarks_of<X: ConsumerContext + 'static>(
+    client: &impl Consumer<X>,
     topic: &str,
-) -> Result<HashMap<i32, i64>, KeyRegistryError> {
+) -> Result<Watermarks, KeyRegistryError> {
     match partition_watermarks(client, topic, METADATA_TIMEOUT) {
-        Ok(Some(marks)) => Ok(marks.into_iter().map(|(p, (_, high))| (p, high)).collect()),
+        Ok(Some(marks)) => Ok(marks),
         Ok(None) => Err(KeyRegistryError::MissingTopic(topic.to_owned())),
         Err((what, source)) => Err(KeyRegistryError::Kafka { what, source }),
     }
