@@ -151,3 +151,86 @@ async fn verify_exits_zero_when_clean_and_one_naming_the_tampered_row() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("altered_row partition=0 seq=4"), "{text}");
 }
+
+/// With the trust anchors in the environment (as every Vigil command reads them), `verify`
+/// re-verifies each `valid` row against the key the trail's own key operations registered: a
+/// verdict written straight to the verified topic, signed by someone else, exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_flags_a_forged_verdict_with_no_extra_flags() {
+    let db = vigil_test_support::unique_name("audit_cli_keys").replace('-', "_");
+    assert!(vigil(&db, &["migrate"]).status.success());
+    let store = AuditStore::from_env(&db).unwrap();
+    let admin = EventSigner::from_seed(&[7; 32]);
+    let admin_id = vigil_schemas::admin::admin_id(&admin).to_string();
+    let key = EventSigner::from_seed(&[8; 32]);
+    let attacker = EventSigner::from_seed(&[9; 32]);
+    let signed = |mut r: AuditRow, key_id: &str, by: &EventSigner| {
+        r.state = "valid".into();
+        r.key_id = key_id.into();
+        r.signature = by.sign(&r.signed_value).to_bytes().to_vec();
+        r
+    };
+    let mut registration = row(0);
+    registration.class = "key_lifecycle".into();
+    registration.activity = "key_registered".into();
+    registration.occurred_at -= 60_000_000;
+    registration.attributes = vec![
+        ("key_id".into(), "payments-api".into()),
+        (
+            "public_key".into(),
+            key.public_key()
+                .to_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        ),
+        ("state".into(), "active".into()),
+    ];
+    let mut head = ChainHead::default();
+    let mut rows = vec![
+        signed(registration, &admin_id, &admin),
+        signed(row(1), "payments-api", &key),
+        signed(row(2), "payments-api", &attacker),
+    ];
+    for r in &mut rows {
+        head.append(r);
+    }
+    store.insert_events(&rows, "cli-keys").await.unwrap();
+    let sink = EventSigner::from_seed(&[5; 32]);
+    let d = digest::make(
+        &sink,
+        "cli-topic",
+        0,
+        vigil_schemas::model::now_micros(),
+        [0; 32],
+        &[PartitionHead {
+            partition: 0,
+            last_offset: 2,
+            next_seq: 3,
+            head: head.hash,
+        }],
+    );
+    store.insert_digest(&d).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pk = dir.path().join("sink.pub.pem");
+    std::fs::write(&pk, sink.public_key().to_spki_pem().unwrap()).unwrap();
+    let anchors = dir.path().join("admins.pem");
+    std::fs::write(&anchors, admin.public_key().to_spki_pem().unwrap()).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["audit", "verify", "--sink-public-key", pk.to_str().unwrap()])
+        .env("VIGIL_AUDIT_DATABASE", &db)
+        .env("VIGIL_TRUST_ANCHORS", &anchors)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("bad_event_signature partition=0 seq=2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 valid"),
+        "the registration and the genuine event: {text}"
+    );
+}
