@@ -105,14 +105,15 @@ fn demo_ci_passes_and_cleans_up() {
         assert_eq!(st["ok"], true, "{st}");
     }
     // 3 platforms × 50 normal events + 3 trace hops + 8 forged + 2 replayed + 2 unknown-key
-    // + 3 revoked + 1 poison, and 5 key operation events signed by the administrators (3 keys
-    // registered, the plan approved, one key revoked).
-    assert_eq!(s["events"]["sent"], 174);
-    assert_eq!(s["events"]["verified"], 173);
+    // + 3 revoked + 1 poison, 5 key operation events signed by the administrators (3 keys
+    // registered, the plan approved, one key revoked), and 1 forged key registry record, which
+    // the verifier refuses and reports as an untrusted verdict.
+    assert_eq!(s["events"]["sent"], 175);
+    assert_eq!(s["events"]["verified"], 174);
     assert_eq!(s["events"]["by_state"]["valid"], 159);
     assert_eq!(s["events"]["by_state"]["bad"], 9);
     assert_eq!(s["events"]["by_state"]["revoked"], 3);
-    assert_eq!(s["events"]["by_state"]["untrusted"], 2);
+    assert_eq!(s["events"]["by_state"]["untrusted"], 3);
     assert_eq!(s["events"]["by_reason"]["nonce replayed"], 1);
     for p in ["rust", "python", "js", "cli"] {
         let v = &s["events"]["per_platform"][p];
@@ -123,6 +124,7 @@ fn demo_ci_passes_and_cleans_up() {
 
     for attack in [
         "brute_force",
+        "forged_key_record",
         "revoked_key",
         "replayed_nonce",
         "cross_platform_trace",
@@ -141,10 +143,10 @@ fn demo_ci_passes_and_cleans_up() {
     assert_eq!(s["dlq"]["entries"], 1);
     assert_eq!(s["dlq"]["by_class"]["bad_data"], 1);
 
-    assert_eq!(s["audit"]["rows"], 173);
+    assert_eq!(s["audit"]["rows"], 174);
     // Every valid event re-verified against the key the trail's own key operations registered.
     assert_eq!(s["audit"]["verify"]["clean"], true);
-    assert_eq!(s["audit"]["verify"]["rows"], 173);
+    assert_eq!(s["audit"]["verify"]["rows"], 174);
     assert_eq!(s["audit"]["verify"]["signatures_valid"], 159);
     assert_eq!(s["audit"]["verify"]["signatures_unchecked"], 0);
 

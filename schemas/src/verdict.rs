@@ -307,7 +307,8 @@ mod tests {
                 "signature",
                 "origin_topic",
                 "origin_partition",
-                "origin_offset"
+                "origin_offset",
+                "key_emergency",
             ]
         );
         assert!(matches!(r.fields[0].schema, Schema::Enum(_)));

@@ -170,9 +170,26 @@ async fn backup_drop_restore_keeps_rows_and_a_verifiable_trail() {
     let key_file = dir.join("sink.pub.pem");
     std::fs::write(&key_file, sink_key_pem()).unwrap();
     let key_arg = key_file.to_str().unwrap().to_owned();
+    // The seeded rows come from no key registration the trail holds: their key is given as an
+    // external key set.
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    std::fs::write(
+        keys_dir.join("k-backup.pem"),
+        producer_key.public_key().to_spki_pem().unwrap(),
+    )
+    .unwrap();
+    let keys_arg = keys_dir.to_str().unwrap().to_owned();
     let verify = || {
         let out = vigil(
-            &["audit", "verify", "--sink-public-key", &key_arg],
+            &[
+                "audit",
+                "verify",
+                "--sink-public-key",
+                &key_arg,
+                "--keys-dir",
+                &keys_arg,
+            ],
             &database,
         );
         (

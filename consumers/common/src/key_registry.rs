@@ -269,6 +269,18 @@ impl RecordRefused {
     }
 }
 
+/// Refused records a reader may leave unread before it lags.
+pub const REFUSALS_BUFFERED: usize = 4_096;
+
+/// One refused keys-topic record, as read, with why.
+#[derive(Debug, Clone)]
+pub struct RefusedKeyRecord {
+    /// The record as read.
+    pub record: RawKeyRecord,
+    /// Why it was refused.
+    pub refused: RecordRefused,
+}
+
 /// Windows of `vigil_key_registry_keys_by_expiry`: time left until `not_after` of keys that are
 /// still accepted (active, or rotated within their grace).
 const EXPIRY_WINDOWS: [(&str, i64); 4] = [
@@ -368,6 +380,11 @@ impl RegistryMetrics {
 /// The in-memory key registry; cheap to share (`Arc`), lookups take a read lock.
 pub struct KeyRegistry {
     keys: RwLock<HashMap<String, Arc<KeyView>>>,
+    /// Every refused record, for whoever reports them as events (the verifier); the first
+    /// receiver is kept from construction so refusals of the initial load are not missed.
+    refusals: tokio::sync::broadcast::Sender<Arc<RefusedKeyRecord>>,
+    first_refusals:
+        std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<Arc<RefusedKeyRecord>>>>,
     anchors: Arc<TrustAnchors>,
     /// One view per trust anchor, for events administrators sign (key operations).
     administrators: HashMap<String, Arc<KeyView>>,
@@ -423,8 +440,11 @@ impl KeyRegistry {
                 (id.to_owned(), Arc::new(view))
             })
             .collect();
+        let (refusals, first) = tokio::sync::broadcast::channel(REFUSALS_BUFFERED);
         Self {
             keys: RwLock::new(HashMap::new()),
+            refusals,
+            first_refusals: std::sync::Mutex::new(Some(first)),
             administrators,
             anchors,
             accept_unsigned,
@@ -571,6 +591,18 @@ impl KeyRegistry {
         &self.anchors
     }
 
+    /// Returns the receiver of every refused record since the registry was built (the first
+    /// call; later calls get the refusals from then on). At most [`REFUSALS_BUFFERED`] wait
+    /// unread; a slower reader is told how many it missed (`RecvError::Lagged`), and every
+    /// refusal is counted and logged regardless.
+    pub fn refusals(&self) -> tokio::sync::broadcast::Receiver<Arc<RefusedKeyRecord>> {
+        self.first_refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| self.refusals.subscribe())
+    }
+
     /// Checks one keys-topic record as read (record key, value, administrator signature
     /// headers) and returns the administrator who signed it, `None` for an unsigned record
     /// accepted in the migration window.
@@ -584,6 +616,7 @@ impl KeyRegistry {
         let record = RawKeyRecord {
             partition: 0,
             offset: 0,
+            timestamp_ms: None,
             key: Some(record_key.to_vec()),
             value: value.map(<[u8]>::to_vec),
             admin_key_id: admin_key_id.map(<[u8]>::to_vec),
@@ -862,6 +895,8 @@ pub struct RawKeyRecord {
     pub partition: i32,
     /// Offset read from.
     pub offset: i64,
+    /// The record's timestamp, ms.
+    pub timestamp_ms: Option<i64>,
     /// Record key (the key id).
     pub key: Option<Vec<u8>>,
     /// Value; `None` for a tombstone.
@@ -882,6 +917,7 @@ impl RawKeyRecord {
         Self {
             partition: msg.partition(),
             offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
             key: msg.key().map(<[u8]>::to_vec),
             value: msg.payload().map(<[u8]>::to_vec),
             admin_key_id: header(ADMIN_KEY_ID),
@@ -1015,6 +1051,11 @@ async fn apply_checked(
                 refused: &refused,
             }
             .emit();
+            // No reader is not an error: the refusal is counted and logged above.
+            let _ = registry.refusals.send(Arc::new(RefusedKeyRecord {
+                record: r.clone(),
+                refused,
+            }));
         }
     }
 }

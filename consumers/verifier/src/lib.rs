@@ -36,7 +36,7 @@ use vigil_topology::Telemetry;
 pub use config::{ConfigError, VerifierConfig};
 pub use internal_events::VerifierMetrics;
 pub use nonce::{NonceCache, NonceCheck};
-pub use service::{STATE_HEADER, Verdict, Verifier};
+pub use service::{KEY_RECORD_REFUSED, STATE_HEADER, Verdict, Verifier};
 pub use signature::SignatureChecker;
 
 /// Why the verifier could not start or had to stop.
@@ -73,6 +73,8 @@ pub enum VerifierError {
 
 /// Builds the handler: registers the verified schema, loads the key registry (waiting until it
 /// holds every key written before start), and prepares the producer and the replay memory.
+/// The returned task follows the key registry and reports its refused records on the verified
+/// topic; abort it when the verifier stops.
 pub async fn build(
     config: &VerifierConfig,
     telemetry: &Telemetry,
@@ -143,7 +145,26 @@ pub async fn build(
         metrics,
         origin_hasher: RandomState::new(),
     };
-    Ok((Arc::new(verifier), registry_task))
+    let verifier = Arc::new(verifier);
+    let reporter = tokio::spawn(report_refusals(verifier.clone(), config.keys_topic.clone()));
+    // One handle for both background tasks: aborting it stops the registry and the reporter.
+    let background = AbortOnDrop(vec![registry_task, reporter]);
+    let task = tokio::spawn(async move {
+        let _background = background;
+        std::future::pending::<()>().await;
+    });
+    Ok((verifier, task))
+}
+
+/// Aborts its tasks when dropped (when the task holding it is aborted).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// Runs the verifier until `shutdown` resolves. Readiness (`/readyz`) turns on only once the
@@ -164,6 +185,33 @@ pub async fn run(
     let result = runtime.run(verifier, shutdown).await;
     registry_task.abort();
     Ok(result?)
+}
+
+/// Publishes every record the key registry refuses as a verdict on the verified topic
+/// ([`Verifier::report_refused`]), for as long as the verifier runs.
+async fn report_refusals(verifier: Arc<Verifier>, keys_topic: String) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut refusals = verifier.registry.refusals();
+    loop {
+        match refusals.recv().await {
+            Ok(r) => {
+                if let Err(e) = verifier.report_refused(&keys_topic, &r).await {
+                    tracing::warn!(
+                        partition = r.record.partition,
+                        offset = r.record.offset,
+                        error = e,
+                        "refused key record not reported on the verified topic (it is counted \
+                         and logged)"
+                    );
+                }
+            }
+            Err(RecvError::Lagged(missed)) => tracing::warn!(
+                missed,
+                "refused key records not reported on the verified topic (counted and logged)"
+            ),
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 impl Verifier {

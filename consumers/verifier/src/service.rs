@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use vigil_consumer::key_registry::{KeyDecision, KeyRegistry, KeyView, decide};
+use vigil_consumer::key_registry::{KeyDecision, KeyRegistry, KeyView, RefusedKeyRecord, decide};
 use vigil_consumer::{HandleError, Handler, InboundRecord, Outcome, Turn};
 use vigil_schemas::ErrorChain;
 use vigil_schemas::codec::WriterSchema;
@@ -223,17 +223,7 @@ impl Verifier {
         derived: &[(&'static str, Vec<u8>)],
         value: Vec<u8>,
     ) -> Result<DeliveryFuture, HandleError> {
-        let mut hdrs = OwnedHeaders::new_with_capacity(derived.len() + 1);
-        for (name, v) in derived {
-            hdrs = hdrs.insert(Header {
-                key: name,
-                value: Some(v),
-            });
-        }
-        hdrs = hdrs.insert(Header {
-            key: STATE_HEADER,
-            value: Some(state.as_str()),
-        });
+        let hdrs = verdict_headers(derived, state);
         let mut out = FutureRecord::<[u8], Vec<u8>>::to(&self.verified_topic)
             .payload(&value)
             .headers(hdrs);
@@ -257,6 +247,120 @@ impl Verifier {
                 }
             }
         }
+    }
+}
+
+/// The headers of a verified record: `derived` from the verified event, then the verdict.
+fn verdict_headers(derived: &[(&'static str, Vec<u8>)], state: SignatureState) -> OwnedHeaders {
+    let mut hdrs = OwnedHeaders::new_with_capacity(derived.len() + 1);
+    for (name, v) in derived {
+        hdrs = hdrs.insert(Header {
+            key: name,
+            value: Some(v),
+        });
+    }
+    hdrs.insert(Header {
+        key: STATE_HEADER,
+        value: Some(state.as_str()),
+    })
+}
+
+/// `activity_name` of the event that reports a refused key registry record.
+pub const KEY_RECORD_REFUSED: &str = "key_record_refused";
+
+impl Verifier {
+    /// Publishes a refused key registry record as a verdict on the verified topic: a
+    /// `key_lifecycle` / [`KEY_RECORD_REFUSED`] event judged `untrusted`, carrying the refused
+    /// bytes and headers, so the correlator alerts on it and the audit trail keeps it. Its
+    /// event id is derived from where the record sits, so every instance and every restart
+    /// reports the same event.
+    pub(crate) async fn report_refused(
+        &self,
+        keys_topic: &str,
+        r: &RefusedKeyRecord,
+    ) -> Result<(), String> {
+        use sha2::Digest;
+        let rec = &r.record;
+        let key_id = String::from_utf8_lossy(rec.key.as_deref().unwrap_or_default()).into_owned();
+        let admin = rec.admin_key_id.as_deref().map(|a| {
+            String::from_utf8_lossy(a)
+                .chars()
+                .take(128)
+                .collect::<String>()
+        });
+        let place = format!("{keys_topic}/{}/{}", rec.partition, rec.offset);
+        let digest = sha2::Sha256::digest(format!("vigil-key-record-refused\n{place}"));
+        let mut id = [0_u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        let mut event = VerificationEvent::new(
+            EventClass::KeyLifecycle,
+            KEY_RECORD_REFUSED,
+            vigil_schemas::model::Status::Failure,
+            vigil_schemas::model::Producer::new(
+                vigil_schemas::model::Platform::Other,
+                env!("CARGO_PKG_VERSION"),
+                "vigil-verifier",
+            ),
+        )
+        .with_severity(vigil_schemas::model::Severity::High)
+        .with_subject(
+            vigil_schemas::model::Subject::principal(admin.clone().unwrap_or_default())
+                .with_key_id(key_id.clone()),
+        )
+        .with_message(format!(
+            "key registry record {place} for {key_id:?} refused: {}",
+            r.refused
+        ))
+        .with_attribute("reason", r.refused.reason())
+        .with_attribute("detail", r.refused.to_string())
+        .with_attribute("keys_topic", keys_topic)
+        .with_attribute("partition", rec.partition.to_string())
+        .with_attribute("offset", rec.offset.to_string())
+        .with_attribute("admin_key_id", admin.clone().unwrap_or_default());
+        event.event_id = uuid::Builder::from_random_bytes(id).into_uuid();
+        if let Some(ms) = rec.timestamp_ms {
+            event.occurred_at = ms.saturating_mul(1_000);
+        }
+        let value = rec.value.as_deref().unwrap_or_default();
+        let kept = if value.len() <= self.max_value_bytes {
+            value
+        } else {
+            &[]
+        };
+        let verdict = VerifiedEvent {
+            event,
+            state: SignatureState::Untrusted,
+            reason: Some(format!(
+                "key registry record refused ({})",
+                r.refused.reason()
+            )),
+            verified_at: now_micros(),
+            verifier: self.verifier_id.clone(),
+            key_id: admin,
+            signed_value: kept.to_vec(),
+            signature: rec.signature.clone().unwrap_or_default(),
+            origin_topic: keys_topic.to_owned(),
+            origin_partition: rec.partition,
+            origin_offset: rec.offset,
+            key_emergency: false,
+        };
+        let encoded = self
+            .verified_codec
+            .encode_framed(self.verified_schema, &verdict)
+            .map_err(|e| format!("encode: {}", ErrorChain(&e)))?;
+        let hdrs = verdict_headers(
+            &headers::event_headers(&verdict.event),
+            SignatureState::Untrusted,
+        );
+        let record = FutureRecord::<str, Vec<u8>>::to(&self.verified_topic)
+            .key(&key_id)
+            .payload(&encoded)
+            .headers(hdrs);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| format!("publish: {e}"))
     }
 }
 

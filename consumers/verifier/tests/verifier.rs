@@ -513,10 +513,35 @@ async fn forged_key_records_written_by_any_kafka_client_are_refused_and_counted(
     for r in &sent {
         send_signed(&p, &topics.raw, r).await;
     }
+    // Every verdict, and the verifier's report of each refused record.
     let reads = Reader::new(&topics.verified)
-        .read(sent.len(), Duration::from_secs(30))
+        .read(sent.len() + 4, Duration::from_secs(30))
         .await;
     let verdicts = by_event_id(&reads);
+    let mut refusals: Vec<String> = verdicts
+        .values()
+        .filter(|v| v.event.activity_name == vigil_verifier::KEY_RECORD_REFUSED)
+        .map(|v| {
+            assert_eq!(v.event.class_uid, vigil_schemas::EventClass::KeyLifecycle);
+            assert_eq!(v.state, SignatureState::Untrusted);
+            assert_eq!(v.origin_topic, keys.topic());
+            format!(
+                "{}:{}",
+                v.event.subject.key_id.as_deref().unwrap_or_default(),
+                v.event.attributes["reason"]
+            )
+        })
+        .collect();
+    refusals.sort();
+    assert_eq!(
+        refusals,
+        [
+            "k-attacker:unsigned",
+            "k-stolen:stale_version",
+            "payments-api:unknown_admin",
+            "payments-api:unsigned"
+        ]
+    );
     let state = |r: &vigil_schemas::SignedRecord| {
         verdicts[&decode_verified_value(&r.value).event_id.to_string()].state
     };

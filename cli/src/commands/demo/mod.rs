@@ -80,6 +80,9 @@ const BRUTE_FORCE_EVENTS: u64 = 8;
 const REVOKED_EVENTS: u64 = 3;
 /// Events signed by a key nobody registered.
 const UNKNOWN_KEY_EVENTS: u64 = 2;
+/// Forged (unsigned) key registry records the attacker writes; the verifier refuses each and
+/// reports it as an `untrusted` verdict.
+const FORGED_KEY_RECORDS: u64 = 1;
 /// Key operation events the administrators sign: one registration per platform key, the plan's
 /// approval, the revocation of the js key.
 const KEY_EVENTS: u64 = PLATFORMS.len() as u64 + 2;
@@ -88,8 +91,9 @@ const POISON_RECORDS: u64 = 1;
 /// Events of the cross-platform trace: one failed login per platform.
 const TRACE_HOPS: u64 = 3;
 /// Alert rules the scripted attacks and the cross-platform trace must fire.
-const EXPECTED_RULES: [(&str, &str); 4] = [
+const EXPECTED_RULES: [(&str, &str); 5] = [
     ("brute_force", "vigil-bad-signature-per-key"),
+    ("forged_key_record", "vigil-key-record-refused"),
     ("revoked_key", "vigil-key-used-after-revocation"),
     ("replayed_nonce", "vigil-replayed-nonce"),
     ("cross_platform_trace", "vigil-auth-failure-cross-platform"),
@@ -105,7 +109,7 @@ const SOC_QUERIES: [&str; 3] = [
 ];
 
 /// The built-in rule pack, embedded so the demo runs from any directory.
-const RULES: [(&str, &str); 6] = [
+const RULES: [(&str, &str); 7] = [
     (
         "cross-platform-auth.yml",
         include_str!("../../../../rules/cross-platform-auth.yml"),
@@ -113,6 +117,10 @@ const RULES: [(&str, &str); 6] = [
     (
         "key-revocation.yml",
         include_str!("../../../../rules/key-revocation.yml"),
+    ),
+    (
+        "key-registry.yml",
+        include_str!("../../../../rules/key-registry.yml"),
     ),
     (
         "key-rotation.yml",

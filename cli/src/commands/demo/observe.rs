@@ -19,8 +19,8 @@ use vigil_schemas::{Alert, Codec, VerifiedEvent};
 
 use super::report::count_by;
 use super::{
-    BRUTE_FORCE_EVENTS, DEMO_PARTITIONS, Demo, EXPECTED_RULES, KEY_EVENTS, PLATFORMS,
-    POISON_RECORDS, REVOKED_EVENTS, TRACE_HOPS, UNKNOWN_KEY_EVENTS,
+    BRUTE_FORCE_EVENTS, DEMO_PARTITIONS, Demo, EXPECTED_RULES, FORGED_KEY_RECORDS, KEY_EVENTS,
+    PLATFORMS, POISON_RECORDS, REVOKED_EVENTS, TRACE_HOPS, UNKNOWN_KEY_EVENTS,
 };
 
 /// One verdict read back from the verified topic.
@@ -228,7 +228,7 @@ impl Demo {
             ("valid", n + 1 + TRACE_HOPS + KEY_EVENTS),
             ("bad", BRUTE_FORCE_EVENTS + 1),
             ("revoked", REVOKED_EVENTS),
-            ("untrusted", UNKNOWN_KEY_EVENTS),
+            ("untrusted", UNKNOWN_KEY_EVENTS + FORGED_KEY_RECORDS),
         ]
         .into_iter()
         .collect();

@@ -25,8 +25,8 @@ use vigil_schemas::{
 
 use super::sdk::JobReport;
 use super::{
-    BRUTE_FORCE_EVENTS, Demo, PLATFORMS, POISON_RECORDS, PlatformSpec, REVOKED_EVENTS, TRACE_HOPS,
-    UNKNOWN_KEY_EVENTS,
+    BRUTE_FORCE_EVENTS, Demo, FORGED_KEY_RECORDS, PLATFORMS, POISON_RECORDS, PlatformSpec,
+    REVOKED_EVENTS, TRACE_HOPS, UNKNOWN_KEY_EVENTS,
 };
 use crate::commands::keys::KeyEvents;
 
@@ -241,6 +241,8 @@ impl Demo {
         )?;
         self.forge_key_record(&producer, rogue.signer().public_key())
             .await?;
+        // The verifier reports the refused record as an `untrusted` verdict of its own.
+        self.add_sent("other", FORGED_KEY_RECORDS);
         for i in 0..UNKNOWN_KEY_EVENTS {
             let e = VerificationEvent::new(
                 EventClass::SignatureVerification,
