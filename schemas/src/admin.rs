@@ -163,6 +163,11 @@ impl TrustAnchors {
         self.keys.keys().map(String::as_str)
     }
 
+    /// Returns every administrator, id and public key, sorted by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PublicKey)> {
+        self.keys.iter().map(|(id, k)| (id.as_str(), k))
+    }
+
     /// Returns how many administrators are trusted.
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -24,7 +24,9 @@ use rdkafka::producer::FutureProducer;
 use vigil_consumer::key_plan::{
     ChangeAction, KeyActivity, KeyChange, KeyManifest, KeyPlan, key_event, plan_event,
 };
-use vigil_consumer::key_registry::{KeyRegistry, KeyRegistryConfig, KeyStatusWriter, KeyView};
+use vigil_consumer::key_registry::{
+    KeyRegistry, KeyRegistryConfig, KeyStatusWriter, KeyView, accepted_at,
+};
 use vigil_schemas::admin::admin_id;
 use vigil_schemas::model::{format_rfc3339, now_micros, parse_rfc3339};
 use vigil_schemas::{
@@ -656,27 +658,15 @@ impl KeyEvents {
 
     /// Signs `event` and returns once the broker acknowledged it.
     pub(crate) async fn send(&self, event: &VerificationEvent) -> anyhow::Result<()> {
-        use rdkafka::message::{Header, OwnedHeaders};
         let record = self.signer.sign(event)?;
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (k, v) in &record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        self.producer
-            .send(
-                rdkafka::producer::FutureRecord::to(&self.topic)
-                    .key(&record.key)
-                    .payload(&record.value)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("writing the key operation event to {}", self.topic))?;
-        Ok(())
+        super::send_signed(
+            &self.producer,
+            &self.topic,
+            &record,
+            Duration::from_secs(30),
+        )
+        .await
+        .context("writing the key operation event")
     }
 }
 
@@ -709,13 +699,8 @@ fn load_anchors(path: Option<&Path>) -> anyhow::Result<TrustAnchors> {
 
 /// Whether a key still accepted at `now` reaches its `not_after` within `window`.
 fn expires_within(s: &KeyStatus, now: i64, window: Duration) -> bool {
-    let accepted = match s.state {
-        KeyState::Active => true,
-        KeyState::Rotated => s.grace_until.is_some_and(|g| now <= g),
-        KeyState::Revoked => false,
-    };
     let window = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-    accepted && s.not_after.is_some_and(|t| t.saturating_sub(now) <= window)
+    accepted_at(s, now) && s.not_after.is_some_and(|t| t.saturating_sub(now) <= window)
 }
 
 fn read_key(path: &PathBuf) -> anyhow::Result<PublicKey> {

@@ -527,10 +527,7 @@ impl KeyHistory {
     /// An empty history trusting `anchors`.
     pub fn new(anchors: &TrustAnchors) -> Self {
         Self {
-            anchors: anchors
-                .ids()
-                .filter_map(|id| Some((id.to_owned(), *anchors.get(id)?)))
-                .collect(),
+            anchors: anchors.iter().map(|(id, k)| (id.to_owned(), *k)).collect(),
             ..Self::default()
         }
     }

@@ -192,6 +192,16 @@ impl KeyView {
     }
 }
 
+/// Whether `status` still lets its key sign at `now`: active, or rotated within its grace
+/// (the keys whose expiry matters).
+pub fn accepted_at(status: &KeyStatus, now: TimestampMicros) -> bool {
+    match status.state {
+        KeyState::Active => true,
+        KeyState::Rotated => status.grace_until.is_some_and(|g| now <= g),
+        KeyState::Revoked => false,
+    }
+}
+
 /// Decides for a key looked up in a registry: `None` (unknown key) is untrusted.
 pub fn decide(
     view: Option<&KeyView>,
@@ -423,9 +433,8 @@ impl KeyRegistry {
     ) -> Self {
         let (loaded, _) = watch::channel(false);
         let administrators = anchors
-            .ids()
-            .filter_map(|id| Some((id, *anchors.get(id)?)))
-            .map(|(id, public_key)| {
+            .iter()
+            .map(|(id, &public_key)| {
                 let status = KeyStatus {
                     reason: Some("trust anchor".into()),
                     ..KeyStatus::active(id, &public_key, i64::MIN, id)
@@ -721,12 +730,7 @@ impl KeyRegistry {
         let mut counts = [0_i64; EXPIRY_WINDOWS.len() + 2];
         for v in read(&self.keys).values() {
             let s = &v.status;
-            let accepted = match s.state {
-                KeyState::Active => true,
-                KeyState::Rotated => s.grace_until.is_some_and(|g| now <= g),
-                KeyState::Revoked => false,
-            };
-            if !accepted {
+            if !accepted_at(s, now) {
                 continue;
             }
             let slot = match s.not_after {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use vigil_consumer::key_plan::{KeyActivity, key_event};
@@ -331,24 +330,9 @@ impl Demo {
     }
 }
 
+/// Sends a signed record to `topic`, waiting up to 20 s for the acknowledgement.
 async fn send_signed(p: &FutureProducer, topic: &str, r: &SignedRecord) -> anyhow::Result<()> {
-    let mut headers = OwnedHeaders::new();
-    for (k, v) in &r.headers {
-        headers = headers.insert(Header {
-            key: k.as_str(),
-            value: Some(v.as_slice()),
-        });
-    }
-    p.send(
-        FutureRecord::to(topic)
-            .key(&r.key)
-            .payload(&r.value)
-            .headers(headers),
-        Duration::from_secs(20),
-    )
-    .await
-    .map_err(|(e, _)| anyhow!("sending to {topic}: {e}"))?;
-    Ok(())
+    crate::commands::send_signed(p, topic, r, Duration::from_secs(20)).await
 }
 
 /// A normal event of platform `p` (index `platform_idx`), the `i`-th of its traffic.
